@@ -1,0 +1,32 @@
+# Two entry points, each complete on a fresh machine:
+#   make demo  - install ccobs into .venv and run the demo (mock upstream, proxy, load generator)
+#   make test  - install test dependencies and the Debian binaries, then run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint install debian-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+debian-deps:
+	scripts/install-debian-deps.sh
+
+demo: install
+	$(BIN)/ccobs demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install debian-deps lint
+	$(BIN)/python -m pytest

@@ -1,0 +1,186 @@
+"""A pure ASGI middleware: request id, request context, and request metrics by route template.
+
+Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``, because that one
+buffers nothing but runs the app in a separate task and breaks context
+variables and streaming back-pressure; this one only wraps ``send``, so a
+streamed response flows through untouched and the duration and active gauge
+cover it up to its last byte.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Collection
+
+import anyio.to_thread
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ccobs.context import RequestContext, request_context
+from ccobs.metrics import PrometheusMetrics
+from ccobs.pusher import BackgroundPusher
+from ccobs.storage import AccessLogStorage
+
+logger = structlog.get_logger("ccobs.asgi")
+
+REQUEST_ID_HEADER = "x-request-id"
+DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/livez", "/readyz")
+UNMATCHED_ENDPOINT = "unmatched"
+"""The ``endpoint`` label of requests no route matched, so scans cannot add series."""
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def accept_request_id(value: str | None) -> str:
+    """The client's request id when it is safe to log and echo, else a new one.
+
+    Bounded length and a small character set keep a client from forging log
+    lines (newlines, quotes) or bloating every line it touches.
+    """
+    if value is not None and _VALID_REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/items/{id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ENDPOINT
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            try:
+                return str(value.decode("latin-1"))
+            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+                return None
+    return None
+
+
+class _ResponseState:
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+
+class ObservabilityMiddleware:
+    """Instruments every HTTP request except ``skip_paths``.
+
+    Handlers enrich the record through ``ccobs.context.current_request_context()``:
+    ``model`` and ``service_type`` become labels, ``error_type`` names the
+    error of a failed request (otherwise the exception class or ``http_<status>``
+    is used), and everything else goes to the access-log line and record.
+    On lifespan startup it starts ``pusher``; on shutdown it stops it with a
+    final push and, under multiprocess mode, marks this worker dead so the
+    active-requests gauge sums live workers only.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: PrometheusMetrics,
+        *,
+        service_type: str = "proxy_service",
+        skip_paths: Collection[str] = DEFAULT_SKIP_PATHS,
+        storage: AccessLogStorage | None = None,
+        pusher: BackgroundPusher | None = None,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.service_type = service_type
+        self.skip_paths = frozenset(skip_paths)
+        self.storage = storage
+        self.pusher = pusher
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.skip_paths:
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = accept_request_id(_header(scope, b"x-request-id"))
+        echoed = (REQUEST_ID_HEADER.encode(), request_id.encode())
+        state = _ResponseState()
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state.status = message["status"]
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        method = scope.get("method", "GET")
+        async with request_context(
+            request_id,
+            storage=self.storage,
+            metrics=self.metrics,
+            method=method,
+            path=scope["path"],
+        ) as ctx:
+            try:
+                await self.app(scope, receive, send_with_request_id)
+            except BaseException as exc:
+                self._record(ctx, scope, method, state, exc)
+                raise
+            self._record(ctx, scope, method, state, None)
+
+    def _record(
+        self,
+        ctx: RequestContext,
+        scope: Scope,
+        method: str,
+        state: _ResponseState,
+        exc: BaseException | None,
+    ) -> None:
+        endpoint = route_template(scope)
+        # An exception before the response started becomes the server's 500.
+        status = state.status if state.status is not None else 500
+        metadata = ctx.metadata
+        model = metadata.get("model")
+        service_type = metadata.setdefault("service_type", self.service_type)
+        error_type = metadata.get("error_type")
+        if error_type is None and exc is not None:
+            error_type = type(exc).__name__
+        if error_type is None and status >= 400:
+            error_type = f"http_{status}"
+        ctx.add_metadata(endpoint=endpoint, status=status)
+        if error_type is not None:
+            ctx.add_metadata(error_type=error_type)
+        metrics = self.metrics
+        metrics.record_request(method, endpoint, model, status, service_type)
+        metrics.record_response_time(ctx.duration_seconds, model, endpoint, service_type)
+        if error_type is not None:
+            metrics.record_error(error_type, endpoint, model, service_type)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_and_start() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self.pusher is not None:
+                self.pusher.start()
+            return message
+
+        async def send_after_shutdown(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self._shutdown()
+            await send(message)
+
+        await self.app(scope, receive_and_start, send_after_shutdown)
+
+    async def _shutdown(self) -> None:
+        pusher = self.pusher
+        if pusher is not None:
+            await anyio.to_thread.run_sync(pusher.stop)
+        if self.metrics.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                os.getpid(), self.metrics.multiprocess_dir
+            )

@@ -1,0 +1,140 @@
+"""The catalogue of every metric ccobs emits: names, types, labels and help.
+
+This module is the single source of truth for metric names. The metrics
+collector, the dashboards, the alert rules, the README table and the tests all
+read it, so a renamed metric cannot drift between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+DEFAULT_NAMESPACE = "ccproxy"
+
+TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
+COST_TYPES: tuple[str, ...] = ("input", "output", "cache", "total")
+
+UNKNOWN = "unknown"
+"""Label value recorded when a caller passes no model or service type."""
+OTHER = "other"
+"""Label value that absorbs values past a label's cardinality bound."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family as exposed: `name` is the suffix after the namespace."""
+
+    name: str
+    kind: MetricKind
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+    def full_name(self, namespace: str = DEFAULT_NAMESPACE) -> str:
+        """The exposed family name, e.g. ``ccproxy_requests_total``."""
+        return f"{namespace}_{self.name}"
+
+
+REQUESTS = MetricSpec(
+    "requests_total",
+    "counter",
+    "Requests served, by method, route template, model, HTTP status and service type.",
+    ("method", "endpoint", "model", "status", "service_type"),
+)
+RESPONSE_DURATION = MetricSpec(
+    "response_duration_seconds",
+    "histogram",
+    "Time from request start to the last byte of the response.",
+    ("model", "endpoint", "service_type"),
+)
+TIME_TO_FIRST_TOKEN = MetricSpec(
+    "time_to_first_token_seconds",
+    "histogram",
+    "Time from request start to the first generated token of a streaming response.",
+    ("model", "endpoint", "service_type"),
+)
+TOKENS = MetricSpec(
+    "tokens_total",
+    "counter",
+    "Tokens processed, by type (input, output, cache_read, cache_write) and model.",
+    ("type", "model", "service_type"),
+)
+COST = MetricSpec(
+    "cost_usd_total",
+    "counter",
+    "Cost in US dollars, by model and cost type (input, output, cache, total).",
+    ("model", "cost_type", "service_type"),
+)
+ERRORS = MetricSpec(
+    "errors_total",
+    "counter",
+    "Failed requests, by error type, route template and model.",
+    ("error_type", "endpoint", "model", "service_type"),
+)
+ACTIVE_REQUESTS = MetricSpec(
+    "active_requests",
+    "gauge",
+    "Requests in flight (summed over live worker processes).",
+)
+INFO = MetricSpec(
+    "info",
+    "gauge",
+    "Always 1; labels describe the running ccobs and Python versions.",
+    ("version", "python_version", "platform"),
+)
+PUSHES = MetricSpec(
+    "pushes_total",
+    "counter",
+    "Metric pushes to Pushgateway or VictoriaMetrics, by protocol and outcome "
+    "(success, or failure, which includes pushes skipped while the circuit breaker is open).",
+    ("protocol", "outcome"),
+)
+LABEL_OVERFLOWS = MetricSpec(
+    "label_overflows_total",
+    "counter",
+    "Label values folded into 'other' because the label reached its cardinality bound.",
+    ("label",),
+)
+REJECTED_VALUES = MetricSpec(
+    "rejected_values_total",
+    "counter",
+    "Recorded values refused because they were negative, NaN or infinite.",
+    ("metric",),
+)
+
+ALL_METRICS: tuple[MetricSpec, ...] = (
+    REQUESTS,
+    RESPONSE_DURATION,
+    TIME_TO_FIRST_TOKEN,
+    TOKENS,
+    COST,
+    ERRORS,
+    ACTIVE_REQUESTS,
+    INFO,
+    PUSHES,
+    LABEL_OVERFLOWS,
+    REJECTED_VALUES,
+)
+
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+)  # fmt: skip
+"""Response duration buckets: LLM calls range from sub-second to many minutes."""
+
+DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+"""Time-to-first-token buckets: dense around the 0.2-3 s where streams usually start."""
+
+
+def metrics_table_markdown(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The README's metric table: name, type, labels, meaning."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in ALL_METRICS:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "(none)"
+        rows.append(
+            f"| `{spec.full_name(namespace)}` | {spec.kind} | {labels} | {spec.documentation} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,254 @@
+"""Request context: timing, correlated logging and the active-requests gauge for one request.
+
+``request_context`` binds the request id in structlog's context variables, so
+every log line inside the block carries it, including lines from tasks
+spawned inside it (asyncio copies context variables into new tasks). Its
+start, success and error events carry accurate timing, and the success or
+error line, with every piece of metadata the handler added, is the request's
+access-log line.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from ccobs.storage import AccessLogRecord, AccessLogStorage
+
+_RESERVED_KEYS = frozenset({"event", "request_id", "duration_ms", "exc_info"})
+_ERROR_MESSAGE_MAX = 500
+
+_current_context: ContextVar[RequestContext | None] = ContextVar(
+    "ccobs_request_context", default=None
+)
+
+
+def _check_keys(keys: Any) -> None:
+    reserved = _RESERVED_KEYS.intersection(keys)
+    if reserved:
+        raise ValueError(f"context keys {sorted(reserved)} are reserved by ccobs")
+
+
+@dataclass
+class RequestContext:
+    """One request's id, start time (``time.perf_counter()``), logger and metadata."""
+
+    request_id: str
+    start_time: float
+    logger: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+    storage: Any | None = None
+
+    @property
+    def duration_seconds(self) -> float:
+        return time.perf_counter() - self.start_time
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_seconds * 1000.0
+
+    def add_metadata(self, **kwargs: Any) -> None:
+        """Add fields to the request's final log line and access-log record."""
+        _check_keys(kwargs)
+        self.metadata.update(kwargs)
+
+    def log_event(self, event: str, **kwargs: Any) -> None:
+        """Log an event within the request, with the time elapsed so far."""
+        self.logger.info(event, duration_ms=round(self.duration_ms, 3), **kwargs)
+
+
+def current_request_context() -> RequestContext | None:
+    """The innermost active request context in this task, if any.
+
+    Lets a handler deep in the call stack add metadata (model, tokens, cost)
+    without the context being passed down explicitly.
+    """
+    return _current_context.get()
+
+
+@asynccontextmanager
+async def request_context(
+    request_id: str | None = None,
+    storage: AccessLogStorage | None = None,
+    metrics: Any | None = None,
+    **initial_context: Any,
+) -> AsyncIterator[RequestContext]:
+    """Track one request from start to end, with timing and correlated logging.
+
+    Logs ``request_start`` (debug), then ``request_success`` or ``request_error``
+    with ``duration_ms`` and all metadata; re-raises any error. With
+    ``metrics``, holds the active-requests gauge for the duration of the
+    block. With ``storage``, hands one :class:`AccessLogRecord` to it on exit.
+    """
+    _check_keys(initial_context)
+    request_id = request_id or uuid.uuid4().hex
+    started_at = datetime.now(UTC)
+    log = structlog.get_logger("ccobs.request").bind(**initial_context)
+    ctx = RequestContext(
+        request_id=request_id,
+        start_time=time.perf_counter(),
+        logger=log,
+        metadata=dict(initial_context),
+        storage=storage,
+    )
+    token = _current_context.set(ctx)
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        log.debug("request_start")
+        if metrics is not None:
+            metrics.inc_active_requests()
+        try:
+            yield ctx
+        except BaseException as exc:
+            ctx.metadata.setdefault("error_type", type(exc).__name__)
+            fields = dict(ctx.metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
+            fields["duration_ms"] = round(ctx.duration_ms, 3)
+            # Tracebacks for real faults; a cancellation (client gone) needs none.
+            log.error("request_error", exc_info=isinstance(exc, Exception), **fields)
+            raise
+        else:
+            log.info("request_success", **dict(ctx.metadata, duration_ms=round(ctx.duration_ms, 3)))
+        finally:
+            duration_ms = ctx.duration_ms
+            if metrics is not None:
+                metrics.dec_active_requests()
+            _current_context.reset(token)
+            if storage is not None:
+                _store(storage, request_id, started_at, duration_ms, ctx.metadata)
+
+
+def _store(
+    storage: AccessLogStorage,
+    request_id: str,
+    started_at: datetime,
+    duration_ms: float,
+    metadata: dict[str, Any],
+) -> None:
+    try:
+        storage.store(AccessLogRecord.from_metadata(request_id, started_at, duration_ms, metadata))
+    except Exception:  # storage must never fail a request
+        structlog.get_logger("ccobs.request").exception("access_log_store_failed")
+
+
+@asynccontextmanager
+async def timed_operation(
+    operation_name: str, request_id: str | None = None, **context: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """Time one step of a request (an upstream call, a parse) and log its duration.
+
+    Yields a dict: the caller may add fields to it, which appear on the
+    ``operation_success`` / ``operation_error`` line; ``duration_ms`` is set in
+    it when the block ends.
+    """
+    bound = dict(context, operation=operation_name)
+    if request_id is not None:
+        bound["request_id"] = request_id
+    log = structlog.get_logger("ccobs.operation").bind(**bound)
+    start = time.perf_counter()
+    op: dict[str, Any] = {
+        "operation_name": operation_name,
+        "request_id": request_id,
+        "start_time": start,
+        "logger": log,
+    }
+    reserved = set(op) | {"duration_ms"}
+    log.debug("operation_start")
+    try:
+        yield op
+    except BaseException as exc:
+        op["duration_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
+        extra = {k: v for k, v in op.items() if k not in reserved}
+        log.error(
+            "operation_error",
+            duration_ms=op["duration_ms"],
+            error_type=type(exc).__name__,
+            error_message=str(exc)[:_ERROR_MESSAGE_MAX],
+            **extra,
+        )
+        raise
+    else:
+        op["duration_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
+        extra = {k: v for k, v in op.items() if k not in reserved}
+        log.info("operation_success", duration_ms=op["duration_ms"], **extra)
+
+
+class ContextTracker:
+    """The requests in flight in this process, by request id.
+
+    Contexts are removed when their block ends, whatever happens in it; the
+    ``max_contexts`` bound only matters if a caller adds without removing.
+    """
+
+    def __init__(self, max_contexts: int = 10_000) -> None:
+        self.max_contexts = max_contexts
+        self._contexts: dict[str, RequestContext] = {}
+        self._lock = threading.Lock()
+
+    def add_context(self, ctx: RequestContext) -> bool:
+        """Track ``ctx``; False (and not tracked) once ``max_contexts`` are tracked."""
+        with self._lock:
+            if len(self._contexts) >= self.max_contexts and ctx.request_id not in self._contexts:
+                return False
+            self._contexts[ctx.request_id] = ctx
+            return True
+
+    def remove_context(self, request_id: str) -> RequestContext | None:
+        with self._lock:
+            return self._contexts.pop(request_id, None)
+
+    def get_context(self, request_id: str) -> RequestContext | None:
+        with self._lock:
+            return self._contexts.get(request_id)
+
+    def get_active_count(self) -> int:
+        with self._lock:
+            return len(self._contexts)
+
+    def get_active_contexts(self) -> list[RequestContext]:
+        with self._lock:
+            return list(self._contexts.values())
+
+
+_tracker: ContextTracker | None = None
+_tracker_lock = threading.Lock()
+
+
+def get_context_tracker() -> ContextTracker:
+    """Get or create the process-wide context tracker."""
+    global _tracker
+    with _tracker_lock:
+        if _tracker is None:
+            _tracker = ContextTracker()
+        return _tracker
+
+
+def reset_context_tracker() -> None:
+    """Forget the process-wide tracker (mainly for tests)."""
+    global _tracker
+    with _tracker_lock:
+        _tracker = None
+
+
+@asynccontextmanager
+async def tracked_request_context(
+    request_id: str | None = None, **initial_context: Any
+) -> AsyncIterator[RequestContext]:
+    """``request_context`` that also registers the request in the global context tracker.
+
+    ``storage=`` and ``metrics=`` pass through to ``request_context``.
+    """
+    async with request_context(request_id, **initial_context) as ctx:
+        tracker = get_context_tracker()
+        tracker.add_context(ctx)
+        try:
+            yield ctx
+        finally:
+            tracker.remove_context(ctx.request_id)

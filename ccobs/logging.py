@@ -1,0 +1,213 @@
+"""Structured logging: one JSON object per line, ours and every library's alike.
+
+:func:`configure_logging` points structlog at the standard library and hangs a
+single :class:`structlog.stdlib.ProcessorFormatter` handler on the root logger.
+Lines from structlog loggers, from plain ``logging`` loggers and from uvicorn
+all run through the same processors, so a log pipeline (Loki, CloudWatch,
+``jq``) sees one shape: ``timestamp``, ``level``, ``logger``, ``event``, the
+request id bound with :mod:`structlog.contextvars`, formatted exceptions, and
+never a credential: :func:`redact_event` is the last step before rendering.
+
+Run uvicorn with ``log_config=None`` after calling :func:`configure_logging`,
+otherwise it installs its own handlers again when the server starts.
+"""
+
+from __future__ import annotations
+
+import logging as stdlib_logging
+import sys
+import time
+from typing import Final, TextIO, cast
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from ccobs.redaction import redact
+
+__all__ = [
+    "FORMATS",
+    "LEVELS",
+    "UVICORN_LOGGERS",
+    "add_timestamp",
+    "configure_logging",
+    "drop_color_message",
+    "get_logger",
+    "order_keys",
+    "redact_event",
+]
+
+FORMATS: Final[tuple[str, ...]] = ("auto", "json", "console")
+LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+UVICORN_LOGGERS: Final[tuple[str, ...]] = ("uvicorn", "uvicorn.error", "uvicorn.access")
+"""Loggers uvicorn configures with handlers of its own; ours replace them."""
+
+_FIRST_KEYS: Final = ("timestamp", "level", "logger", "event")
+
+
+class _CcobsHandler(stdlib_logging.StreamHandler[TextIO]):
+    """The root handler :func:`configure_logging` installs.
+
+    A class of its own so a second call can find and replace it without
+    touching handlers that belong to someone else (pytest's capture handlers,
+    an application's file handler).
+    """
+
+
+# --- processors -------------------------------------------------------------
+
+
+def add_timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``timestamp``: UTC, ISO 8601, exactly milliseconds, ``Z`` suffix.
+
+    Millisecond precision with a fixed width sorts lexically and parses in
+    every log backend; ``Z`` rather than ``+00:00`` because that is what
+    Loki, Elasticsearch and ``jq``'s ``fromdate`` expect. Lines from the
+    standard library use the record's creation time, not the time the
+    formatter happened to run.
+    """
+    record = event_dict.get("_record")
+    now = record.created if isinstance(record, stdlib_logging.LogRecord) else time.time()
+    seconds = int(now)
+    millis = int((now - seconds) * 1000)
+    event_dict["timestamp"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    )
+    return event_dict
+
+
+def drop_color_message(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Drop uvicorn's ``color_message`` extra: ANSI codes duplicating ``event``."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+def order_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Put ``timestamp``, ``level``, ``logger``, ``event`` first.
+
+    JSON consumers don't care, but people reading raw lines (``kubectl
+    logs``) find the same four fields in the same place on every line.
+    """
+    ordered = {key: event_dict.pop(key) for key in _FIRST_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Remove credentials from every key and value of the event.
+
+    Runs last before rendering so it also sees what earlier processors made,
+    formatted exception text in particular, which routinely echoes request
+    headers or URLs. Values the renderer would ``repr`` are redacted as that
+    repr (``stringify=True``): an exception object passed as a value must not
+    smuggle a key past the filter.
+    """
+    return cast(EventDict, redact(event_dict, stringify=True))
+
+
+# --- configuration ----------------------------------------------------------
+
+
+def _shared_processors() -> list[Processor]:
+    """Processors both paths run: structlog calls and foreign stdlib records."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        add_timestamp,
+        structlog.processors.StackInfoRenderer(),
+        # Formatted here, before the formatter, so exception text exists as a
+        # string for redact_event to clean, in both renderers.
+        structlog.processors.format_exc_info,
+    ]
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _renderer(fmt: str, stream: TextIO) -> Processor:
+    tty = _is_tty(stream)
+    if fmt == "console" or (fmt == "auto" and tty):
+        # Colours only on a terminal: escape codes in a file are noise.
+        return structlog.dev.ConsoleRenderer(colors=tty, sort_keys=False)
+    return structlog.processors.JSONRenderer()
+
+
+def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
+    normalised = value.upper() if kind == "level" else value.lower()
+    if normalised not in allowed:
+        raise ValueError(f"invalid log {kind} {value!r}; expected one of: {', '.join(allowed)}")
+    return normalised
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Send structlog and standard-library logging through one set of processors.
+
+    ``level`` is a standard level name (any case). ``fmt`` is ``json`` (one
+    object per line), ``console`` (structlog's human renderer) or ``auto``:
+    console when ``stream`` is a terminal, JSON otherwise, so a developer's
+    shell is readable and a container's output is machine-parseable with no
+    flag. ``stream`` defaults to ``sys.stderr`` at call time, keeping stdout
+    free for CLI output.
+
+    Idempotent: a second call replaces the handler the first one installed;
+    other root handlers are left alone. Loggers are not cached on first use,
+    so loggers created before this call pick the configuration up.
+    """
+    level_name = _check_choice("level", level, LEVELS)
+    fmt_name = _check_choice("format", fmt, FORMATS)
+    out = stream if stream is not None else sys.stderr
+
+    shared = _shared_processors()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), drop_color_message],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            order_keys,
+            redact_event,
+            _renderer(fmt_name, out),
+        ],
+    )
+    handler = _CcobsHandler(out)
+    handler.setFormatter(formatter)
+
+    root = stdlib_logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _CcobsHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level_name)
+
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = stdlib_logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(stdlib_logging.NOTSET)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.UnicodeDecoder(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        context_class=dict,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger backed by the standard-library logger ``name``.
+
+    Without a name, the logger is named after the calling module, resolved
+    here once rather than by structlog walking the stack on every call.
+    """
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__", "root")
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,474 @@
+"""Prometheus metrics for an LLM API proxy: requests, latency, tokens, cost and errors.
+
+Every ``record_*`` call sits on the request path, so each one resolves its
+labelled child once per distinct label set and reuses it afterwards, takes no
+lock of its own and does no I/O. Label values pass through bounded guards
+(see ``ccobs.labels``), and values that would corrupt a series (negative, NaN,
+infinite) are refused and logged instead of recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import structlog
+
+from ccobs import __version__
+from ccobs.catalog import (
+    ACTIVE_REQUESTS,
+    COST,
+    COST_TYPES,
+    DEFAULT_NAMESPACE,
+    ERRORS,
+    INFO,
+    LABEL_OVERFLOWS,
+    PUSHES,
+    REJECTED_VALUES,
+    REQUESTS,
+    RESPONSE_DURATION,
+    TIME_TO_FIRST_TOKEN,
+    TOKEN_TYPES,
+    TOKENS,
+    MetricSpec,
+)
+from ccobs.labels import LabelGuard
+from ccobs.settings import ObservabilitySettings
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    PROMETHEUS_AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised in a subprocess test
+    PROMETHEUS_AVAILABLE = False
+
+logger = structlog.get_logger("ccobs.metrics")
+
+MULTIPROC_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_REJECTION_LOG_INTERVAL = 60.0
+
+_LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
+
+
+class _LogThrottle:
+    """Allows one log line per key per interval, so a bad caller cannot flood the logs."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[key] = now
+        return True
+
+
+class PrometheusMetrics:
+    """Prometheus metrics collector for operational monitoring of an LLM proxy.
+
+    ``registry=None`` registers in prometheus_client's default registry.
+    Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``
+    set before prometheus_client is imported) values are written to shared
+    files and :meth:`exposition_registry` aggregates all workers.
+    """
+
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        registry: CollectorRegistry | None = None,
+        pushgateway_client: Any | None = None,
+        *,
+        settings: ObservabilitySettings | None = None,
+    ) -> None:
+        self.settings = settings or ObservabilitySettings(namespace=namespace)
+        self.namespace = namespace
+        self.pushgateway_client = pushgateway_client
+        self._enabled = PROMETHEUS_AVAILABLE
+        self._throttle = _LogThrottle(_REJECTION_LOG_INTERVAL)
+        self._collectors: list[Any] = []
+        self._request_children: dict[tuple[str, ...], Any] = {}
+        self._duration_children: dict[tuple[str, ...], Any] = {}
+        self._ttft_children: dict[tuple[str, ...], Any] = {}
+        self._token_children: dict[tuple[str, ...], Any] = {}
+        self._cost_children: dict[tuple[str, ...], Any] = {}
+        self._error_children: dict[tuple[str, ...], Any] = {}
+        self._misc_children: dict[tuple[str, ...], Any] = {}
+        self._misc_lock = threading.Lock()
+        self._info_labels: tuple[str, ...] | None = None
+        max_length = self.settings.label_value_max_length
+        self._model = LabelGuard(
+            "model",
+            self.settings.model_label_cap,
+            allowlist=self.settings.model_allowlist,
+            max_length=max_length,
+            on_overflow=self._count_overflow,
+        )
+        guards = {
+            name: LabelGuard(name, cap, max_length=max_length, on_overflow=self._count_overflow)
+            for name, cap in _LABEL_CAPS.items()
+        }
+        self._method = guards["method"]
+        self._endpoint = guards["endpoint"]
+        self._status = guards["status"]
+        self._service_type = guards["service_type"]
+        self._error_type = guards["error_type"]
+        if not self._enabled:
+            self.registry = None
+            self.multiprocess_dir = None
+            return
+        self.registry = REGISTRY if registry is None else registry
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV_VAR) or None
+        self._create_collectors()
+        self.update_system_info()
+
+    # -- construction -------------------------------------------------------------------
+
+    def _create_collectors(self) -> None:
+        settings = self.settings
+        try:
+            self._requests = self._counter(REQUESTS)
+            self._duration = self._histogram(RESPONSE_DURATION, settings.duration_buckets)
+            self._ttft = self._histogram(TIME_TO_FIRST_TOKEN, settings.ttft_buckets)
+            self._tokens = self._counter(TOKENS)
+            self._cost = self._counter(COST)
+            self._errors = self._counter(ERRORS)
+            self._active = self._gauge(ACTIVE_REQUESTS, "livesum")
+            self._info = self._gauge(INFO, "max")
+            self._pushes = self._counter(PUSHES)
+            self._overflows = self._counter(LABEL_OVERFLOWS)
+            self._rejected = self._counter(REJECTED_VALUES)
+        except ValueError as exc:
+            self.unregister()
+            raise ValueError(
+                f"ccobs metrics with namespace {self.namespace!r} are already registered in "
+                "this registry; reuse them through get_metrics() or pass another registry "
+                f"(prometheus_client said: {exc})"
+            ) from exc
+
+    def _track(self, collector: Any) -> Any:
+        self._collectors.append(collector)
+        return collector
+
+    def _counter(self, spec: MetricSpec) -> Any:
+        return self._track(
+            Counter(
+                spec.full_name(self.namespace),
+                spec.documentation,
+                spec.labels,
+                registry=self.registry,
+            )
+        )
+
+    def _histogram(self, spec: MetricSpec, buckets: tuple[float, ...]) -> Any:
+        return self._track(
+            Histogram(
+                spec.full_name(self.namespace),
+                spec.documentation,
+                spec.labels,
+                registry=self.registry,
+                buckets=buckets,
+            )
+        )
+
+    def _gauge(self, spec: MetricSpec, multiprocess_mode: Literal["livesum", "max"]) -> Any:
+        return self._track(
+            Gauge(
+                spec.full_name(self.namespace),
+                spec.documentation,
+                spec.labels,
+                registry=self.registry,
+                multiprocess_mode=multiprocess_mode,
+            )
+        )
+
+    def unregister(self) -> None:
+        """Remove exactly the collectors this instance registered."""
+        if self.registry is not None:
+            for collector in self._collectors:
+                self.registry.unregister(collector)
+        self._collectors.clear()
+
+    # -- guards ---------------------------------------------------------------------------
+
+    def _count_overflow(self, label: str) -> None:
+        if self._enabled:
+            self._misc_child(self._overflows, (label,)).inc()
+        if self._throttle.allow("overflow:" + label):
+            logger.warning("label_value_overflow", label=label, recorded_as="other")
+
+    def _misc_child(self, collector: Any, key: tuple[str, ...]) -> Any:
+        cache_key = (collector._name, *key)
+        child = self._misc_children.get(cache_key)
+        if child is None:
+            with self._misc_lock:
+                child = self._misc_children[cache_key] = collector.labels(*key)
+        return child
+
+    def _accept(self, metric: str, value: Any, *, allow_zero: bool = False) -> bool:
+        """True when ``value`` may be recorded; refuses and logs what would corrupt a series."""
+        try:
+            if 0 < value < math.inf:
+                return True
+            if value == 0:
+                return allow_zero
+        except TypeError:
+            pass
+        if self._enabled:
+            self._misc_child(self._rejected, (metric,)).inc()
+        if self._throttle.allow("rejected:" + metric):
+            logger.warning(
+                "metric_value_rejected",
+                metric=metric,
+                value=repr(value)[:64],
+                reason="must be a finite, non-negative number",
+            )
+        return False
+
+    # -- recording ------------------------------------------------------------------------
+
+    def record_request(
+        self,
+        method: str,
+        endpoint: str,
+        model: str | None = None,
+        status: str | int = "unknown",
+        service_type: str | None = None,
+    ) -> None:
+        """Count one served request."""
+        if not self._enabled:
+            return
+        key = (
+            self._method(method),
+            self._endpoint(endpoint),
+            self._model(model),
+            self._status(status),
+            self._service_type(service_type),
+        )
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self._requests.labels(*key)
+        child.inc()
+
+    def record_response_time(
+        self,
+        duration_seconds: float,
+        model: str | None = None,
+        endpoint: str = "unknown",
+        service_type: str | None = None,
+    ) -> None:
+        """Observe a response duration in seconds (start to last byte)."""
+        if not self._enabled or not self._accept(
+            "response_duration", duration_seconds, allow_zero=True
+        ):
+            return
+        key = (self._model(model), self._endpoint(endpoint), self._service_type(service_type))
+        child = self._duration_children.get(key)
+        if child is None:
+            child = self._duration_children[key] = self._duration.labels(*key)
+        child.observe(duration_seconds)
+
+    def record_time_to_first_token(
+        self,
+        seconds: float,
+        model: str | None = None,
+        endpoint: str = "unknown",
+        service_type: str | None = None,
+    ) -> None:
+        """Observe the time from request start to the first token of a streaming response."""
+        if not self._enabled or not self._accept("time_to_first_token", seconds, allow_zero=True):
+            return
+        key = (self._model(model), self._endpoint(endpoint), self._service_type(service_type))
+        child = self._ttft_children.get(key)
+        if child is None:
+            child = self._ttft_children[key] = self._ttft.labels(*key)
+        child.observe(seconds)
+
+    def record_tokens(
+        self,
+        token_count: int,
+        token_type: str,
+        model: str | None = None,
+        service_type: str | None = None,
+    ) -> None:
+        """Count tokens of one type: input, output, cache_read or cache_write."""
+        if token_type not in TOKEN_TYPES:
+            raise ValueError(
+                f"unknown token_type {token_type!r}; allowed: {', '.join(TOKEN_TYPES)}"
+            )
+        if not self._enabled or not self._accept("tokens", token_count):
+            return
+        key = (token_type, self._model(model), self._service_type(service_type))
+        child = self._token_children.get(key)
+        if child is None:
+            child = self._token_children[key] = self._tokens.labels(*key)
+        child.inc(token_count)
+
+    def record_cost(
+        self,
+        cost_usd: float,
+        model: str | None = None,
+        cost_type: str = "total",
+        service_type: str | None = None,
+    ) -> None:
+        """Add a cost in USD of one type: input, output, cache or total."""
+        if cost_type not in COST_TYPES:
+            raise ValueError(f"unknown cost_type {cost_type!r}; allowed: {', '.join(COST_TYPES)}")
+        if not self._enabled or not self._accept("cost_usd", cost_usd):
+            return
+        key = (self._model(model), cost_type, self._service_type(service_type))
+        child = self._cost_children.get(key)
+        if child is None:
+            child = self._cost_children[key] = self._cost.labels(*key)
+        child.inc(cost_usd)
+
+    def record_error(
+        self,
+        error_type: str,
+        endpoint: str = "unknown",
+        model: str | None = None,
+        service_type: str | None = None,
+    ) -> None:
+        """Count one failed request under its error type."""
+        if not self._enabled:
+            return
+        key = (
+            self._error_type(error_type),
+            self._endpoint(endpoint),
+            self._model(model),
+            self._service_type(service_type),
+        )
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self._errors.labels(*key)
+        child.inc()
+
+    def set_active_requests(self, count: int) -> None:
+        """Set the number of requests in flight in this process."""
+        if self._enabled and self._accept("active_requests", count, allow_zero=True):
+            self._active.set(count)
+
+    def inc_active_requests(self) -> None:
+        if self._enabled:
+            self._active.inc()
+
+    def dec_active_requests(self) -> None:
+        if self._enabled:
+            self._active.dec()
+
+    def update_system_info(self, **extra: str) -> None:
+        """Set the info series: ccobs version, Python version and platform.
+
+        ``extra`` overrides those values; the label set itself is fixed.
+        """
+        if not self._enabled:
+            return
+        values = {
+            "version": __version__,
+            "python_version": platform.python_version(),
+            "platform": sys.platform,
+        }
+        unknown = set(extra) - set(values)
+        if unknown:
+            raise ValueError(f"unknown info labels {sorted(unknown)}; allowed: {sorted(values)}")
+        values.update(extra)
+        labels = tuple(values[name] for name in INFO.labels)
+        previous, self._info_labels = self._info_labels, labels
+        if previous is not None and previous != labels:
+            if self.multiprocess_dir:  # removal is not supported across worker files
+                self._info.labels(*previous).set(0)
+            else:
+                self._info.remove(*previous)
+        self._info.labels(*labels).set(1)
+
+    def is_enabled(self) -> bool:
+        """False when prometheus_client is not installed; every method is then a no-op."""
+        return self._enabled
+
+    # -- exposition and push --------------------------------------------------------------
+
+    def exposition_registry(self) -> CollectorRegistry | None:
+        """The registry to expose or push: all workers' files under multiprocess mode."""
+        if not self._enabled:
+            return None
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            return registry
+        return self.registry
+
+    def is_pushgateway_enabled(self) -> bool:
+        """Whether a push client is configured with a target URL."""
+        client = self.pushgateway_client
+        return self._enabled and client is not None and bool(client.is_enabled())
+
+    def push_to_gateway(self, method: str = "push") -> bool:
+        """Push to the configured target with push (replace), pushadd (add) or delete."""
+        client = self.pushgateway_client
+        if client is None or not self.is_pushgateway_enabled():
+            return False
+        ok = bool(client.push_metrics(self.exposition_registry(), method))
+        protocol = getattr(getattr(client, "settings", None), "pushgateway_protocol", "unknown")
+        outcome = "success" if ok else "failure"
+        self._misc_child(self._pushes, (str(protocol), outcome)).inc()
+        return ok
+
+    def push_add_to_gateway(self) -> bool:
+        """Add the current metrics to this job and instance on the target (pushadd)."""
+        return self.push_to_gateway(method="pushadd")
+
+    def delete_from_gateway(self) -> bool:
+        """Delete this job and instance's metrics from the target."""
+        return self.push_to_gateway(method="delete")
+
+
+_metrics: PrometheusMetrics | None = None
+_metrics_lock = threading.Lock()
+
+
+def get_metrics(
+    namespace: str = DEFAULT_NAMESPACE,
+    registry: CollectorRegistry | None = None,
+    pushgateway_client: Any | None = None,
+    settings: ObservabilitySettings | None = None,
+) -> PrometheusMetrics:
+    """The process-wide metrics instance, created on first call.
+
+    ``settings`` supplies buckets, label bounds and the push target; a
+    ``namespace`` other than the default wins over ``settings.namespace``.
+    Without a ``pushgateway_client``, one is made from the settings when they
+    name a push URL. Later calls return the first instance unchanged.
+    """
+    global _metrics
+    with _metrics_lock:
+        if _metrics is not None:
+            return _metrics
+        if settings is None:
+            settings = ObservabilitySettings.load()
+        if namespace == DEFAULT_NAMESPACE:
+            namespace = settings.namespace
+        if pushgateway_client is None and settings.pushgateway_enabled:
+            from ccobs.pushgateway import get_pushgateway_client
+
+            pushgateway_client = get_pushgateway_client(settings)
+        _metrics = PrometheusMetrics(namespace, registry, pushgateway_client, settings=settings)
+        return _metrics
+
+
+def reset_metrics() -> None:
+    """Unregister the process-wide instance's collectors and forget it (mainly for tests)."""
+    global _metrics
+    with _metrics_lock:
+        if _metrics is not None:
+            _metrics.unregister()
+        _metrics = None

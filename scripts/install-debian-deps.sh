@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages whose binaries the integration tests start, when any is missing.
+set -euo pipefail
+declare -A package_of=(
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-pushgateway]=prometheus-pushgateway
+  [victoria-metrics]=victoria-metrics
+  [vmalert]=victoria-metrics
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
+)
+missing=()
+for binary in "${!package_of[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing+=("${package_of[$binary]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing Debian packages: $packages"
+$sudo apt-get update -qq
+# policy-rc.d keeps the packages' services from starting: tests run their own processes.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages

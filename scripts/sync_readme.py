@@ -1,0 +1,35 @@
+"""Rewrite the README's generated tables (settings, metrics) from their sources in code.
+
+Run after changing a setting or a metric: `python scripts/sync_readme.py`.
+tests/test_readme.py fails while the README differs from what this writes.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ccobs.catalog import metrics_table_markdown
+from ccobs.settings import settings_table_markdown
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SECTIONS = {"settings-table": settings_table_markdown, "metrics-table": metrics_table_markdown}
+
+
+def synced(text: str) -> str:
+    for name, render in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.DOTALL)
+        if not pattern.search(text):
+            raise SystemExit(f"README has no <!-- {name}:start/end --> markers")
+        text = pattern.sub(lambda m, r=render: m.group(1) + r() + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    README.write_text(synced(README.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""instrument(app): request ids, route templates, errors, streaming and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from ccobs.asgi import accept_request_id
+from ccobs.context import current_request_context
+from ccobs.fastapi import instrument
+from ccobs.metrics import PrometheusMetrics
+from ccobs.settings import ObservabilitySettings
+from ccobs.storage import AccessLogRecord
+
+pytestmark = pytest.mark.anyio
+
+
+class ListStorage:
+    def __init__(self) -> None:
+        self.records: list[AccessLogRecord] = []
+
+    def store(self, record: AccessLogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
+    return PrometheusMetrics(registry=registry)
+
+
+@pytest.fixture
+def storage() -> ListStorage:
+    return ListStorage()
+
+
+def build_app(
+    metrics: PrometheusMetrics,
+    *,
+    settings: ObservabilitySettings | None = None,
+    storage: ListStorage | None = None,
+) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.post("/v1/messages")
+    async def messages() -> dict[str, str]:
+        ctx = current_request_context()
+        assert ctx is not None
+        ctx.add_metadata(model="claude-sonnet-4-5", input_tokens=3)
+        return {"ok": "yes"}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    @app.get("/unavailable")
+    async def unavailable() -> None:
+        raise HTTPException(status_code=503, detail="down")
+
+    @app.get("/rate-limited")
+    async def rate_limited() -> None:
+        ctx = current_request_context()
+        assert ctx is not None
+        ctx.add_metadata(error_type="rate_limited", model="m")
+        raise HTTPException(status_code=429, detail="slow down")
+
+    @app.get("/batch")
+    async def batch() -> dict[str, str]:
+        ctx = current_request_context()
+        assert ctx is not None
+        ctx.add_metadata(service_type="batch_service")
+        return {}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                await asyncio.sleep(0.05)
+                active = metrics.registry.get_sample_value("ccproxy_active_requests")  # type: ignore[union-attr]
+                yield f"{active}\n".encode()
+
+        return StreamingResponse(chunks())
+
+    instrument(app, metrics, settings, storage=storage)
+    return app
+
+
+@pytest.fixture
+def app(metrics: PrometheusMetrics, storage: ListStorage) -> FastAPI:
+    return build_app(metrics, storage=storage)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with capture_logs(processors=[merge_contextvars]) as captured:
+        yield captured
+
+
+def requests_total(registry: CollectorRegistry, **labels: str) -> float | None:
+    full = {"method": "GET", "model": "unknown", "service_type": "proxy_service", **labels}
+    return registry.get_sample_value("ccproxy_requests_total", full)
+
+
+async def test_valid_client_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/1", headers={"x-request-id": "client-req_1.a:b"})
+
+    assert response.headers["x-request-id"] == "client-req_1.a:b"
+
+
+async def test_missing_request_id_is_created_and_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/1")
+
+    assert len(response.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize(
+    "forged", ["a\nfake_log_line", "x" * 129, 'quote"d', "sp ace", "", "semi;colon"]
+)
+def test_unsafe_request_ids_are_replaced(forged: str) -> None:
+    assert accept_request_id(forged) != forged
+    assert len(accept_request_id(forged)) == 32
+
+
+async def test_request_id_is_echoed_on_unhandled_500(client: httpx.AsyncClient) -> None:
+    response = await client.get("/boom", headers={"x-request-id": "req-500"})
+
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-500"
+
+
+async def test_requests_are_labelled_by_route_template_not_raw_path(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    for n in range(5):
+        await client.get(f"/items/{n}")
+
+    assert requests_total(registry, endpoint="/items/{item_id}", status="200") == 5
+
+
+async def test_unmatched_paths_share_one_endpoint_value(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    for n in range(5):
+        await client.get(f"/scan/{n}/.env")
+
+    assert requests_total(registry, endpoint="unmatched", status="404") == 5
+
+
+async def test_unhandled_exception_is_a_500_with_its_error_type(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/boom")
+
+    assert requests_total(registry, endpoint="/boom", status="500") == 1
+    assert (
+        registry.get_sample_value(
+            "ccproxy_errors_total",
+            {
+                "error_type": "RuntimeError",
+                "endpoint": "/boom",
+                "model": "unknown",
+                "service_type": "proxy_service",
+            },
+        )
+        == 1
+    )
+
+
+async def test_error_status_without_exception_is_counted_as_http_status(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/unavailable")
+
+    assert (
+        registry.get_sample_value(
+            "ccproxy_errors_total",
+            {
+                "error_type": "http_503",
+                "endpoint": "/unavailable",
+                "model": "unknown",
+                "service_type": "proxy_service",
+            },
+        )
+        == 1
+    )
+
+
+async def test_handler_error_type_and_model_are_used_once(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/rate-limited")
+
+    families = {f.name: f for f in registry.collect()}
+    errors = [s for s in families["ccproxy_errors"].samples if s.name == "ccproxy_errors_total"]
+    assert [(s.labels["error_type"], s.labels["model"], s.value) for s in errors] == [
+        ("rate_limited", "m", 1.0)
+    ]
+
+
+async def test_successful_requests_count_no_error(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/items/1")
+
+    families = {f.name: f for f in registry.collect()}
+    assert [s for s in families["ccproxy_errors"].samples if s.name == "ccproxy_errors_total"] == []
+
+
+async def test_model_set_by_the_handler_becomes_the_label(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.post("/v1/messages", json={})
+
+    assert (
+        requests_total(
+            registry,
+            method="POST",
+            endpoint="/v1/messages",
+            model="claude-sonnet-4-5",
+            status="200",
+        )
+        == 1
+    )
+
+
+async def test_handler_can_override_the_service_type(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/batch")
+
+    assert (
+        requests_total(registry, endpoint="/batch", status="200", service_type="batch_service") == 1
+    )
+
+
+async def test_health_and_metrics_are_not_instrumented(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    await client.get("/health")
+    await client.get("/metrics")
+
+    text = (await client.get("/metrics")).text
+    assert 'endpoint="/health"' not in text
+    assert 'endpoint="/metrics"' not in text
+
+
+async def test_streaming_duration_and_active_gauge_cover_the_last_byte(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    response = await client.get("/stream")
+
+    assert response.text.split() == ["1.0", "1.0", "1.0"]
+    assert registry.get_sample_value("ccproxy_active_requests") == 0
+    duration = registry.get_sample_value(
+        "ccproxy_response_duration_seconds_sum",
+        {"model": "unknown", "endpoint": "/stream", "service_type": "proxy_service"},
+    )
+    assert duration is not None
+    assert duration >= 0.15
+
+
+async def test_one_access_log_line_per_request(
+    client: httpx.AsyncClient, logs: list[dict[str, Any]]
+) -> None:
+    await client.post("/v1/messages", json={}, headers={"x-request-id": "line-1"})
+
+    lines = [e for e in logs if e["event"] in ("request_success", "request_error")]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == "line-1"
+    assert (line["method"], line["endpoint"], line["status"]) == ("POST", "/v1/messages", 200)
+    assert line["model"] == "claude-sonnet-4-5"
+    assert line["duration_ms"] >= 0
+
+
+async def test_storage_receives_the_record_with_route_and_status(
+    client: httpx.AsyncClient, storage: ListStorage
+) -> None:
+    await client.post("/v1/messages", json={}, headers={"x-request-id": "stored-1"})
+
+    [record] = storage.records
+    assert record.request_id == "stored-1"
+    assert (record.endpoint, record.status, record.model) == (
+        "/v1/messages",
+        200,
+        "claude-sonnet-4-5",
+    )
+    assert record.input_tokens == 3
+
+
+async def test_metrics_endpoint_serves_the_text_format(client: httpx.AsyncClient) -> None:
+    await client.get("/items/1")
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    names = {f.name for f in text_string_to_metric_families(response.text)}
+    assert "ccproxy_requests" in names
+
+
+async def test_metrics_endpoint_serves_openmetrics_when_asked(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+    )
+
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(None, 401), ("Bearer wrong", 401), ("Basic czNjcmV0", 401), ("Bearer s3cret", 200)],
+)
+async def test_metrics_token_is_required_when_configured(
+    metrics: PrometheusMetrics, authorization: str | None, status: int
+) -> None:
+    app = build_app(metrics, settings=ObservabilitySettings(metrics_token="s3cret"))
+    headers = {"authorization": authorization} if authorization else {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/metrics", headers=headers)
+
+    assert response.status_code == status
+    assert "s3cret" not in response.text
+
+
+async def test_instrumenting_a_running_app_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, metrics: PrometheusMetrics
+) -> None:
+    await client.get("/items/1")
+
+    with pytest.raises(RuntimeError, match="before the app handles"):
+        instrument(app, metrics)
