@@ -104,6 +104,13 @@ REJECTED_VALUES = MetricSpec(
     ("metric",),
 )
 
+UNPRICED_REQUESTS = MetricSpec(
+    "unpriced_requests_total",
+    "counter",
+    "Requests for models missing from the price table; their cost is recorded as zero.",
+    ("model", "service_type"),
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     RESPONSE_DURATION,
@@ -111,6 +118,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     TOKENS,
     COST,
     ERRORS,
+    UNPRICED_REQUESTS,
     ACTIVE_REQUESTS,
     INFO,
     PUSHES,

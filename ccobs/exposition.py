@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 def render_metrics(metrics: PrometheusMetrics, accept: str | None) -> tuple[bytes, str]:
     """The exposition and its content type: OpenMetrics when the scraper asks for it."""
+    registry = metrics.exposition_registry()
+    if registry is None:  # prometheus_client is not installed
+        return b"", "text/plain; version=0.0.4; charset=utf-8"
     from prometheus_client.exposition import choose_encoder
 
-    registry = metrics.exposition_registry()
-    if registry is None:
-        return b"", "text/plain; version=0.0.4; charset=utf-8"
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 

@@ -36,6 +36,7 @@ from ccobs.catalog import (
     TIME_TO_FIRST_TOKEN,
     TOKEN_TYPES,
     TOKENS,
+    UNPRICED_REQUESTS,
     MetricSpec,
 )
 from ccobs.labels import LabelGuard
@@ -103,7 +104,7 @@ class PrometheusMetrics:
         self._token_children: dict[tuple[str, ...], Any] = {}
         self._cost_children: dict[tuple[str, ...], Any] = {}
         self._error_children: dict[tuple[str, ...], Any] = {}
-        self._misc_children: dict[tuple[str, ...], Any] = {}
+        self._misc_children: dict[tuple[object, ...], Any] = {}
         self._misc_lock = threading.Lock()
         self._info_labels: tuple[str, ...] | None = None
         max_length = self.settings.label_value_max_length
@@ -143,6 +144,7 @@ class PrometheusMetrics:
             self._tokens = self._counter(TOKENS)
             self._cost = self._counter(COST)
             self._errors = self._counter(ERRORS)
+            self._unpriced = self._counter(UNPRICED_REQUESTS)
             self._active = self._gauge(ACTIVE_REQUESTS, "livesum")
             self._info = self._gauge(INFO, "max")
             self._pushes = self._counter(PUSHES)
@@ -208,7 +210,8 @@ class PrometheusMetrics:
             logger.warning("label_value_overflow", label=label, recorded_as="other")
 
     def _misc_child(self, collector: Any, key: tuple[str, ...]) -> Any:
-        cache_key = (collector._name, *key)
+        """Children of the seldom-used metrics, cached under one dict keyed by collector."""
+        cache_key = (id(collector), *key)
         child = self._misc_children.get(cache_key)
         if child is None:
             with self._misc_lock:
@@ -352,6 +355,13 @@ class PrometheusMetrics:
         if child is None:
             child = self._error_children[key] = self._errors.labels(*key)
         child.inc()
+
+    def record_unpriced_request(self, model: str | None, service_type: str | None = None) -> None:
+        """Count a request whose model has no price, so its zero cost is visibly a gap."""
+        if not self._enabled:
+            return
+        key = (self._model(model), self._service_type(service_type))
+        self._misc_child(self._unpriced, key).inc()
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""
