@@ -1,15 +1,70 @@
-"""The ``ccobs`` command line."""
+"""The ``ccobs`` command line: settings, the mock upstream, the proxy, the load generator, the demo.
+
+Imports of the demo modules happen inside the commands, so ``ccobs settings``
+stays fast and works even where the demo's dependencies misbehave.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
 from ccobs import __version__
 from ccobs.settings import ObservabilitySettings, SettingsError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}")
+    return value
+
+
+def _weights(text: str) -> dict[str, float]:
+    """``model=weight,model=weight`` (a bare model weighs 1)."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        weights[name.strip()] = _positive_float(weight) if weight else 1.0
+    if not weights:
+        raise argparse.ArgumentTypeError("expected at least one model")
+    return weights
 
 
 def _settings_command(args: argparse.Namespace) -> int:
@@ -18,22 +73,200 @@ def _settings_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upstream_command(args: argparse.Namespace) -> int:
+    from ccobs.demo.upstream import UpstreamConfig, run_upstream
+
+    run_upstream(args.host, args.port, UpstreamConfig(seed=args.seed, error_rate=args.error_rate))
+    return 0
+
+
+def _proxy_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ccobs.demo.proxy import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
+    from ccobs.logging import configure_logging
+
+    settings = ObservabilitySettings.load(config_file=args.config)
+    ProxyConfig(upstream_url=args.upstream)  # fail here, with the message, not in a worker
+    os.environ[UPSTREAM_ENV] = args.upstream
+    if args.prices:
+        os.environ[PRICES_ENV] = str(Path(args.prices).resolve())
+    if args.config:
+        os.environ["CCOBS_CONFIG"] = str(Path(args.config).resolve())
+    configure_logging(settings.log_level, settings.log_format)
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers share counts through files; a fresh directory per run keeps
+        # a previous run's totals out.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ccobs-metrics-")
+    uvicorn.run(
+        "ccobs.demo.proxy:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _loadgen_command(args: argparse.Namespace) -> int:
+    from ccobs.demo.loadgen import LoadConfig, run_loadgen_cli
+
+    headers = {"x-api-key": args.api_key} if args.api_key else {}
+    config = LoadConfig(
+        target=args.target,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        requests=args.requests,
+        models=args.models,
+        openai_models=args.openai_models,
+        openai_share=args.openai_share,
+        stream_share=args.stream_share,
+        seed=args.seed,
+        timeout=args.timeout,
+        headers=headers,
+    )
+    summary = run_loadgen_cli(config)
+    return 0 if summary.requests > 0 else 1
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from ccobs.demo.runner import DemoConfig, run_demo
+
+    config = DemoConfig(
+        host=args.host,
+        port=args.port,
+        duration=args.duration,
+        rate=args.rate,
+        error_rate=args.error_rate,
+        seed=args.seed,
+        pushgateway_url=args.pushgateway_url,
+        log_file=Path(args.log_file),
+    )
+    run_demo(config, ObservabilitySettings.load(config_file=args.config))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccobs",
-        description="Observability for LLM API proxies: metrics, logs, push, dashboards, alerts.",
+        description="Observability for LLM API proxies: metrics, logs, push, and a demo.",
     )
     parser.add_argument("--version", action="version", version=f"ccobs {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    def config_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--config", metavar="FILE", help="YAML settings file (default: $CCOBS_CONFIG)"
+        )
+
     settings = commands.add_parser(
         "settings",
-        help="print the effective settings (defaults, YAML file, CCOBS_* variables)",
-        description="Validate and print the settings ccobs would use, as YAML. "
-        "Exits 2 with a message naming the field when a value is invalid.",
+        help="print the effective settings",
+        description="Validate and print, as YAML, the settings ccobs would use: defaults, then "
+        "the YAML file, then CCOBS_* variables. Exits 2 naming the field of an invalid value.",
     )
-    settings.add_argument("--config", metavar="FILE", help="YAML settings file ($CCOBS_CONFIG)")
+    config_option(settings)
     settings.set_defaults(handler=_settings_command)
+
+    upstream = commands.add_parser(
+        "upstream",
+        help="run the mock LLM upstream (Anthropic and OpenAI APIs)",
+        description="Serve a mock of the Anthropic Messages and OpenAI Chat Completions APIs, "
+        "streaming included, with seedable latency and injected errors.",
+    )
+    upstream.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    upstream.add_argument("--port", type=_port, default=8001, help="port (default 8001)")
+    upstream.add_argument(
+        "--error-rate",
+        type=_share,
+        default=0.0,
+        help="share of requests answered 429, 500 or 529 (default 0)",
+    )
+    upstream.add_argument("--seed", type=int, help="seed for repeatable behaviour")
+    upstream.set_defaults(handler=_upstream_command)
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="run the instrumented LLM proxy",
+        description="Relay /v1/messages and /v1/chat/completions to an upstream, with metrics "
+        "on /metrics and one JSON access-log line per request. Point a client at it, e.g. "
+        "ANTHROPIC_BASE_URL=http://127.0.0.1:8000 claude",
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    proxy.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    proxy.add_argument(
+        "--upstream",
+        default="https://api.anthropic.com",
+        metavar="URL",
+        help="upstream base URL (default https://api.anthropic.com)",
+    )
+    proxy.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes; more than 1 uses prometheus_client multiprocess mode",
+    )
+    proxy.add_argument("--prices", metavar="FILE", help="YAML price overrides")
+    config_option(proxy)
+    proxy.set_defaults(handler=_proxy_command)
+
+    loadgen = commands.add_parser(
+        "loadgen",
+        help="send Anthropic/OpenAI-shaped load to a proxy",
+        description="Send load at a fixed rate or concurrency for a duration or a request "
+        "count, show progress, and print a summary (errors by status, latency "
+        "percentiles, tokens, cost).",
+    )
+    loadgen.add_argument("--target", required=True, metavar="URL", help="proxy base URL")
+    pace = loadgen.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive_float, help="requests per second")
+    pace.add_argument("--concurrency", type=_positive_int, help="requests in flight")
+    amount = loadgen.add_mutually_exclusive_group()
+    amount.add_argument("--duration", type=_positive_float, help="seconds to run")
+    amount.add_argument("--requests", type=_positive_int, help="requests to send")
+    loadgen.add_argument(
+        "--models",
+        type=_weights,
+        default={"claude-sonnet-4-5": 1.0},
+        help="Anthropic model mix, e.g. claude-sonnet-4-5=3,claude-haiku-4-5=1",
+    )
+    loadgen.add_argument(
+        "--openai-models",
+        type=_weights,
+        default={"gpt-4.1-mini": 1.0},
+        help="OpenAI model mix (used for --openai-share of requests)",
+    )
+    loadgen.add_argument("--openai-share", type=_share, default=0.0, help="share sent to OpenAI")
+    loadgen.add_argument("--stream-share", type=_share, default=0.5, help="share streamed")
+    loadgen.add_argument("--seed", type=int, help="seed for a repeatable request mix")
+    loadgen.add_argument("--timeout", type=_positive_float, default=60.0, help="per request, s")
+    loadgen.add_argument("--api-key", help="sent as x-api-key (never printed)")
+    loadgen.set_defaults(handler=_loadgen_command)
+
+    demo = commands.add_parser(
+        "demo",
+        help="mock upstream + proxy + load generator with a live view; no API key needed",
+        description="Run the mock upstream, the instrumented proxy and the load generator on "
+        "loopback, and show a live view of request rate, latency, time to first token, "
+        "tokens, cost and errors computed from the proxy's metrics. Ctrl-C stops.",
+    )
+    demo.add_argument("--duration", type=_positive_float, help="seconds to run (default: forever)")
+    demo.add_argument("--rate", type=_positive_float, default=5.0, help="requests/s (default 5)")
+    demo.add_argument(
+        "--error-rate", type=_share, default=0.02, help="injected upstream errors (default 0.02)"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    demo.add_argument("--port", type=_port, default=8000, help="proxy port (default 8000)")
+    demo.add_argument("--pushgateway-url", metavar="URL", help="also push metrics there")
+    demo.add_argument("--seed", type=int, help="seed for repeatable traffic")
+    demo.add_argument(
+        "--log-file", default="ccobs-demo.log", help="JSON log lines (default ccobs-demo.log)"
+    )
+    config_option(demo)
+    demo.set_defaults(handler=_demo_command)
     return parser
 
 
@@ -45,9 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         code: int = args.handler(args)
-    except SettingsError as exc:
-        print(f"ccobs: {exc}", file=sys.stderr)
+    except (SettingsError, ValueError) as exc:
+        print(f"ccobs {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

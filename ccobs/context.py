@@ -84,8 +84,9 @@ async def request_context(
 ) -> AsyncIterator[RequestContext]:
     """Track one request from start to end, with timing and correlated logging.
 
-    Logs ``request_start`` (debug), then ``request_success`` or ``request_error``
-    with ``duration_ms`` and all metadata; re-raises any error. With
+    Logs ``request_start`` (debug), then ``request_success``, or ``request_error``
+    when the block raised or set an ``error_type``, with ``duration_ms`` and all
+    metadata; re-raises any error. With
     ``metrics``, holds the active-requests gauge for the duration of the
     block. With ``storage``, hands one :class:`AccessLogRecord` to it on exit.
     """
@@ -115,7 +116,11 @@ async def request_context(
             log.error("request_error", exc_info=isinstance(exc, Exception), **fields)
             raise
         else:
-            log.info("request_success", **dict(ctx.metadata, duration_ms=round(ctx.duration_ms, 3)))
+            fields = dict(ctx.metadata, duration_ms=round(ctx.duration_ms, 3))
+            if "error_type" in ctx.metadata:  # answered, but with an error the handler named
+                log.warning("request_error", **fields)
+            else:
+                log.info("request_success", **fields)
         finally:
             duration_ms = ctx.duration_ms
             if metrics is not None:

@@ -325,3 +325,14 @@ def test_tracker_refuses_contexts_beyond_its_bound() -> None:
     assert tracker.get_active_count() == 2
     assert tracker.remove_context("r0") is contexts[0]
     assert [c.request_id for c in tracker.get_active_contexts()] == ["r1"]
+
+
+async def test_an_error_type_without_exception_logs_request_error(
+    logs: list[dict[str, Any]],
+) -> None:
+    async with request_context() as ctx:
+        ctx.add_metadata(error_type="rate_limited", status=429)
+
+    assert events(logs, "request_success") == []
+    error = events(logs, "request_error")[0]
+    assert (error["error_type"], error["log_level"]) == ("rate_limited", "warning")

@@ -1,0 +1,718 @@
+"""Load generator: real Anthropic/OpenAI-shaped traffic with client-side measurements.
+
+It drives the demo proxy (or the mock upstream directly) so dashboards have
+something to show, and its client-side view (latency, time to first token,
+tokens, cost, errors) is what the proxy's own metrics are checked against.
+
+Two ways to pace, exactly one of which is chosen:
+
+* ``rate``: open loop, a request every ``1/rate`` seconds whatever the
+  responses do, like independent users; at most ``max_in_flight`` requests
+  are outstanding, beyond that arrivals wait.
+* ``concurrency``: closed loop, that many workers each sending back to back,
+  like a fixed pool of agents.
+
+and two ways to stop: after ``requests`` requests or after ``duration``
+seconds (requests still in flight then get up to ``timeout`` to finish).
+Everything is bounded by count or time; nothing runs unbounded.
+
+Token counts follow the ``ccobs.pricing`` convention: ``input`` is uncached
+input, so OpenAI's ``prompt_tokens`` is split into ``input`` and
+``cache_read``. Tokens and latencies come from successful requests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TextIO
+
+import httpx
+
+from ccobs.demo.sse import ServerSentEvent, iter_events
+from ccobs.pricing import PriceTable
+
+__all__ = [
+    "LoadConfig",
+    "LoadSnapshot",
+    "LoadSummary",
+    "RequestResult",
+    "TokenCounts",
+    "percentile",
+    "render_progress",
+    "render_summary",
+    "run_load",
+    "run_loadgen_cli",
+]
+
+Api = Literal["anthropic", "openai"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+_PROMPT_WORDS = (
+    "summarise", "the", "latest", "deployment", "logs", "and", "explain", "why", "p99",
+    "latency", "rose", "after", "cache", "hit", "ratio", "dropped", "for", "requests", "to",
+    "upstream", "model", "with", "tool", "calls", "in", "streaming", "mode", "please",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _check_weights(name: str, weights: Mapping[str, float]) -> None:
+    for model, weight in weights.items():
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"LoadConfig.{name}: model names must be non-empty strings")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValueError(f"LoadConfig.{name}[{model!r}] must be a number, got {weight!r}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"LoadConfig.{name}[{model!r}] must be >= 0, got {weight!r}")
+    if sum(weights.values()) <= 0:
+        raise ValueError(f"LoadConfig.{name} needs at least one model with a weight > 0")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """What load to send. Give exactly one of ``rate``/``concurrency`` and of
+    ``duration``/``requests``.
+
+    ``target`` is the base URL (``http://127.0.0.1:8080``); the API paths
+    ``/v1/messages`` and ``/v1/chat/completions`` are appended. ``models``
+    weights the Anthropic requests, ``openai_models`` the OpenAI ones, and
+    ``openai_share`` is the share of requests sent to the OpenAI route.
+    ``headers`` are added to every request (e.g. an API key); they are kept
+    out of the config's repr and never printed.
+    """
+
+    target: str
+    rate: float | None = None
+    concurrency: int | None = None
+    duration: float | None = None
+    requests: int | None = None
+    models: Mapping[str, float] = field(default_factory=lambda: {"claude-sonnet-4-6": 1.0})
+    openai_models: Mapping[str, float] = field(default_factory=lambda: {"gpt-4.1-mini": 1.0})
+    openai_share: float = 0.0
+    stream_share: float = 0.5
+    seed: int | None = None
+    timeout: float = 60.0
+    max_tokens: int = 512
+    max_in_flight: int = 256
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, str) or not self.target.startswith(("http://", "https://")):
+            raise ValueError(f"LoadConfig.target must be an http(s) URL, got {self.target!r}")
+        if (self.rate is None) == (self.concurrency is None):
+            raise ValueError("LoadConfig needs exactly one of rate (req/s) or concurrency")
+        if (self.duration is None) == (self.requests is None):
+            raise ValueError("LoadConfig needs exactly one of duration (seconds) or requests")
+        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(f"LoadConfig.rate must be > 0 requests/s, got {self.rate!r}")
+        if self.concurrency is not None and (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
+            raise ValueError(
+                f"LoadConfig.concurrency must be an int >= 1, got {self.concurrency!r}"
+            )
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            raise ValueError(f"LoadConfig.duration must be > 0 seconds, got {self.duration!r}")
+        if self.requests is not None and (
+            isinstance(self.requests, bool)
+            or not isinstance(self.requests, int)
+            or self.requests < 1
+        ):
+            raise ValueError(f"LoadConfig.requests must be an int >= 1, got {self.requests!r}")
+        for name in ("openai_share", "stream_share"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                raise ValueError(f"LoadConfig.{name} must be in [0, 1], got {value!r}")
+        if self.openai_share < 1.0:
+            _check_weights("models", self.models)
+        if self.openai_share > 0.0:
+            _check_weights("openai_models", self.openai_models)
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"LoadConfig.timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"LoadConfig.max_tokens must be >= 1, got {self.max_tokens!r}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"LoadConfig.max_in_flight must be >= 1, got {self.max_in_flight!r}")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens by type, as ``ccproxy_tokens_total`` labels them."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(
+            self.input + other.input,
+            self.output + other.output,
+            self.cache_read + other.cache_read,
+            self.cache_write + other.cache_write,
+        )
+
+    @property
+    def total(self) -> int:
+        """All tokens of every type."""
+        return self.input + self.output + self.cache_read + self.cache_write
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """One request as the client saw it.
+
+    ``status`` is the HTTP status (None when no response arrived); ``fault``
+    names what went wrong below HTTP: ``timeout``, ``connect_error``,
+    ``protocol_error``, ``read_error``, ``transport_error``,
+    ``stream_error`` (an ``error`` event in a 200 stream),
+    ``incomplete_stream`` or ``bad_response``.
+    """
+
+    api: Api
+    model: str
+    stream: bool
+    status: int | None
+    fault: str | None
+    latency: float
+    ttft: float | None = None
+    tokens: TokenCounts = TokenCounts()
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx response that arrived complete."""
+        return self.status is not None and 200 <= self.status < 300 and self.fault is None
+
+
+@dataclass(frozen=True)
+class LoadSnapshot:
+    """Progress so far, for a live display."""
+
+    elapsed: float
+    sent: int
+    completed: int
+    ok: int
+    errors: int
+    in_flight: int
+    rps: float
+    latency_p50: float | None
+    latency_p99: float | None
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """The outcome of a run; latencies are seconds over successful requests."""
+
+    requests: int
+    successes: int
+    errors_by_status: Mapping[int, int]
+    errors_by_fault: Mapping[str, int]
+    requests_by_model: Mapping[str, int]
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    ttft_p50: float | None
+    ttft_p95: float | None
+    tokens: TokenCounts
+    cost_usd: float
+    unpriced_models: tuple[str, ...]
+    elapsed: float
+    achieved_rps: float
+
+    @property
+    def errors(self) -> int:
+        """Every request that did not succeed."""
+        return self.requests - self.successes
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) with linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+class _Recorder:
+    """Collects results as they arrive and turns them into snapshots and the summary."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.end: float | None = None
+        self.sent = 0
+        self.results: list[RequestResult] = []
+        self.ok = 0
+        self.latencies: list[float] = []
+
+    def started(self) -> None:
+        self.sent += 1
+
+    def add(self, result: RequestResult) -> None:
+        self.results.append(result)
+        if result.ok:
+            self.ok += 1
+            self.latencies.append(result.latency)
+
+    def snapshot(self) -> LoadSnapshot:
+        elapsed = (self.end or time.monotonic()) - self.start
+        completed = len(self.results)
+        return LoadSnapshot(
+            elapsed=elapsed,
+            sent=self.sent,
+            completed=completed,
+            ok=self.ok,
+            errors=completed - self.ok,
+            in_flight=self.sent - completed,
+            rps=completed / elapsed if elapsed > 0 else 0.0,
+            latency_p50=percentile(self.latencies, 50),
+            latency_p99=percentile(self.latencies, 99),
+        )
+
+    def summary(self, prices: PriceTable) -> LoadSummary:
+        elapsed = (self.end or time.monotonic()) - self.start
+        ok = [r for r in self.results if r.ok]
+        by_status: Counter[int] = Counter()
+        by_fault: Counter[str] = Counter()
+        for result in self.results:
+            if result.ok:
+                continue
+            if result.fault is not None:
+                by_fault[result.fault] += 1
+            elif result.status is not None:
+                by_status[result.status] += 1
+        tokens = TokenCounts()
+        cost = 0.0
+        unpriced: set[str] = set()
+        for result in ok:
+            tokens += result.tokens
+            priced = prices.cost(
+                result.model,
+                result.tokens.input,
+                result.tokens.output,
+                result.tokens.cache_read,
+                result.tokens.cache_write,
+            )
+            if priced is None:
+                unpriced.add(result.model)
+            else:
+                cost += priced.total
+        ttfts = [r.ttft for r in ok if r.ttft is not None]
+        return LoadSummary(
+            requests=len(self.results),
+            successes=len(ok),
+            errors_by_status=dict(sorted(by_status.items())),
+            errors_by_fault=dict(sorted(by_fault.items())),
+            requests_by_model=dict(sorted(Counter(r.model for r in self.results).items())),
+            latency_p50=percentile(self.latencies, 50),
+            latency_p95=percentile(self.latencies, 95),
+            latency_p99=percentile(self.latencies, 99),
+            ttft_p50=percentile(ttfts, 50),
+            ttft_p95=percentile(ttfts, 95),
+            tokens=tokens,
+            cost_usd=cost,
+            unpriced_models=tuple(sorted(unpriced)),
+            elapsed=elapsed,
+            achieved_rps=len(self.results) / elapsed if elapsed > 0 else 0.0,
+        )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class _Plan:
+    api: Api
+    model: str
+    stream: bool
+    body: dict[str, Any]
+
+
+class _Planner:
+    """Draws each request's API, model, streaming flag and prompt from one seeded RNG."""
+
+    def __init__(self, config: LoadConfig) -> None:
+        self._config = config
+        self._rng = random.Random(config.seed)
+        self._models = (list(config.models), list(config.models.values()))
+        self._openai_models = (list(config.openai_models), list(config.openai_models.values()))
+
+    def next(self) -> _Plan:
+        cfg, rng = self._config, self._rng
+        api: Api = "openai" if rng.random() < cfg.openai_share else "anthropic"
+        names, weights = self._openai_models if api == "openai" else self._models
+        model = rng.choices(names, weights)[0]
+        stream = rng.random() < cfg.stream_share
+        prompt = " ".join(rng.choices(_PROMPT_WORDS, k=rng.randint(8, 400)))
+        messages = [{"role": "user", "content": prompt}]
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": cfg.max_tokens,
+            "messages": messages,
+            "stream": stream,
+        }
+        if api == "openai" and stream:
+            body["stream_options"] = {"include_usage": True}
+        return _Plan(api=api, model=model, stream=stream, body=body)
+
+
+class _BadResponse(Exception):
+    """The response was not shaped like the API it claims to speak."""
+
+
+class _StreamError(Exception):
+    """The server reported an error inside a 200 stream."""
+
+
+class _IncompleteStream(Exception):
+    """The stream ended cleanly but without its terminating event."""
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadResponse(f"expected a token count, got {value!r}")
+    return value
+
+
+def _anthropic_tokens(usage: Mapping[str, Any]) -> TokenCounts:
+    return TokenCounts(
+        input=_int(usage.get("input_tokens", 0)),
+        output=_int(usage.get("output_tokens", 0)),
+        cache_read=_int(usage.get("cache_read_input_tokens") or 0),
+        cache_write=_int(usage.get("cache_creation_input_tokens") or 0),
+    )
+
+
+def _openai_tokens(usage: Mapping[str, Any]) -> TokenCounts:
+    details = usage.get("prompt_tokens_details") or {}
+    cached = _int(details.get("cached_tokens") or 0)
+    return TokenCounts(
+        input=_int(usage.get("prompt_tokens", 0)) - cached,
+        output=_int(usage.get("completion_tokens", 0)),
+        cache_read=cached,
+    )
+
+
+async def _read_anthropic_stream(
+    events: AsyncIterator[ServerSentEvent], started: float
+) -> tuple[TokenCounts, float | None]:
+    usage: dict[str, Any] = {}
+    ttft: float | None = None
+    async for event in events:
+        if event.event == "ping":
+            continue
+        data = event.json()
+        kind = data.get("type")
+        if kind == "message_start":
+            usage = dict(data["message"]["usage"])
+        elif kind == "content_block_delta" and ttft is None:
+            ttft = time.monotonic() - started
+        elif kind == "message_delta":
+            # message_delta usage is cumulative: it overwrites, never adds.
+            usage.update({k: v for k, v in data.get("usage", {}).items() if v is not None})
+        elif kind == "error":
+            raise _StreamError(str(data.get("error", {}).get("type", "error")))
+        elif kind == "message_stop":
+            return _anthropic_tokens(usage), ttft
+    raise _IncompleteStream
+
+
+async def _read_openai_stream(
+    events: AsyncIterator[ServerSentEvent], started: float
+) -> tuple[TokenCounts, float | None]:
+    tokens = TokenCounts()
+    ttft: float | None = None
+    async for event in events:
+        if event.data == "[DONE]":
+            return tokens, ttft
+        data = event.json()
+        if "error" in data:
+            raise _StreamError(str(data["error"].get("type", "error")))
+        for choice in data.get("choices") or ():
+            if ttft is None and (choice.get("delta") or {}).get("content"):
+                ttft = time.monotonic() - started
+        if data.get("usage"):
+            tokens = _openai_tokens(data["usage"])
+    raise _IncompleteStream
+
+
+async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> RequestResult:
+    """Send one request and classify the outcome; never raises for network trouble."""
+    base = config.target.rstrip("/")
+    headers = httpx.Headers({"content-type": "application/json"})
+    headers.update(config.headers)
+    if plan.api == "anthropic":
+        url = f"{base}/v1/messages"
+        if "anthropic-version" not in headers:
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+    else:
+        url = f"{base}/v1/chat/completions"
+    started = time.monotonic()
+    status: int | None = None
+    fault: str | None = None
+    ttft: float | None = None
+    tokens = TokenCounts()
+    try:
+        async with asyncio.timeout(config.timeout):
+            request = client.build_request("POST", url, json=plan.body, headers=headers)
+            response = await client.send(request, stream=True)
+            try:
+                status = response.status_code
+                if status >= 300:
+                    await response.aread()
+                elif plan.stream:
+                    events = iter_events(response.aiter_lines())
+                    if plan.api == "anthropic":
+                        tokens, ttft = await _read_anthropic_stream(events, started)
+                    else:
+                        tokens, ttft = await _read_openai_stream(events, started)
+                else:
+                    await response.aread()
+                    data = response.json()
+                    usage = data["usage"]
+                    tokens = (
+                        _anthropic_tokens(usage)
+                        if plan.api == "anthropic"
+                        else _openai_tokens(usage)
+                    )
+            finally:
+                await response.aclose()
+    except (TimeoutError, httpx.TimeoutException):
+        fault = "timeout"
+    except httpx.ConnectError:
+        fault = "connect_error"
+    except httpx.RemoteProtocolError:
+        fault = "protocol_error"
+    except httpx.ReadError:
+        fault = "read_error"
+    except (httpx.TransportError, OSError):
+        fault = "transport_error"
+    except httpx.HTTPError:  # e.g. a body that fails to decode
+        fault = "bad_response"
+    except _StreamError:
+        fault = "stream_error"
+    except _IncompleteStream:
+        fault = "incomplete_stream"
+    except (_BadResponse, ValueError, KeyError, TypeError, AttributeError):
+        fault = "bad_response"
+    return RequestResult(
+        api=plan.api,
+        model=plan.model,
+        stream=plan.stream,
+        status=status,
+        fault=fault,
+        latency=time.monotonic() - started,
+        ttft=ttft,
+        tokens=tokens,
+    )
+
+
+# --------------------------------------------------------------------------- driving
+
+
+async def _closed_loop(
+    config: LoadConfig,
+    client: httpx.AsyncClient,
+    planner: _Planner,
+    recorder: _Recorder,
+    deadline: float | None,
+) -> None:
+    """``concurrency`` workers sending back to back until the count or the time runs out."""
+    assert config.concurrency is not None
+
+    def more() -> bool:
+        if config.requests is not None:
+            return recorder.sent < config.requests
+        return deadline is not None and time.monotonic() < deadline
+
+    async def worker() -> None:
+        while more():
+            recorder.started()
+            plan = planner.next()
+            recorder.add(await _send(client, config, plan))
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(config.concurrency):
+            group.create_task(worker())
+
+
+async def _open_loop(
+    config: LoadConfig,
+    client: httpx.AsyncClient,
+    planner: _Planner,
+    recorder: _Recorder,
+    deadline: float | None,
+) -> None:
+    """One arrival every ``1/rate`` s, at most ``max_in_flight`` outstanding."""
+    assert config.rate is not None
+    interval = 1.0 / config.rate
+    slots = asyncio.Semaphore(config.max_in_flight)
+
+    async def one(plan: _Plan) -> None:
+        try:
+            recorder.add(await _send(client, config, plan))
+        finally:
+            slots.release()
+
+    async with asyncio.TaskGroup() as group:
+        start = recorder.start
+        index = 0
+        while config.requests is None or index < config.requests:
+            due = start + index * interval
+            if deadline is not None and due >= deadline:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await slots.acquire()
+            if deadline is not None and time.monotonic() >= deadline:
+                slots.release()
+                break
+            recorder.started()
+            group.create_task(one(planner.next()))
+            index += 1
+
+
+async def run_load(
+    config: LoadConfig,
+    *,
+    on_progress: Callable[[LoadSnapshot], None] | None = None,
+    client: httpx.AsyncClient | None = None,
+    progress_interval: float = 1.0,
+    prices: PriceTable | None = None,
+) -> LoadSummary:
+    """Send the configured load and summarise it.
+
+    ``on_progress`` gets a snapshot every ``progress_interval`` seconds and
+    once at the end. A ``client`` passed in is used as is and left open;
+    otherwise one sized for the load is created and closed. Cost uses
+    ``prices`` (default: :meth:`PriceTable.default`).
+    """
+    planner = _Planner(config)
+    width = config.concurrency if config.concurrency is not None else config.max_in_flight
+    own_client = client is None
+    http = client or httpx.AsyncClient(
+        timeout=httpx.Timeout(config.timeout),
+        limits=httpx.Limits(max_connections=width, max_keepalive_connections=width),
+    )
+    # The clock starts after the client exists: building one (TLS context) can take 100+ ms.
+    recorder = _Recorder()
+    deadline = recorder.start + config.duration if config.duration is not None else None
+
+    async def report() -> None:
+        assert on_progress is not None
+        while True:
+            await asyncio.sleep(progress_interval)
+            on_progress(recorder.snapshot())
+
+    ticker = asyncio.create_task(report()) if on_progress is not None else None
+    try:
+        if config.concurrency is not None:
+            await _closed_loop(config, http, planner, recorder, deadline)
+        else:
+            await _open_loop(config, http, planner, recorder, deadline)
+    finally:
+        recorder.end = time.monotonic()
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        if own_client:
+            await http.aclose()
+    if on_progress is not None:
+        on_progress(recorder.snapshot())
+    return recorder.summary(prices if prices is not None else PriceTable.default())
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def render_progress(snapshot: LoadSnapshot) -> str:
+    """One status line: elapsed, sent, ok, errors, rate, p50/p99."""
+    return (
+        f"{snapshot.elapsed:6.1f}s  sent {snapshot.sent}  ok {snapshot.ok}  "
+        f"errors {snapshot.errors}  in-flight {snapshot.in_flight}  "
+        f"{snapshot.rps:.1f} req/s  p50 {_ms(snapshot.latency_p50)}  "
+        f"p99 {_ms(snapshot.latency_p99)}"
+    )
+
+
+def _breakdown(counts: Mapping[Any, int]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in counts.items()) or "-"
+
+
+def render_summary(summary: LoadSummary) -> str:
+    """A plain-text two-column table of the run."""
+    t = summary.tokens
+    rows = [
+        ("requests", str(summary.requests)),
+        ("successes", str(summary.successes)),
+        ("errors", str(summary.errors)),
+        ("  by status", _breakdown(summary.errors_by_status)),
+        ("  by fault", _breakdown(summary.errors_by_fault)),
+        ("requests by model", _breakdown(summary.requests_by_model)),
+        ("elapsed", f"{summary.elapsed:.2f}s"),
+        ("achieved rate", f"{summary.achieved_rps:.2f} req/s"),
+        (
+            "latency p50/p95/p99",
+            " / ".join(
+                _ms(v) for v in (summary.latency_p50, summary.latency_p95, summary.latency_p99)
+            ),
+        ),
+        ("ttft p50/p95", " / ".join(_ms(v) for v in (summary.ttft_p50, summary.ttft_p95))),
+        ("tokens input", str(t.input)),
+        ("tokens output", str(t.output)),
+        ("tokens cache_read", str(t.cache_read)),
+        ("tokens cache_write", str(t.cache_write)),
+        ("cost", f"${summary.cost_usd:.6f}"),
+    ]
+    if summary.unpriced_models:
+        rows.append(("unpriced models", ", ".join(summary.unpriced_models)))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+
+
+def run_loadgen_cli(
+    config: LoadConfig, *, out: TextIO | None = None, err: TextIO | None = None
+) -> LoadSummary:
+    """Run the load from synchronous code with a live progress line, then print the summary.
+
+    On a terminal the progress line is redrawn in place every second; when
+    stderr is a file or pipe a plain line is written every five seconds so
+    logs stay readable. The summary goes to ``out`` (stdout).
+    """
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    tty = err.isatty()
+
+    def show(snapshot: LoadSnapshot) -> None:
+        line = render_progress(snapshot)
+        if tty:
+            err.write(f"\r\x1b[2K{line}")
+        else:
+            err.write(f"{line}\n")
+        err.flush()
+
+    summary = asyncio.run(run_load(config, on_progress=show, progress_interval=1.0 if tty else 5.0))
+    if tty:
+        err.write("\n")
+        err.flush()
+    out.write(render_summary(summary) + "\n")
+    out.flush()
+    return summary

@@ -1,0 +1,411 @@
+"""The demo LLM proxy: Anthropic and OpenAI APIs passed through, instrumented only with ccobs.
+
+This is the example users copy, so it uses nothing but the public ccobs API:
+``instrument`` for the request metrics, ``current_request_context`` to label
+the request with its model and add tokens and cost to its access-log line,
+and ``PrometheusMetrics.record_*`` for tokens, cost and time to first token.
+
+Streams are relayed chunk by chunk as they arrive, never buffered whole; the
+proxy only reads along to pick up usage and the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ccobs import (
+    PrometheusMetrics,
+    RequestContext,
+    current_request_context,
+    get_metrics,
+    instrument,
+)
+from ccobs.demo.sse import SSEDecoder, encode_event
+from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
+from ccobs.pricing import PriceTable
+from ccobs.settings import ObservabilitySettings
+from ccobs.storage import AccessLogStorage
+
+logger = structlog.get_logger("ccobs.demo.proxy")
+
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+UPSTREAM_ENV = "CCOBS_PROXY_UPSTREAM_URL"
+PRICES_ENV = "CCOBS_PRICES_FILE"
+ANTHROPIC_PATH = "/v1/messages"
+OPENAI_PATH = "/v1/chat/completions"
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "content-encoding",
+        "x-request-id",
+    }
+)
+_MAX_UNPRICED_LOGGED = 1000
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Where the proxy sends traffic and how long it waits.
+
+    The read timeout is long because a model can think for minutes between
+    two streamed chunks; the connect timeout is short because a dead
+    upstream should fail fast.
+    """
+
+    upstream_url: str = DEFAULT_UPSTREAM
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    write_timeout: float = 60.0
+    pool_timeout: float = 10.0
+    max_connections: int = 200
+    max_keepalive_connections: int = 50
+    max_body_bytes: int = 32 * 1024 * 1024
+    service_type: str = "proxy_service"
+
+    def __post_init__(self) -> None:
+        if not self.upstream_url.startswith(("http://", "https://")):
+            raise ValueError(f"upstream_url must be an http(s) URL, got {self.upstream_url!r}")
+        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("max_connections", "max_keepalive_connections", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+def error_type_for_status(status: int) -> str:
+    """The ``error_type`` label of an upstream error status."""
+    if status == 429:
+        return "rate_limited"
+    if status == 529:
+        return "overloaded"
+    return f"upstream_{status}"
+
+
+def error_body(api: Api, status: int, message: str) -> dict[str, Any]:
+    """An error body in the shape the client's SDK expects from this API."""
+    if api == "anthropic":
+        kind = {400: "invalid_request_error", 413: "request_too_large"}.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _stream_error_event(api: Api, message: str) -> bytes:
+    body = error_body(api, 502, message)
+    return encode_event(body, "error") if api == "anthropic" else encode_event(body)
+
+
+def _forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
+    forwarded = {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
+    # Identity encoding, so the proxy can read usage out of the bytes it relays.
+    forwarded["accept-encoding"] = "identity"
+    forwarded["x-request-id"] = request_id
+    return forwarded
+
+
+def _response_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
+
+
+class LLMProxy:
+    """Relays requests to the upstream and accounts what comes back."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        metrics: PrometheusMetrics,
+        prices: PriceTable,
+        config: ProxyConfig,
+    ) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.prices = prices
+        self.config = config
+        self._unpriced_logged: set[str] = set()
+
+    async def anthropic_messages(self, request: Request) -> Response:
+        """POST /v1/messages: the Anthropic Messages API."""
+        return await self.relay(request, "anthropic", ANTHROPIC_PATH)
+
+    async def openai_chat_completions(self, request: Request) -> Response:
+        """POST /v1/chat/completions: the OpenAI-compatible Chat Completions API."""
+        return await self.relay(request, "openai", OPENAI_PATH)
+
+    async def relay(self, request: Request, api: Api, path: str) -> Response:
+        ctx = current_request_context()
+        if ctx is None:  # only when mounted without instrument(); keep working
+            raise RuntimeError("the demo proxy must be instrumented with ccobs.instrument()")
+        body = await self._read_body(request)
+        if body is None:
+            return self._reject(ctx, api, 413, "request body too large")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return self._reject(ctx, api, 400, "request body is not valid JSON")
+        if not isinstance(payload, dict):
+            return self._reject(ctx, api, 400, "request body must be a JSON object")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            return self._reject(ctx, api, 400, "model: field required")
+        streaming = payload.get("stream") is True
+        ctx.add_metadata(model=model, streaming=streaming)
+
+        upstream_request = self.client.build_request(
+            "POST", path, content=body, headers=_forward_headers(request.headers, ctx.request_id)
+        )
+        try:
+            upstream = await self.client.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
+        except httpx.TransportError as exc:
+            return self._fail(
+                ctx, api, 502, "upstream_connection_error", f"upstream unreachable: {exc}"
+            )
+
+        if upstream.status_code >= 400 or not streaming:
+            return await self._whole(ctx, api, model, upstream)
+        return self._stream(ctx, api, path, model, upstream)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The request body, or None past ``max_body_bytes`` (read no further)."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
+        """A bad request answered by the proxy itself."""
+        ctx.add_metadata(error_type="invalid_request")
+        return JSONResponse(error_body(api, status, message), status_code=status)
+
+    def _fail(
+        self, ctx: RequestContext, api: Api, status: int, error_type: str, message: str
+    ) -> Response:
+        ctx.add_metadata(error_type=error_type)
+        logger.warning("upstream_failed", error_type=error_type, detail=message[:300])
+        return JSONResponse(error_body(api, status, message), status_code=status)
+
+    async def _whole(
+        self, ctx: RequestContext, api: Api, model: str, upstream: httpx.Response
+    ) -> Response:
+        """A non-streaming answer (or any error answer): read it, account it, pass it on."""
+        try:
+            content = await upstream.aread()
+        except httpx.TimeoutException:
+            return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
+        except httpx.TransportError as exc:
+            return self._fail(
+                ctx, api, 502, "upstream_connection_error", f"upstream dropped the response: {exc}"
+            )
+        finally:
+            await upstream.aclose()
+        status = upstream.status_code
+        if status >= 400:
+            ctx.add_metadata(error_type=error_type_for_status(status))
+        else:
+            try:
+                self._account(ctx, model, response_tokens(api, content))
+            except UsageError as exc:
+                ctx.add_metadata(error_type="upstream_invalid_response")
+                logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
+        return Response(content, status_code=status, headers=_response_headers(upstream.headers))
+
+    def _stream(
+        self, ctx: RequestContext, api: Api, path: str, model: str, upstream: httpx.Response
+    ) -> Response:
+        usage = StreamUsage(api)
+        decoder = SSEDecoder()
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    for event in decoder.feed(chunk):
+                        try:
+                            if usage.feed(event):
+                                self._first_token(ctx, model, path)
+                        except UsageError as exc:
+                            ctx.metadata.setdefault("error_type", "upstream_invalid_response")
+                            logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
+                    yield chunk
+            except httpx.TimeoutException:
+                ctx.add_metadata(error_type="upstream_timeout")
+                yield _stream_error_event(api, "upstream timed out mid-stream")
+            except httpx.TransportError:
+                ctx.add_metadata(error_type="upstream_stream_error")
+                yield _stream_error_event(api, "upstream stream broke off")
+            except (GeneratorExit, asyncio.CancelledError):  # the client went away
+                ctx.add_metadata(error_type="client_disconnect")
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await upstream.aclose()
+                self._finish_stream(ctx, model, usage)
+
+        return _ClosingStreamingResponse(
+            relay(), status_code=upstream.status_code, headers=_response_headers(upstream.headers)
+        )
+
+    def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
+        if usage.error is not None:
+            ctx.metadata.setdefault("error_type", f"upstream_{usage.error}")
+        elif not usage.complete:
+            ctx.metadata.setdefault("error_type", "upstream_incomplete_stream")
+        if usage.usage_seen:
+            self._account(ctx, model, usage.tokens)
+
+    def _first_token(self, ctx: RequestContext, model: str, path: str) -> None:
+        seconds = ctx.duration_seconds
+        ctx.add_metadata(ttft_ms=round(seconds * 1000.0, 3))
+        self.metrics.record_time_to_first_token(seconds, model, path, self.config.service_type)
+
+    def _account(self, ctx: RequestContext, model: str, tokens: TokenCounts) -> None:
+        """Count tokens and cost, and put both on the request's access-log line."""
+        service_type = self.config.service_type
+        for token_type, count in tokens.by_type().items():
+            self.metrics.record_tokens(count, token_type, model, service_type)
+        ctx.add_metadata(
+            input_tokens=tokens.input,
+            output_tokens=tokens.output,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write,
+        )
+        cost = self.prices.cost(
+            model, tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
+        )
+        if cost is None:
+            self._unpriced(model)
+            ctx.add_metadata(cost_total_usd=0.0, unpriced=True)
+            return
+        for cost_type, amount in (
+            ("input", cost.input),
+            ("output", cost.output),
+            ("cache", cost.cache),
+            ("total", cost.total),
+        ):
+            self.metrics.record_cost(amount, model, cost_type, service_type)
+        ctx.add_metadata(
+            cost_input_usd=cost.input,
+            cost_output_usd=cost.output,
+            cost_cache_usd=cost.cache,
+            cost_total_usd=cost.total,
+        )
+
+    def _unpriced(self, model: str) -> None:
+        self.metrics.record_unpriced_request(model, self.config.service_type)
+        if model not in self._unpriced_logged and len(self._unpriced_logged) < _MAX_UNPRICED_LOGGED:
+            self._unpriced_logged.add(model)
+            logger.warning("model_unpriced", model=model, cost_recorded_usd=0.0)
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however streaming ends.
+
+    Starlette leaves a generator interrupted at a ``yield`` (client gone while
+    a chunk was being sent) to the garbage collector; closing it here makes
+    the upstream connection and the accounting happen now, not eventually.
+    """
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
+
+
+def create_proxy_app(
+    config: ProxyConfig | None = None,
+    *,
+    metrics: PrometheusMetrics | None = None,
+    settings: ObservabilitySettings | None = None,
+    prices: PriceTable | None = None,
+    storage: AccessLogStorage | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The proxy as a FastAPI app, instrumented, with a pooled upstream client."""
+    config = config or ProxyConfig()
+    # httpx logs each upstream call at INFO; the proxy's access-log line already covers it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if metrics is None:
+        metrics = get_metrics(settings=settings)
+    client = httpx.AsyncClient(
+        base_url=config.upstream_url,
+        timeout=httpx.Timeout(
+            connect=config.connect_timeout,
+            read=config.read_timeout,
+            write=config.write_timeout,
+            pool=config.pool_timeout,
+        ),
+        limits=httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_keepalive_connections,
+        ),
+        transport=transport,
+    )
+    proxy = LLMProxy(client, metrics, prices or PriceTable.default(), config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="ccobs demo proxy", lifespan=lifespan)
+    app.state.proxy = proxy
+    app.add_api_route(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"])
+    app.add_api_route(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"])
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument(app, metrics, settings, service_type=config.service_type, storage=storage)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The proxy as configured by ``ccobs proxy``, for uvicorn's factory mode and workers.
+
+    Each worker process builds its own app from the environment the command
+    set: the upstream URL, the price file and the usual ``CCOBS_*`` settings.
+    """
+    settings = ObservabilitySettings.load()
+    prices_file = os.environ.get(PRICES_ENV)
+    prices = PriceTable.from_yaml(prices_file) if prices_file else None
+    config = ProxyConfig(upstream_url=os.environ.get(UPSTREAM_ENV, DEFAULT_UPSTREAM))
+    return create_proxy_app(config, settings=settings, prices=prices)

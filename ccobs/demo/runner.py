@@ -1,0 +1,136 @@
+"""``ccobs demo``: mock upstream, instrumented proxy and load generator in one command.
+
+Everything runs on loopback in one process and needs no API key: the mock
+upstream answers like Anthropic and OpenAI would, the proxy accounts it with
+ccobs, the load generator keeps traffic flowing, and a live view reads the
+proxy's metrics registry once a second. The proxy serves ``/metrics`` on its
+port, so a Prometheus (or the bundled stack) can scrape the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry
+
+from ccobs.demo.live_view import LiveView
+from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
+from ccobs.demo.proxy import ProxyConfig, create_proxy_app
+from ccobs.demo.server_thread import ServerThread
+from ccobs.demo.upstream import UpstreamConfig, create_upstream_app
+from ccobs.logging import configure_logging
+from ccobs.metrics import PrometheusMetrics
+from ccobs.pushgateway import PushgatewayClient
+from ccobs.settings import ObservabilitySettings
+
+DEMO_MODELS = {"claude-sonnet-4-5": 0.6, "claude-haiku-4-5": 0.3, "claude-opus-4-1": 0.1}
+DEMO_OPENAI_MODELS = {"gpt-4.1-mini": 1.0}
+_FOREVER = 10 * 365 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    duration: float | None = None
+    """Seconds to run; None runs until Ctrl-C."""
+    rate: float = 5.0
+    error_rate: float = 0.02
+    openai_share: float = 0.25
+    stream_share: float = 0.6
+    seed: int | None = None
+    pushgateway_url: str | None = None
+    log_file: Path = Path("ccobs-demo.log")
+    refresh: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"duration must be positive, got {self.duration}")
+        if self.rate <= 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if not 0 <= self.error_rate <= 1:
+            raise ValueError(f"error_rate must be within [0, 1], got {self.error_rate}")
+        if self.refresh <= 0:
+            raise ValueError(f"refresh must be positive, got {self.refresh}")
+
+
+def run_demo(
+    config: DemoConfig,
+    settings: ObservabilitySettings | None = None,
+    *,
+    out: TextIO | None = None,
+) -> LoadSummary | None:
+    """Run the demo until ``duration`` ends or Ctrl-C; returns the load summary when it ran out."""
+    out = out or sys.stdout
+    settings = settings or ObservabilitySettings.load()
+    if config.pushgateway_url is not None:
+        settings = dataclasses.replace(settings, pushgateway_url=config.pushgateway_url)
+    log_stream = config.log_file.open("a", encoding="utf-8")
+    configure_logging(settings.log_level, "json", stream=log_stream)
+    registry = CollectorRegistry()
+    pusher = PushgatewayClient(settings) if settings.pushgateway_enabled else None
+    metrics = PrometheusMetrics(settings.namespace, registry, pusher, settings=settings)
+    upstream_app = create_upstream_app(
+        UpstreamConfig(seed=config.seed, error_rate=config.error_rate)
+    )
+    try:
+        with ServerThread(upstream_app, config.host) as upstream:
+            proxy_app = create_proxy_app(
+                ProxyConfig(upstream_url=upstream.url), metrics=metrics, settings=settings
+            )
+            with ServerThread(proxy_app, config.host, config.port) as proxy:
+                header = [
+                    f"ccobs demo   proxy {proxy.url}   metrics {proxy.url}/metrics   "
+                    f"mock upstream {upstream.url}",
+                    f"access log and JSON logs: {config.log_file}   Ctrl-C stops",
+                    "",
+                ]
+                view = LiveView(registry, settings.namespace)
+                return _drive(config, proxy.url, view, header, out)
+    finally:
+        log_stream.close()
+
+
+def _drive(
+    config: DemoConfig, target: str, view: LiveView, header: list[str], out: TextIO
+) -> LoadSummary | None:
+    load = LoadConfig(
+        target=target,
+        rate=config.rate,
+        duration=config.duration or _FOREVER,
+        models=DEMO_MODELS,
+        openai_models=DEMO_OPENAI_MODELS,
+        openai_share=config.openai_share,
+        stream_share=config.stream_share,
+        seed=config.seed,
+    )
+    tty = out.isatty()
+    # A terminal is redrawn in place; a log file gets a picture every 10 s at most.
+    refresh = config.refresh if tty else max(config.refresh, 10.0)
+
+    def show() -> None:
+        picture = view.render(header)
+        out.write(f"\x1b[H\x1b[2J{picture}\n" if tty else f"{picture}\n\n")
+        out.flush()
+
+    async def main() -> LoadSummary:
+        task = asyncio.create_task(run_load(load))
+        while not task.done():
+            show()
+            await asyncio.wait({task}, timeout=refresh)
+        return task.result()
+
+    try:
+        summary = asyncio.run(main())
+    except KeyboardInterrupt:
+        show()
+        out.write("stopped.\n")
+        return None
+    show()
+    out.write("\n" + render_summary(summary) + "\n")
+    return summary
