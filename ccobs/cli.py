@@ -74,9 +74,18 @@ def _settings_command(args: argparse.Namespace) -> int:
 
 
 def _upstream_command(args: argparse.Namespace) -> int:
-    from ccobs.demo.upstream import UpstreamConfig, run_upstream
+    from ccobs.demo.upstream import Delay, UpstreamConfig, run_upstream
 
-    run_upstream(args.host, args.port, UpstreamConfig(seed=args.seed, error_rate=args.error_rate))
+    defaults = UpstreamConfig()
+    config = UpstreamConfig(
+        seed=args.seed,
+        error_rate=args.error_rate,
+        latency=defaults.latency
+        if args.latency is None
+        else Delay(args.latency, 0.5, args.latency * 30),
+        ttft=defaults.ttft if args.ttft is None else Delay(args.ttft, 0.5, args.ttft * 30),
+    )
+    run_upstream(args.host, args.port, config)
     return 0
 
 
@@ -185,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of requests answered 429, 500 or 529 (default 0)",
     )
+    upstream.add_argument(
+        "--latency", type=_positive_float, help="median non-streaming latency, s (default 2)"
+    )
+    upstream.add_argument(
+        "--ttft", type=_positive_float, help="median time to first token, s (default 0.4)"
+    )
     upstream.add_argument("--seed", type=int, help="seed for repeatable behaviour")
     upstream.set_defaults(handler=_upstream_command)
 
@@ -230,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument(
         "--models",
         type=_weights,
-        default={"claude-sonnet-4-5": 1.0},
-        help="Anthropic model mix, e.g. claude-sonnet-4-5=3,claude-haiku-4-5=1",
+        default={"claude-sonnet-4-6": 1.0},
+        help="Anthropic model mix, e.g. claude-sonnet-4-6=3,claude-haiku-4-5=1",
     )
     loadgen.add_argument(
         "--openai-models",

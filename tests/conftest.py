@@ -1,13 +1,38 @@
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from realservers import ServerProcess, start_pushgateway, start_victoria_metrics
+
+from ccobs.logging import UVICORN_LOGGERS
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """Pristine structlog and stdlib logging state for the test, restored after it."""
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level)
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate)
+        for name in UVICORN_LOGGERS
+        if (lg := logging.getLogger(name))
+    }
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:], root.level = saved_root
+    for name, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
 
 
 # --- real servers (tests/realservers.py) --------------------------------------

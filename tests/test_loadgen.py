@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from asgi_server import serve_asgi
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccobs.demo.loadgen import (
     LoadConfig,
@@ -232,6 +233,100 @@ async def test_unreachable_target_counts_as_connect_errors() -> None:
     )
 
     assert summary.errors_by_fault == {"connect_error": 2}
+
+
+def scripted(*frames: bytes, body: bytes = b"", hold_open: bool = False) -> ASGIApp:
+    """Answer every request 200 with ``frames`` as an event stream, or with ``body`` as JSON.
+
+    ``hold_open`` keeps the response open after the frames until the client leaves.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        while (await receive()).get("more_body"):
+            pass
+        kind = b"text/event-stream" if frames else b"application/json"
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]}
+        )
+        for frame in frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if hold_open:
+            await receive()  # http.disconnect
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+ANTHROPIC_OPENING = encode_event(
+    {"type": "message_start", "message": {"usage": {"input_tokens": 10, "output_tokens": 1}}},
+    "message_start",
+) + encode_event(
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    "content_block_delta",
+)
+ANTHROPIC_ENDING = encode_event(
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}},
+    "message_delta",
+) + encode_event({"type": "message_stop"}, "message_stop")
+STREAMS: dict[str, Any] = {"concurrency": 1, "requests": 2, "stream_share": 1.0, "timeout": 5.0}
+
+
+async def test_error_event_in_a_stream_counts_as_a_stream_error() -> None:
+    error = encode_event({"type": "error", "error": {"type": "overloaded_error"}}, "error")
+
+    with serve_asgi(scripted(ANTHROPIC_OPENING, error)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **STREAMS))
+
+    assert summary.errors_by_fault == {"stream_error": 2}
+    assert summary.tokens == TokenCounts()
+
+
+async def test_anthropic_stream_ending_before_message_stop_counts_as_incomplete() -> None:
+    with serve_asgi(scripted(ANTHROPIC_OPENING)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **STREAMS))
+
+    assert summary.errors_by_fault == {"incomplete_stream": 2}
+
+
+async def test_openai_stream_ending_before_done_counts_as_incomplete() -> None:
+    chunk = encode_event({"choices": [{"index": 0, "delta": {"content": "Hi"}}]})
+
+    with serve_asgi(scripted(chunk)) as server:
+        summary = await run_load(LoadConfig(target=server.url, openai_share=1.0, **STREAMS))
+
+    assert summary.errors_by_fault == {"incomplete_stream": 2}
+
+
+async def test_unreadable_stream_event_counts_as_a_bad_response() -> None:
+    garbled = b"event: message_start\ndata: {not json\n\n"
+
+    with serve_asgi(scripted(garbled, ANTHROPIC_ENDING)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **STREAMS))
+
+    assert summary.errors_by_fault == {"bad_response": 2}
+
+
+async def test_response_without_usage_counts_as_a_bad_response() -> None:
+    with serve_asgi(scripted(body=b'{"type": "message", "content": []}')) as server:
+        summary = await run_load(
+            LoadConfig(target=server.url, concurrency=1, requests=2, stream_share=0.0)
+        )
+
+    assert summary.errors_by_fault == {"bad_response": 2}
+
+
+async def test_stream_is_read_only_up_to_its_terminating_event() -> None:
+    app = scripted(ANTHROPIC_OPENING, ANTHROPIC_ENDING, hold_open=True)
+
+    with serve_asgi(app) as server:
+        summary = await run_load(LoadConfig(target=server.url, **STREAMS))
+
+    assert summary.successes == 2
+    assert summary.tokens == TokenCounts(input=20, output=14)
+    assert summary.ttft_p50 is not None
+    assert summary.latency_p99 is not None
+    assert summary.latency_p99 < 1.0
 
 
 # --------------------------------------------------------------------------- pacing and bounds

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,25 +40,7 @@ class FakeTTY(io.StringIO):
         return True
 
 
-@pytest.fixture(autouse=True)
-def _isolated_logging() -> Iterator[None]:
-    """Give each test pristine structlog and stdlib logging state, and restore it."""
-    root = logging.getLogger()
-    saved_root = (root.handlers[:], root.level)
-    saved = {
-        name: (lg.handlers[:], lg.level, lg.propagate)
-        for name in UVICORN_LOGGERS
-        if (lg := logging.getLogger(name))
-    }
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = saved_root
-    for name, (handlers, level, propagate) in saved.items():
-        lg = logging.getLogger(name)
-        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+pytestmark = pytest.mark.usefixtures("isolated_logging")
 
 
 def configure_json(level: str = "DEBUG") -> io.StringIO:

@@ -29,13 +29,14 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import httpx
 
-from ccobs.demo.sse import ServerSentEvent, iter_events
+from ccobs.demo.sse import iter_events
+from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.pricing import PriceTable
 
 __all__ = [
@@ -50,8 +51,6 @@ __all__ = [
     "run_load",
     "run_loadgen_cli",
 ]
-
-Api = Literal["anthropic", "openai"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 _PROMPT_WORDS = (
@@ -149,29 +148,6 @@ class LoadConfig:
 
 
 @dataclass(frozen=True)
-class TokenCounts:
-    """Tokens by type, as ``ccproxy_tokens_total`` labels them."""
-
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-    def __add__(self, other: TokenCounts) -> TokenCounts:
-        return TokenCounts(
-            self.input + other.input,
-            self.output + other.output,
-            self.cache_read + other.cache_read,
-            self.cache_write + other.cache_write,
-        )
-
-    @property
-    def total(self) -> int:
-        """All tokens of every type."""
-        return self.input + self.output + self.cache_read + self.cache_write
-
-
-@dataclass(frozen=True)
 class RequestResult:
     """One request as the client saw it.
 
@@ -189,7 +165,7 @@ class RequestResult:
     fault: str | None
     latency: float
     ttft: float | None = None
-    tokens: TokenCounts = TokenCounts()
+    tokens: TokenCounts = field(default_factory=TokenCounts)
 
     @property
     def ok(self) -> bool:
@@ -371,10 +347,6 @@ class _Planner:
         return _Plan(api=api, model=model, stream=stream, body=body)
 
 
-class _BadResponse(Exception):
-    """The response was not shaped like the API it claims to speak."""
-
-
 class _StreamError(Exception):
     """The server reported an error inside a 200 stream."""
 
@@ -383,71 +355,19 @@ class _IncompleteStream(Exception):
     """The stream ended cleanly but without its terminating event."""
 
 
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _BadResponse(f"expected a token count, got {value!r}")
-    return value
-
-
-def _anthropic_tokens(usage: Mapping[str, Any]) -> TokenCounts:
-    return TokenCounts(
-        input=_int(usage.get("input_tokens", 0)),
-        output=_int(usage.get("output_tokens", 0)),
-        cache_read=_int(usage.get("cache_read_input_tokens") or 0),
-        cache_write=_int(usage.get("cache_creation_input_tokens") or 0),
-    )
-
-
-def _openai_tokens(usage: Mapping[str, Any]) -> TokenCounts:
-    details = usage.get("prompt_tokens_details") or {}
-    cached = _int(details.get("cached_tokens") or 0)
-    return TokenCounts(
-        input=_int(usage.get("prompt_tokens", 0)) - cached,
-        output=_int(usage.get("completion_tokens", 0)),
-        cache_read=cached,
-    )
-
-
-async def _read_anthropic_stream(
-    events: AsyncIterator[ServerSentEvent], started: float
+async def _read_stream(
+    api: Api, lines: AsyncIterable[str], started: float
 ) -> tuple[TokenCounts, float | None]:
-    usage: dict[str, Any] = {}
+    """Usage and time to first token of a stream, read up to its terminating event."""
+    usage = StreamUsage(api)
     ttft: float | None = None
-    async for event in events:
-        if event.event == "ping":
-            continue
-        data = event.json()
-        kind = data.get("type")
-        if kind == "message_start":
-            usage = dict(data["message"]["usage"])
-        elif kind == "content_block_delta" and ttft is None:
+    async for event in iter_events(lines):
+        if usage.feed(event):
             ttft = time.monotonic() - started
-        elif kind == "message_delta":
-            # message_delta usage is cumulative: it overwrites, never adds.
-            usage.update({k: v for k, v in data.get("usage", {}).items() if v is not None})
-        elif kind == "error":
-            raise _StreamError(str(data.get("error", {}).get("type", "error")))
-        elif kind == "message_stop":
-            return _anthropic_tokens(usage), ttft
-    raise _IncompleteStream
-
-
-async def _read_openai_stream(
-    events: AsyncIterator[ServerSentEvent], started: float
-) -> tuple[TokenCounts, float | None]:
-    tokens = TokenCounts()
-    ttft: float | None = None
-    async for event in events:
-        if event.data == "[DONE]":
-            return tokens, ttft
-        data = event.json()
-        if "error" in data:
-            raise _StreamError(str(data["error"].get("type", "error")))
-        for choice in data.get("choices") or ():
-            if ttft is None and (choice.get("delta") or {}).get("content"):
-                ttft = time.monotonic() - started
-        if data.get("usage"):
-            tokens = _openai_tokens(data["usage"])
+        if usage.error is not None:
+            raise _StreamError(usage.error)
+        if usage.complete:
+            return usage.tokens, ttft
     raise _IncompleteStream
 
 
@@ -476,20 +396,9 @@ async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> R
                 if status >= 300:
                     await response.aread()
                 elif plan.stream:
-                    events = iter_events(response.aiter_lines())
-                    if plan.api == "anthropic":
-                        tokens, ttft = await _read_anthropic_stream(events, started)
-                    else:
-                        tokens, ttft = await _read_openai_stream(events, started)
+                    tokens, ttft = await _read_stream(plan.api, response.aiter_lines(), started)
                 else:
-                    await response.aread()
-                    data = response.json()
-                    usage = data["usage"]
-                    tokens = (
-                        _anthropic_tokens(usage)
-                        if plan.api == "anthropic"
-                        else _openai_tokens(usage)
-                    )
+                    tokens = response_tokens(plan.api, await response.aread())
             finally:
                 await response.aclose()
     except (TimeoutError, httpx.TimeoutException):
@@ -508,7 +417,7 @@ async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> R
         fault = "stream_error"
     except _IncompleteStream:
         fault = "incomplete_stream"
-    except (_BadResponse, ValueError, KeyError, TypeError, AttributeError):
+    except UsageError:
         fault = "bad_response"
     return RequestResult(
         api=plan.api,

@@ -28,7 +28,7 @@ from ccobs.metrics import PrometheusMetrics
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 
-DEMO_MODELS = {"claude-sonnet-4-5": 0.6, "claude-haiku-4-5": 0.3, "claude-opus-4-1": 0.1}
+DEMO_MODELS = {"claude-sonnet-4-6": 0.6, "claude-haiku-4-5": 0.3, "claude-opus-4-6": 0.1}
 DEMO_OPENAI_MODELS = {"gpt-4.1-mini": 1.0}
 _FOREVER = 10 * 365 * 24 * 3600.0
 

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -24,6 +25,8 @@ class ServerThread:
 
     Binding the socket here (port 0 picks a free one) means the port is known
     and held before uvicorn runs, with no window for another process to take it.
+    ``log_config`` defaults to None so uvicorn leaves logging to the caller's
+    set-up (:func:`ccobs.logging.configure_logging`) instead of installing its own.
     """
 
     def __init__(
@@ -34,29 +37,37 @@ class ServerThread:
         *,
         lifespan: str = "on",
         graceful_shutdown: int = 5,
+        log_level: str | None = None,
+        log_config: dict[str, Any] | None = None,
     ) -> None:
-        self.sock = socket.socket(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
-        )
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(1024)
-        self.host = host
-        self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan=lifespan,  # type: ignore[arg-type]
-            timeout_graceful_shutdown=graceful_shutdown,
-        )
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self.server.run,
-            kwargs={"sockets": [self.sock]},
-            name=f"uvicorn-{self.port}",
-            daemon=True,
-        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
+        # proto says TCP; without it Nagle + delayed ACK add ~40 ms to keep-alive responses.
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((host, port))
+            self.sock.listen(1024)
+            self.host = host
+            self.port = int(self.sock.getsockname()[1])
+            config = uvicorn.Config(
+                app,
+                log_config=log_config,
+                log_level=log_level,
+                access_log=False,
+                lifespan=lifespan,  # type: ignore[arg-type]
+                timeout_graceful_shutdown=graceful_shutdown,
+            )
+            self.server = uvicorn.Server(config)
+            self._thread = threading.Thread(
+                target=self.server.run,
+                kwargs={"sockets": [self.sock]},
+                name=f"uvicorn-{self.port}",
+                daemon=True,
+            )
+        except BaseException:
+            self.sock.close()
+            raise
 
     @property
     def url(self) -> str:
@@ -64,13 +75,17 @@ class ServerThread:
         return f"http://{host}:{self.port}"
 
     def start(self) -> ServerThread:
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"uvicorn did not start on {self.url}")
-            time.sleep(0.01)
+        """Run the server and wait until it accepts connections; stopped again if it fails."""
+        try:
+            self._thread.start()
+            deadline = time.monotonic() + _START_TIMEOUT
+            while not self.server.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start on {self.url}")
+                time.sleep(0.01)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -150,8 +150,10 @@ class StreamUsage:
         elif kind == "message_delta":
             usage = data.get("usage")
             if isinstance(usage, dict):
-                # Cumulative counts: each message_delta replaces what came before.
-                merged = {**_anthropic_fields(self.tokens), **usage}
+                # Cumulative counts: each message_delta replaces what came before. A null
+                # field means "not reported here" (as the SDKs read it), not zero.
+                reported = {key: value for key, value in usage.items() if value is not None}
+                merged = {**_anthropic_fields(self.tokens), **reported}
                 self.tokens = anthropic_tokens(merged)
                 self.usage_seen = True
         elif kind == "message_stop":
@@ -173,8 +175,16 @@ class StreamUsage:
         if data.get("usage"):
             self.tokens = openai_tokens(data["usage"])
             self.usage_seen = True
-        for choice in data.get("choices") or ():
-            if isinstance(choice, dict) and (choice.get("delta") or {}).get("content"):
+        choices = data.get("choices") or []
+        if not isinstance(choices, list):
+            raise UsageError(f"choices is not a list: {choices!r}"[:120])
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise UsageError(f"choice delta is not an object: {delta!r}"[:120])
+            if delta.get("content"):
                 return self._first()
         return False
 

@@ -1,0 +1,184 @@
+"""The ``ccobs`` command line, run as real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from realservers import free_port
+
+COMMANDS = ("settings", "upstream", "proxy", "loadgen", "demo")
+
+
+def ccobs(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ccobs.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+class Background:
+    """A ccobs command running in the background, stopped with SIGINT, killed if it lingers."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ccobs.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+
+    def wait_ready(self, url: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited early:\n{self.output()}")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} not ready:\n{self.output()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode
+
+    def output(self) -> str:
+        self.stop()
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+
+@pytest.fixture
+def background() -> Iterator[list[Background]]:
+    started: list[Background] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def test_help_lists_every_command() -> None:
+    result = ccobs("--help")
+
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_documents_itself(command: str) -> None:
+    result = ccobs(command, "--help")
+
+    assert result.returncode == 0
+    assert "usage: ccobs " + command in result.stdout
+
+
+def test_settings_prints_the_effective_values() -> None:
+    result = ccobs("settings", env={"CCOBS_NAMESPACE": "edge"})
+
+    assert result.returncode == 0
+    assert "namespace: edge" in result.stdout
+
+
+def test_invalid_setting_exits_2_naming_field_and_value() -> None:
+    result = ccobs("settings", env={"CCOBS_MODEL_LABEL_CAP": "lots"})
+
+    assert result.returncode == 2
+    assert "model_label_cap='lots'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("loadgen", "--target", "http://127.0.0.1:9", "--rate", "-1", "--requests", "1"),
+        ("loadgen", "--target", "http://127.0.0.1:9", "--rate", "1", "--concurrency", "2"),
+        ("demo", "--error-rate", "1.5"),
+        ("proxy", "--upstream", "ftp://example"),
+        ("upstream", "--port", "70000"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(args: tuple[str, ...]) -> None:
+    result = ccobs(*args)
+
+    assert result.returncode == 2
+    assert result.stderr.strip()
+
+
+def test_demo_runs_for_a_duration_and_summarises(tmp_path: Path) -> None:
+    log_file = tmp_path / "demo.log"
+    result = ccobs(
+        "demo", "--duration", "3", "--port", "0", "--seed", "3", "--log-file", str(log_file),
+        timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "requests" in result.stdout
+    assert "latency   p50" in result.stdout
+    assert "claude-sonnet-4-6" in result.stdout
+    assert log_file.read_text().count('"request_success"') > 0
+
+
+def test_proxy_with_two_workers_counts_exactly_what_loadgen_sent(
+    background: list[Background], tmp_path: Path
+) -> None:
+    upstream_port, proxy_port = free_port(), free_port()
+    upstream = Background(
+        "upstream", "--port", str(upstream_port), "--seed", "5", "--latency", "0.02",
+        "--ttft", "0.02",
+    )  # fmt: skip
+    background.append(upstream)
+    upstream.wait_ready(f"http://127.0.0.1:{upstream_port}/health")
+    proxy = Background(
+        "proxy",
+        "--port",
+        str(proxy_port),
+        "--workers",
+        "2",
+        "--upstream",
+        f"http://127.0.0.1:{upstream_port}",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "CCOBS_LOG_LEVEL": "WARNING"},
+    )
+    background.append(proxy)
+    target = f"http://127.0.0.1:{proxy_port}"
+    proxy.wait_ready(target + "/health")
+
+    result = ccobs(
+        "loadgen", "--target", target, "--requests", "30", "--concurrency", "4",
+        "--seed", "9", "--stream-share", "0.5",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "requests             30" in result.stdout
+    text = httpx.get(target + "/metrics").text
+    served = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ccproxy_requests_total"
+    )
+    assert served == 30
+    assert proxy.stop() == 0
