@@ -24,8 +24,8 @@ demo: install
 	$(BIN)/ccobs demo
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check ccobs tests scripts
+	$(BIN)/ruff format --check ccobs tests scripts
 	$(BIN)/mypy
 
 test: install debian-deps lint

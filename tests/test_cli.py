@@ -182,3 +182,23 @@ def test_proxy_with_two_workers_counts_exactly_what_loadgen_sent(
     )
     assert served == 30
     assert proxy.stop() == 0
+
+
+def test_demo_stops_cleanly_on_ctrl_c(background: list[Background], tmp_path: Path) -> None:
+    port = free_port()
+    demo = Background(
+        "demo", "--port", str(port), "--seed", "4", "--log-file", str(tmp_path / "demo.log")
+    )
+    background.append(demo)
+    demo.wait_ready(f"http://127.0.0.1:{port}/health")
+    time.sleep(2)
+
+    started = time.monotonic()
+    code = demo.stop()
+    output = demo.output()
+
+    assert code == 0, output
+    assert time.monotonic() - started < 12
+    assert "stopped." in output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)

@@ -138,6 +138,16 @@ def gpt(stack: Stack) -> Iterator[openai.OpenAI]:
     client.close()
 
 
+def request_body(*, stream: bool = False) -> dict[str, Any]:
+    """A minimal Messages API request body, for tests that talk HTTP without an SDK."""
+    return {
+        "model": MODEL,
+        "max_tokens": 50,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+
+
 def ask(client: anthropic.Anthropic, **kwargs: Any) -> anthropic.types.Message:
     return client.messages.create(
         model=kwargs.pop("model", MODEL),
@@ -274,7 +284,7 @@ def test_upstream_error_reaches_the_client_and_is_counted_once(
 def test_rate_limit_headers_pass_through(stack: Stack) -> None:
     response = httpx.post(
         stack.proxy_url + "/v1/messages",
-        json={"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+        json=request_body(),
         headers={"x-mock-status": "429"},
     )
 
@@ -419,7 +429,7 @@ def test_upstream_timeout_is_a_504_counted_as_timeout(isolated_logging: None) ->
     for stack in start_stack(read_timeout=0.3):
         response = httpx.post(
             stack.proxy_url + "/v1/messages",
-            json={"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+            json=request_body(),
             headers={"x-mock-fault": "timeout"},
             timeout=10,
         )
@@ -435,12 +445,7 @@ def test_stream_dropped_by_upstream_ends_with_an_error_event_counted_once(
     with httpx.stream(
         "POST",
         stack.proxy_url + "/v1/messages",
-        json={
-            "model": MODEL,
-            "max_tokens": 50,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
+        json=request_body(stream=True),
         headers={"x-mock-fault": "drop"},
     ) as response:
         body = response.read().decode()
@@ -455,12 +460,7 @@ def test_client_disconnect_mid_stream_is_counted_and_upstream_released(stack: St
     with httpx.stream(
         "POST",
         stack.proxy_url + "/v1/messages",
-        json={
-            "model": MODEL,
-            "max_tokens": 50,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
+        json=request_body(stream=True),
         headers={"x-mock-output-tokens": "4000", "x-mock-ttft-ms": "1"},
     ) as response:
         next(response.iter_raw())
