@@ -158,6 +158,16 @@ def _demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mixin_build_command(args: argparse.Namespace) -> int:
+    from ccobs.mixin.build import write
+    from ccobs.mixin.config import MixinConfig
+
+    config = MixinConfig.from_yaml(args.config) if args.config else MixinConfig()
+    for path in write(config, Path(args.out)):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccobs",
@@ -282,6 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_option(demo)
     demo.set_defaults(handler=_demo_command)
+
+    mixin = commands.add_parser(
+        "mixin",
+        help="build the Grafana dashboards and Prometheus rules",
+        description="Dashboards, alert and recording rules, runbook and rule unit tests.",
+    )
+    mixin_commands = mixin.add_subparsers(dest="mixin_command", metavar="COMMAND", required=True)
+    mixin_build = mixin_commands.add_parser(
+        "build",
+        help="write dashboards/ and alerts/ under --out",
+        description="Write dashboards/*.json and alerts/ (rules, runbook, promtool tests) "
+        "under DIR, built from the defaults or a YAML file overriding them (namespace, "
+        "job_selector, thresholds, windows, for durations).",
+    )
+    mixin_build.add_argument("--config", metavar="FILE", help="YAML mixin configuration")
+    mixin_build.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    mixin_build.set_defaults(handler=_mixin_build_command)
     return parser
 
 

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from realservers import free_port
 
-COMMANDS = ("settings", "upstream", "proxy", "loadgen", "demo")
+COMMANDS = ("settings", "upstream", "proxy", "loadgen", "demo", "mixin")
 
 
 def ccobs(

@@ -1,0 +1,1 @@
+"""Dashboards, alert and recording rules, runbook and rule tests, built from one configuration."""

@@ -1,0 +1,136 @@
+"""The mixin's configuration: the few knobs from which every dashboard and rule file is built.
+
+A user with another metric namespace or job label, or other thresholds,
+builds their own copies with ``ccobs mixin build --config FILE``; the
+defaults build what is committed in ``dashboards/`` and ``alerts/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ccobs.catalog import DEFAULT_NAMESPACE, MetricSpec
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a Prometheus duration of one unit (``30s``, ``5m``, ``1h``, ``3d``)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 3d")
+    number, unit = int(match.group(1)), match.group(2)
+    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+@dataclass(frozen=True)
+class BurnRateWindow:
+    """One multi-window, multi-burn-rate pair: fire when both windows burn faster than ``factor``.
+
+    ``factor`` multiplies the error budget (1 - SLO): a factor of 14.4 over
+    1h spends 2 % of a 30-day budget in that hour.
+    """
+
+    long: str
+    short: str
+    factor: float
+    severity: str
+    for_: str
+
+
+@dataclass(frozen=True)
+class MixinConfig:
+    """Everything the dashboards and rules depend on.
+
+    ``job_selector`` is the label matcher that picks the proxy's series
+    (without braces); ``error_ratio_excluded`` names the error types that do
+    not count against the availability SLO (the client's own mistakes).
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+    job_selector: str = 'job=~"ccproxy.*"'
+    alert_prefix: str = "CCProxy"
+    runbook_url: str = "https://github.com/ccobs/ccobs/blob/main/alerts/runbook.md"
+    dashboard_uid_prefix: str = "ccobs"
+    dashboard_tags: tuple[str, ...] = ("ccobs", "llm-proxy")
+    error_ratio_slo: float = 0.99
+    error_ratio_excluded: str = "invalid_request|client_disconnect|http_4..|upstream_4.."
+    burn_rate_windows: tuple[BurnRateWindow, ...] = (
+        BurnRateWindow("1h", "5m", 14.4, "critical", "2m"),
+        BurnRateWindow("6h", "30m", 6.0, "critical", "15m"),
+        BurnRateWindow("1d", "2h", 3.0, "warning", "1h"),
+        BurnRateWindow("3d", "6h", 1.0, "warning", "3h"),
+    )
+    latency_p99_seconds: float = 60.0
+    latency_window: str = "5m"
+    latency_for: str = "15m"
+    hourly_cost_budget_usd: float = 50.0
+    cost_window: str = "1h"
+    cost_for: str = "15m"
+    rate_limited_ratio: float = 0.05
+    rate_limited_window: str = "10m"
+    rate_limited_for: str = "10m"
+    proxy_down_for: str = "5m"
+    push_stale_seconds: float = 300.0
+    push_stale_for: str = "5m"
+    push_failure_window: str = "15m"
+    push_failure_for: str = "15m"
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} is not a Prometheus name")
+        if not re.match(r"^[A-Z][A-Za-z0-9]*$", self.alert_prefix):
+            raise ValueError(f"alert_prefix {self.alert_prefix!r} must be CamelCase")
+        if not 0 < self.error_ratio_slo < 1:
+            raise ValueError(f"error_ratio_slo must be within (0, 1), got {self.error_ratio_slo}")
+        for name in ("latency_p99_seconds", "hourly_cost_budget_usd", "push_stale_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.rate_limited_ratio < 1:
+            raise ValueError(
+                f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"
+            )
+        for f in fields(self):
+            if f.name.endswith(("_window", "_for")):
+                duration_seconds(getattr(self, f.name))
+        for window in self.burn_rate_windows:
+            for text in (window.long, window.short, window.for_):
+                duration_seconds(text)
+            if window.severity not in ("critical", "warning", "info"):
+                raise ValueError(
+                    f"burn-rate severity {window.severity!r} is not critical/warning/info"
+                )
+
+    @property
+    def error_budget(self) -> float:
+        return 1.0 - self.error_ratio_slo
+
+    def metric(self, spec: MetricSpec) -> str:
+        """The exposed name of a catalogue metric under this namespace."""
+        return spec.full_name(self.namespace)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MixinConfig:
+        """Defaults overridden by a YAML mapping; unknown keys are an error naming them."""
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"mixin config {str(path)!r} must be a mapping of field: value")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"mixin config {str(path)!r} has unknown fields {unknown}")
+        values: dict[str, Any] = dict(data)
+        if "burn_rate_windows" in values:
+            values["burn_rate_windows"] = tuple(
+                BurnRateWindow(**{("for_" if k == "for" else k): v for k, v in item.items()})
+                for item in values["burn_rate_windows"]
+            )
+        if "dashboard_tags" in values:
+            values["dashboard_tags"] = tuple(values["dashboard_tags"])
+        return cls(**values)
