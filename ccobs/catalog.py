@@ -17,6 +17,10 @@ DEFAULT_NAMESPACE = "ccproxy"
 TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
 COST_TYPES: tuple[str, ...] = ("input", "output", "cache", "total")
 
+RATE_LIMITED_ERROR_TYPE = "rate_limited"
+"""The ``error_type`` of a request the upstream refused with 429; the rules and dashboards
+single it out."""
+
 UNKNOWN = "unknown"
 """Label value recorded when a caller passes no model or service type."""
 OTHER = "other"

@@ -33,6 +33,7 @@ from ccobs import (
     get_metrics,
     instrument,
 )
+from ccobs.catalog import RATE_LIMITED_ERROR_TYPE
 from ccobs.demo.sse import SSEDecoder, encode_event
 from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.pricing import PriceTable
@@ -101,7 +102,7 @@ class ProxyConfig:
 def error_type_for_status(status: int) -> str:
     """The ``error_type`` label of an upstream error status."""
     if status == 429:
-        return "rate_limited"
+        return RATE_LIMITED_ERROR_TYPE
     if status == 529:
         return "overloaded"
     return f"upstream_{status}"

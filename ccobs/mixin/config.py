@@ -59,6 +59,8 @@ class MixinConfig:
     runbook_url: str = "https://github.com/ccobs/ccobs/blob/main/alerts/runbook.md"
     dashboard_uid_prefix: str = "ccobs"
     dashboard_tags: tuple[str, ...] = ("ccobs", "llm-proxy")
+    vm_datasource_uid: str = "victoriametrics"
+    """Grafana uid of the VictoriaMetrics data source the pipeline dashboard compares with."""
     error_ratio_slo: float = 0.99
     error_ratio_excluded: str = "invalid_request|client_disconnect|http_4..|upstream_4.."
     burn_rate_windows: tuple[BurnRateWindow, ...] = (

@@ -1,0 +1,1 @@
+"""The monitoring stack: configuration shared by docker compose and the native runner."""
