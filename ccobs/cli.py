@@ -168,6 +168,65 @@ def _mixin_build_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_command(args: argparse.Namespace) -> int:
+    from ccobs.mixin.config import MixinConfig
+    from ccobs.stack.native import Stack, StackAlreadyRunning, StackConfig, StackError, StackPorts
+    from ccobs.stack.processes import MissingBinaryError
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    state_dir = Path(args.state_dir)
+    try:
+        if args.stack_command == "up":
+            config = StackConfig(
+                state_dir=state_dir,
+                proxy_target=args.proxy_target,
+                ports=StackPorts.free() if args.free_ports else StackPorts(),
+                scrape_interval=args.scrape_interval,
+                evaluation_interval=args.evaluation_interval,
+                mixin=MixinConfig.from_yaml(args.mixin_config)
+                if args.mixin_config
+                else MixinConfig(),
+                mixin_dir=Path(args.mixin_dir) if args.mixin_dir else None,
+            )
+            stack = Stack(config, echo=echo)
+            state = stack.up()
+            for note in state.notes:
+                echo(f"note: {note}")
+            echo(f"The stack is up (state in {stack.state_dir}); scraping {config.proxy_target}:")
+            for name, url in state.urls().items():
+                echo(f"  {name:<16} {url}")
+            echo("`ccobs stack status` checks it, `ccobs stack down` stops it.")
+            return 0
+        stack = Stack(StackConfig(state_dir=state_dir), echo=echo)
+        if args.stack_command == "down":
+            if not stack.down():
+                echo(f"nothing running in {stack.state_dir}")
+            return 0
+        statuses = stack.status()
+        if not statuses:
+            echo(f"not running (no state in {stack.state_dir})")
+            return 1
+        echo(f"{'service':<16} {'pid':>8}  {'alive':<5}  {'healthy':<7}  url")
+        for status in statuses:
+            echo(
+                f"{status.name:<16} {status.pid:>8}  {'yes' if status.alive else 'no':<5}  "
+                f"{'yes' if status.healthy else 'no':<7}  {status.url}"
+                + (f"  ({status.problem})" if status.problem else "")
+            )
+        recorded = stack.read_state()
+        for note in recorded.notes if recorded else ():
+            echo(f"note: {note}")
+        return 0 if all(status.healthy for status in statuses) else 1
+    except StackAlreadyRunning as exc:
+        print(f"ccobs stack {args.stack_command}: {exc}", file=sys.stderr)
+        return 1
+    except (StackError, MissingBinaryError) as exc:
+        print(f"ccobs stack {args.stack_command}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccobs",
@@ -309,6 +368,70 @@ def build_parser() -> argparse.ArgumentParser:
     mixin_build.add_argument("--config", metavar="FILE", help="YAML mixin configuration")
     mixin_build.add_argument("--out", required=True, metavar="DIR", help="output directory")
     mixin_build.set_defaults(handler=_mixin_build_command)
+
+    stack = commands.add_parser(
+        "stack",
+        help="run the monitoring stack natively (no Docker)",
+        description="Prometheus, Pushgateway, VictoriaMetrics, Alertmanager, vmalert (and "
+        "Grafana when installed) from the binaries on PATH, on loopback, with the stack's rules "
+        "and dashboards; data and logs under --state-dir. The services keep running after "
+        "`up` returns; `down` stops them.",
+    )
+    stack_commands = stack.add_subparsers(dest="stack_command", metavar="COMMAND", required=True)
+
+    def state_dir_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--state-dir",
+            default=".ccobs-stack",
+            metavar="DIR",
+            help="data, logs and the state file (default ./.ccobs-stack)",
+        )
+
+    stack_up = stack_commands.add_parser(
+        "up",
+        help="start the stack and wait until every service is healthy",
+        description="Start the stack, wait until every service answers healthy, print the "
+        "URLs. Refuses to start a second stack in the same --state-dir.",
+    )
+    state_dir_option(stack_up)
+    stack_up.add_argument(
+        "--proxy-target",
+        default="127.0.0.1:8000",
+        metavar="HOST:PORT",
+        help="the proxy whose /metrics Prometheus scrapes (default 127.0.0.1:8000)",
+    )
+    stack_up.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="let the OS pick every port instead of 9090, 9091, 8428, 9093, 8880, 3000",
+    )
+    stack_up.add_argument("--scrape-interval", default="15s", help="(default 15s)")
+    stack_up.add_argument("--evaluation-interval", default="15s", help="(default 15s)")
+    rules = stack_up.add_mutually_exclusive_group()
+    rules.add_argument(
+        "--mixin-config", metavar="FILE", help="build the rules and dashboards from this YAML"
+    )
+    rules.add_argument(
+        "--mixin-dir",
+        metavar="DIR",
+        help="use the alerts/ and dashboards/ already built in DIR (`ccobs mixin build --out`)",
+    )
+    stack_down = stack_commands.add_parser(
+        "down",
+        help="stop every process `up` started",
+        description="Stop every process `up` started (SIGTERM, then SIGKILL) and check that "
+        "none is left; data and logs stay.",
+    )
+    state_dir_option(stack_down)
+    stack_status = stack_commands.add_parser(
+        "status",
+        help="pid, liveness and health of each service",
+        description="Show each service's pid, whether it runs and answers healthy; exits 1 "
+        "when the stack is not running or a service is unhealthy.",
+    )
+    state_dir_option(stack_status)
+    for command in (stack_up, stack_down, stack_status):
+        command.set_defaults(handler=_stack_command)
     return parser
 
 

@@ -5,61 +5,61 @@ exposition ccobs ships, so integration tests run the packaged binaries as
 plain processes: each in its own temp dir, bound to 127.0.0.1 on a port the OS
 hands out, logging to a file whose tail goes into any failure message, and
 stopped on teardown even when the test fails.
+
+The process handling itself (spawn, readiness, logs, stop) is
+``ccobs.stack.processes``, shared with ``ccobs stack up``; this module adds
+what only tests want: each binary's test flags, pytest failures with the
+install hint, and polling helpers.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
+from ccobs.stack.processes import (
+    DEBIAN_PACKAGE_OF,
+    LOOPBACK,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    MissingBinaryError,
+    ServerProcess,
+    ServerStartError,
+    find_binary,
+    free_port,
+    start_server,
+)
+
+__all__ = [
+    "DEBIAN_PACKAGE_OF",
+    "LOOPBACK",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "ServerProcess",
+    "ServerStartError",
+    "force_flush",
+    "free_port",
+    "http_get_json",
+    "promtool_check_metrics",
+    "require_binary",
+    "start_alertmanager",
+    "start_prometheus",
+    "start_pushgateway",
+    "start_victoria_metrics",
+    "start_vmalert",
+    "wait_for",
+]
+
 T = TypeVar("T")
-
-LOOPBACK: Final = "127.0.0.1"
-START_TIMEOUT: Final = 30.0
-STOP_TIMEOUT: Final = 10.0
-
-DEBIAN_PACKAGE_OF: Final[dict[str, str]] = {
-    "prometheus": "prometheus",
-    "promtool": "prometheus",
-    "prometheus-pushgateway": "prometheus-pushgateway",
-    "victoria-metrics": "victoria-metrics",
-    "vmalert": "victoria-metrics",
-    "vmagent": "victoria-metrics",
-    "prometheus-alertmanager": "prometheus-alertmanager",
-    "amtool": "prometheus-alertmanager",
-}
-"""Binary -> Debian package, as in ``scripts/install-debian-deps.sh``."""
-
-
-class ServerStartError(RuntimeError):
-    """A server exited or never became ready; the message carries its log tail."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago.
-
-    The OS picks it (bind to port 0), so parallel runs don't collide on a
-    fixed port; the small window before the server binds it is covered by the
-    starters retrying on "address already in use".
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def require_binary(name: str) -> str:
@@ -68,152 +68,14 @@ def require_binary(name: str) -> str:
     Failing rather than skipping is deliberate: a skipped integration suite
     looks green in CI while proving nothing.
     """
-    path = shutil.which(name)
-    if path is None:
-        package = DEBIAN_PACKAGE_OF.get(name, name)
+    try:
+        return find_binary(name)
+    except MissingBinaryError as missing:
         pytest.fail(
-            f"binary {name!r} not found on PATH; it comes from the Debian package "
-            f"{package!r}. Run `make test`, or `scripts/install-debian-deps.sh`, which "
-            f"installs the missing packages (apt-get install {package}).",
+            f"{missing} Run `make test`, or `scripts/install-debian-deps.sh`, which "
+            f"installs the missing packages.",
             pytrace=False,
         )
-    return path
-
-
-def _die_with_parent() -> None:
-    """Have the kernel SIGTERM the server if the test run itself is killed.
-
-    Teardown covers failures and Ctrl-C; this covers ``kill -9`` of pytest,
-    which would otherwise leave servers holding ports until reboot.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-
-class ServerProcess:
-    """One server binary running in a temp dir, ready when its URL answers 200.
-
-    Usable as a context manager; :meth:`stop` is idempotent.
-    """
-
-    def __init__(
-        self,
-        binary: str,
-        args: Sequence[str],
-        *,
-        workdir: Path,
-        port: int,
-        ready_path: str,
-        name: str | None = None,
-        timeout: float = START_TIMEOUT,
-    ) -> None:
-        self.binary = binary
-        self.args = list(args)
-        self.workdir = workdir
-        self.port = port
-        self.name = name or Path(binary).name
-        self.url = f"http://{LOOPBACK}:{port}"
-        self.ready_url = self.url + ready_path
-        self.timeout = timeout
-        self.log_path = workdir / f"{self.name}.log"
-        self.start_seconds: float | None = None
-        """Wall time from spawn to the first 200 on the readiness URL."""
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    def start(self) -> ServerProcess:
-        """Spawn the binary and block until ready; on failure stop it and raise."""
-        self._log = self.log_path.open("ab")
-        started = time.monotonic()
-        self._process = subprocess.Popen(
-            [self.binary, *self.args],
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # preexec_fn is unsafe only with threads spawning processes
-            # concurrently; the tests start servers from one thread.
-            preexec_fn=_die_with_parent,
-        )
-        try:
-            self._wait_ready(started)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - started
-        return self
-
-    def _wait_ready(self, started: float) -> None:
-        assert self._process is not None
-        deadline = started + self.timeout
-        last_error = "no attempt yet"
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                raise ServerStartError(
-                    f"{self.name} exited with code {code} before becoming ready "
-                    f"({self.ready_url}).\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=1.0) as response:
-                    if response.status == 200:
-                        return
-                    last_error = f"HTTP {response.status}"
-            except urllib.error.HTTPError as exc:  # 503 while starting up
-                last_error = f"HTTP {exc.code}"
-            except (OSError, urllib.error.URLError) as exc:
-                last_error = str(exc)
-            if time.monotonic() >= deadline:
-                raise ServerStartError(
-                    f"{self.name} not ready at {self.ready_url} after {self.timeout:.0f}s "
-                    f"(last: {last_error}).\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last ``lines`` lines of the server's output, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return f"(no log at {self.log_path})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> ServerProcess:
-        return self if self._process is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<ServerProcess {self.name} {self.url} pid={self.pid}>"
 
 
 def _workdir(tmp_path: Path, name: str) -> Path:
@@ -231,30 +93,20 @@ def _start(
     attempts: int = 3,
     timeout: float = START_TIMEOUT,
 ) -> ServerProcess:
-    """Start ``binary_name`` with ``make_args(workdir, port)`` until it binds.
+    """Start ``binary_name`` with ``make_args(workdir, port)`` on a free port.
 
-    Retries with a new port only when the port was taken between
-    :func:`free_port` and the server's bind; any other failure raises at once.
+    The server dies with the test run (not detached); a fresh workdir per
+    attempt keeps a half-started server's files out of the next attempt.
     """
-    binary = require_binary(binary_name)
-    for attempt in range(1, attempts + 1):
-        workdir = _workdir(tmp_path, binary_name)
-        port = free_port()
-        server = ServerProcess(
-            binary,
-            make_args(workdir, port),
-            workdir=workdir,
-            port=port,
-            ready_path=ready_path,
-            name=binary_name,
-            timeout=timeout,
-        )
-        try:
-            return server.start()
-        except ServerStartError:
-            if attempt == attempts or "address already in use" not in server.log_tail().lower():
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    return start_server(
+        require_binary(binary_name),
+        make_args,
+        workdir=lambda: _workdir(tmp_path, binary_name),
+        ready_path=ready_path,
+        name=binary_name,
+        attempts=attempts,
+        timeout=timeout,
+    )
 
 
 def _write(path: Path, text: str) -> Path:

@@ -1,8 +1,11 @@
-"""The real-binary harness itself: each starter gives a working server on loopback."""
+"""The real-binary harness itself: each starter gives a working server on loopback,
+and the process code it shares with ``ccobs stack`` stops what it should and only that."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -23,6 +26,8 @@ from realservers import (
     start_vmalert,
     wait_for,
 )
+
+from ccobs.stack.processes import pid_alive, process_start_ticks, start_server, stop_pid
 
 ALERTMANAGER_CONFIG = """\
 route:
@@ -69,7 +74,7 @@ def test_require_binary_names_the_debian_package_of_a_missing_binary(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # vmalert ships in the victoria-metrics package: the message must say so.
-    monkeypatch.setattr("realservers.shutil.which", lambda name: None)
+    monkeypatch.setattr("ccobs.stack.processes.shutil.which", lambda name: None)
     with pytest.raises(pytest.fail.Exception, match="'victoria-metrics'"):
         require_binary("vmalert")
 
@@ -187,3 +192,69 @@ def test_vmalert_evaluates_rules_and_notifies_alertmanager(
     ):
         received = wait_for(lambda: http_get_json(f"{alertmanager.url}/api/v2/alerts"), timeout=15)
     assert received[0]["labels"]["alertname"] == "SmokeAlwaysFiring"
+
+
+# --- the shared process code (ccobs.stack.processes) ---------------------------
+
+
+def test_pid_alive_counts_a_zombie_as_gone() -> None:
+    # An exited child nobody has waited for yet is a zombie: `kill -0` still
+    # succeeds, but it serves nothing; `ccobs stack down` must see it as gone.
+    child = subprocess.Popen(["true"])
+    try:
+        wait_for(lambda: not pid_alive(child.pid), timeout=5)
+    finally:
+        child.wait()
+
+
+def test_stop_pid_leaves_a_reused_pid_alone() -> None:
+    # A state file from before a reboot may name a pid another process has now.
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        ticks = process_start_ticks(other.pid)
+        assert ticks is not None
+        assert stop_pid(other.pid, start_ticks=ticks + 1, timeout=1)  # "ours" is gone...
+        assert other.poll() is None  # ...and the unrelated process was not signalled
+        assert pid_alive(other.pid, ticks)
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.integration
+def test_detached_server_has_its_own_session_and_stops_by_pid(tmp_path: Path) -> None:
+    server = start_server(
+        require_binary("prometheus-pushgateway"),
+        lambda _workdir, port: [f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="],
+        workdir=tmp_path,
+        ready_path="/-/ready",
+        name="pushgateway",
+        detach=True,
+    )
+    pid, ticks = server.pid, server.start_ticks
+    assert pid is not None
+    try:
+        assert os.getsid(pid) == pid != os.getsid(0)
+        assert stop_pid(pid, ticks)  # by pid alone, as `ccobs stack down` does
+        assert not pid_alive(pid, ticks)
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_fixed_port_that_is_taken_fails_at_once_with_the_servers_complaint(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerStartError, match="address already in use"):
+            start_server(
+                require_binary("prometheus-pushgateway"),
+                lambda _workdir, chosen: [f"--web.listen-address={LOOPBACK}:{chosen}"],
+                workdir=tmp_path,
+                ready_path="/-/ready",
+                name="pushgateway",
+                port=port,
+            )
