@@ -1,11 +1,12 @@
 # Two entry points, each complete on a fresh machine:
 #   make demo  - install ccobs into .venv and run the demo (mock upstream, proxy, load generator)
 #   make test  - install test dependencies and the Debian binaries, then run the whole suite
+#   make bench - run the benchmarks (needs wrk: apt-get install wrk) and write benchmarks/RESULTS.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install debian-deps
+.PHONY: demo test lint install debian-deps bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +31,7 @@ lint: install
 
 test: install debian-deps lint
 	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.run

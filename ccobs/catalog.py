@@ -115,6 +115,22 @@ UNPRICED_REQUESTS = MetricSpec(
     ("model", "service_type"),
 )
 
+ACCESS_LOG_WRITTEN = MetricSpec(
+    "access_log_written_total",
+    "counter",
+    "Access-log records written to the access-log database.",
+)
+ACCESS_LOG_DROPPED = MetricSpec(
+    "access_log_dropped_total",
+    "counter",
+    "Access-log records lost, by reason (queue_full, write_error, closed).",
+    ("reason",),
+)
+ACCESS_LOG_DROP_REASONS: tuple[str, ...] = ("queue_full", "write_error", "closed")
+ACCESS_LOG_METRICS: tuple[MetricSpec, ...] = (ACCESS_LOG_WRITTEN, ACCESS_LOG_DROPPED)
+"""Registered by the access-log store (``ccobs.access_log``), not by ``PrometheusMetrics``:
+they exist only where an access-log database is configured."""
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     RESPONSE_DURATION,
@@ -128,6 +144,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     PUSHES,
     LABEL_OVERFLOWS,
     REJECTED_VALUES,
+    ACCESS_LOG_WRITTEN,
+    ACCESS_LOG_DROPPED,
 )
 
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (

@@ -7,6 +7,7 @@ stays fast and works even where the demo's dependencies misbehave.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -102,6 +103,8 @@ def _proxy_command(args: argparse.Namespace) -> int:
         os.environ[PRICES_ENV] = str(Path(args.prices).resolve())
     if args.config:
         os.environ["CCOBS_CONFIG"] = str(Path(args.config).resolve())
+    if args.access_log_db:
+        os.environ["CCOBS_ACCESS_LOG_DB"] = str(Path(args.access_log_db).resolve())
     configure_logging(settings.log_level, settings.log_format)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers share counts through files; a fresh directory per run keeps
@@ -154,7 +157,41 @@ def _demo_command(args: argparse.Namespace) -> int:
         pushgateway_url=args.pushgateway_url,
         log_file=Path(args.log_file),
     )
-    run_demo(config, ObservabilitySettings.load(config_file=args.config))
+    settings = ObservabilitySettings.load(config_file=args.config)
+    if args.access_log_db:
+        settings = dataclasses.replace(settings, access_log_db=args.access_log_db)
+    run_demo(config, settings)
+    return 0
+
+
+def _logs_command(args: argparse.Namespace) -> int:
+    import json
+
+    from ccobs.access_log import LogFilter, open_reader, parse_time
+
+    try:
+        reader = open_reader(args.db)
+    except OSError as exc:
+        print(f"ccobs logs: cannot open {args.db!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    since = (
+        args.since
+        if args.since is not None
+        else ("24h" if args.logs_command == "analytics" else None)
+    )
+    flt = LogFilter(
+        start=parse_time(since) if since else None,
+        end=parse_time(args.until) if args.until else None,
+        model=args.model,
+        status=args.status,
+        service_type=args.service_type,
+        limit=getattr(args, "limit", 100),
+    )
+    if args.logs_command == "query":
+        for record in reader.query(flt):
+            print(json.dumps(record))
+    else:
+        print(json.dumps(reader.analytics(flt), indent=2))
     return 0
 
 
@@ -294,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes; more than 1 uses prometheus_client multiprocess mode",
     )
     proxy.add_argument("--prices", metavar="FILE", help="YAML price overrides")
+    proxy.add_argument(
+        "--access-log-db",
+        metavar="PATH",
+        help="store one record per request in this SQLite (or *.duckdb) file "
+        "(default: $CCOBS_ACCESS_LOG_DB; unset: none)",
+    )
     config_option(proxy)
     proxy.set_defaults(handler=_proxy_command)
 
@@ -349,8 +392,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--log-file", default="ccobs-demo.log", help="JSON log lines (default ccobs-demo.log)"
     )
+    demo.add_argument(
+        "--access-log-db", metavar="PATH", help="store one record per request in this database"
+    )
     config_option(demo)
     demo.set_defaults(handler=_demo_command)
+
+    logs = commands.add_parser(
+        "logs",
+        help="query an access-log database offline",
+        description="Read the access-log database `ccobs proxy --access-log-db` writes: "
+        "records (JSON lines, newest first) or analytics (JSON: totals, per model, per hour).",
+    )
+    logs_commands = logs.add_subparsers(dest="logs_command", metavar="COMMAND", required=True)
+    logs_query = logs_commands.add_parser(
+        "query", help="matching records, newest first, one JSON object a line"
+    )
+    logs_analytics = logs_commands.add_parser(
+        "analytics",
+        help="requests, tokens, cost, error ratio and p50/p95 latency: totals, per model, per hour",
+    )
+    for command in (logs_query, logs_analytics):
+        command.add_argument("--db", required=True, metavar="PATH", help="database file")
+        command.add_argument(
+            "--since",
+            metavar="TIME",
+            help="ISO 8601, epoch seconds or a span back from now, e.g. 2h, 7d "
+            "(default: all for query, 24h for analytics)",
+        )
+        command.add_argument("--until", metavar="TIME", help="end of the range (exclusive)")
+        command.add_argument("--model", help="only this model")
+        command.add_argument("--status", type=int, help="only this HTTP status")
+        command.add_argument("--service-type", help="only this service type")
+        command.set_defaults(handler=_logs_command)
+    logs_query.add_argument(
+        "--limit", type=_positive_int, default=100, help="records at most (default 100)"
+    )
 
     mixin = commands.add_parser(
         "mixin",

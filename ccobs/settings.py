@@ -67,6 +67,11 @@ class ObservabilitySettings:
     log_format: str = "auto"
     log_level: str = "INFO"
     metrics_token: str | None = None
+    access_log_db: str | None = None
+    access_log_retention_days: float = 30.0
+    access_log_queue_size: int = 50_000
+    access_log_client_info: bool = False
+    access_log_api_token: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -79,10 +84,11 @@ class ObservabilitySettings:
         return self.pushgateway_url is not None
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values, with the ``/metrics`` token masked, for printing."""
+        """Plain values, with the ``/metrics`` and ``/logs`` tokens masked, for printing."""
         data = asdict(self)
-        if data["metrics_token"]:
-            data["metrics_token"] = "[REDACTED]"
+        for secret in ("metrics_token", "access_log_api_token"):
+            if data[secret]:
+                data[secret] = "[REDACTED]"
         for key in ("duration_buckets", "ttft_buckets", "model_allowlist"):
             data[key] = list(data[key])
         return data
@@ -129,6 +135,11 @@ FIELD_DOCS: dict[str, str] = {
     "log_format": "`auto` (JSON lines, console on a terminal), `json` or `console`.",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     "metrics_token": "When set, `/metrics` requires `Authorization: Bearer <token>`.",
+    "access_log_db": "Access-log database file (SQLite; DuckDB for `*.duckdb`); unset disables.",
+    "access_log_retention_days": "Days of access-log records kept; older ones are pruned.",
+    "access_log_queue_size": "Records waiting to be written; past it new records are dropped.",
+    "access_log_client_info": "Also store the client address and user agent (personal data).",
+    "access_log_api_token": "When set, serves `/logs/query|analytics|stream` to this bearer token.",
 }
 """One line per field: the README's settings table is built from it."""
 
@@ -232,6 +243,17 @@ def _as_optional_str(name: str, value: Any) -> str | None:
     return value.strip() or None
 
 
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise _fail(name, value, "true or false")
+
+
 def _as_choice(name: str, value: Any, choices: tuple[str, ...], *, upper: bool = False) -> str:
     text = str(value).strip()
     text = text.upper() if upper else text.lower()
@@ -254,7 +276,12 @@ def _validate(name: str, value: Any) -> Any:
         return text
     if name in ("duration_buckets", "ttft_buckets"):
         return _as_buckets(name, value)
-    if name in ("model_label_cap", "label_value_max_length", "pushgateway_failure_threshold"):
+    if name in (
+        "model_label_cap",
+        "label_value_max_length",
+        "pushgateway_failure_threshold",
+        "access_log_queue_size",
+    ):
         return _as_positive_int(name, value)
     if name == "model_allowlist":
         return tuple(str(item) for item in _as_list(value) if str(item))
@@ -271,8 +298,12 @@ def _validate(name: str, value: Any) -> Any:
         return _as_choice(name, value, LOG_FORMATS)
     if name == "log_level":
         return _as_choice(name, value, LOG_LEVELS, upper=True)
-    if name == "metrics_token":
+    if name in ("metrics_token", "access_log_db", "access_log_api_token"):
         return _as_optional_str(name, value)
+    if name == "access_log_retention_days":
+        return _as_number(name, value, "a positive number of days")
+    if name == "access_log_client_info":
+        return _as_bool(name, value)
     raise AssertionError(f"no validator for setting {name}")  # pragma: no cover
 
 

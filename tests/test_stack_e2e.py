@@ -23,6 +23,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ccobs.access_log import SQLiteAccessLog
 from ccobs.demo.loadgen import LoadConfig, run_load
 from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.server_thread import ServerThread
@@ -165,8 +166,14 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
     settings = ObservabilitySettings(model_label_cap=4)
     metrics = PrometheusMetrics(registry=registry, settings=settings)
     upstream = ServerThread(create_upstream_app(FAST_UPSTREAM)).start()
+    access_log = SQLiteAccessLog(tmp_path / "access.db", metrics=metrics)  # for its panel
     proxy = ServerThread(
-        create_proxy_app(ProxyConfig(upstream_url=upstream.url), metrics=metrics, settings=settings)
+        create_proxy_app(
+            ProxyConfig(upstream_url=upstream.url),
+            metrics=metrics,
+            settings=settings,
+            storage=access_log,
+        )
     ).start()
     stack = Stack(
         StackConfig(
@@ -289,6 +296,7 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
         stopped = stack.down()
         proxy.stop()
         upstream.stop()
+        access_log.close()
 
     # -- stack down leaves no process behind ----------------------------------------------------
     assert stopped

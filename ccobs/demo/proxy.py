@@ -33,6 +33,9 @@ from ccobs import (
     get_metrics,
     instrument,
 )
+from ccobs.access_log import BatchingAccessLog, open_access_log
+from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
+from ccobs.asgi import DEFAULT_SKIP_PATHS
 from ccobs.catalog import RATE_LIMITED_ERROR_TYPE
 from ccobs.demo.sse import SSEDecoder, encode_event
 from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
@@ -143,11 +146,14 @@ class LLMProxy:
         metrics: PrometheusMetrics,
         prices: PriceTable,
         config: ProxyConfig,
+        *,
+        client_info: bool = False,
     ) -> None:
         self.client = client
         self.metrics = metrics
         self.prices = prices
         self.config = config
+        self.client_info = client_info
         self._unpriced_logged: set[str] = set()
 
     async def anthropic_messages(self, request: Request) -> Response:
@@ -176,6 +182,11 @@ class LLMProxy:
             return self._reject(ctx, api, 400, "model: field required")
         streaming = payload.get("stream") is True
         ctx.add_metadata(model=model, streaming=streaming)
+        if self.client_info:  # personal data: only when the operator asked for it
+            ctx.add_metadata(
+                client_addr=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+            )
 
         upstream_request = self.client.build_request(
             "POST", path, content=body, headers=_forward_headers(request.headers, ctx.request_id)
@@ -359,12 +370,27 @@ def create_proxy_app(
     storage: AccessLogStorage | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The proxy as a FastAPI app, instrumented, with a pooled upstream client."""
+    """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
+
+    Without ``storage``, the settings' ``access_log_db`` (if any) opens a store
+    the app owns: it is flushed and closed when the app shuts down, after the
+    last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
+    """
     config = config or ProxyConfig()
     # httpx logs each upstream call at INFO; the proxy's access-log line already covers it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if metrics is None:
         metrics = get_metrics(settings=settings)
+    effective = settings or metrics.settings
+    owned_store = None
+    if storage is None and effective.access_log_db:
+        storage = owned_store = open_access_log(
+            effective.access_log_db,
+            metrics=metrics,
+            retention_days=effective.access_log_retention_days,
+            queue_size=effective.access_log_queue_size,
+            keep_client_info=effective.access_log_client_info,
+        )
     client = httpx.AsyncClient(
         base_url=config.upstream_url,
         timeout=httpx.Timeout(
@@ -379,15 +405,26 @@ def create_proxy_app(
         ),
         transport=transport,
     )
-    proxy = LLMProxy(client, metrics, prices or PriceTable.default(), config)
+    proxy = LLMProxy(
+        client,
+        metrics,
+        prices or PriceTable.default(),
+        config,
+        client_info=effective.access_log_client_info,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await client.aclose()
+        if owned_store is not None:  # every request has ended: write what they left
+            await anyio.to_thread.run_sync(owned_store.close)
 
     app = FastAPI(title="ccobs demo proxy", lifespan=lifespan)
     app.state.proxy = proxy
+    app.state.access_log = storage
+    if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
+        app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
     app.add_api_route(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"])
     app.add_api_route(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"])
 
@@ -395,7 +432,14 @@ def create_proxy_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    instrument(app, metrics, settings, service_type=config.service_type, storage=storage)
+    instrument(
+        app,
+        metrics,
+        settings,
+        service_type=config.service_type,
+        skip_paths=(*DEFAULT_SKIP_PATHS, *ACCESS_LOG_API_PATHS),
+        storage=storage,
+    )
     return app
 
 

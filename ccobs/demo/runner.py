@@ -87,7 +87,12 @@ def run_demo(
                 header = [
                     f"ccobs demo   proxy {proxy.url}   metrics {proxy.url}/metrics   "
                     f"mock upstream {upstream.url}",
-                    f"access log and JSON logs: {config.log_file}   Ctrl-C stops",
+                    f"access log and JSON logs: {config.log_file}   Ctrl-C stops"
+                    + (
+                        f"   access-log db: {settings.access_log_db}"
+                        if settings.access_log_db
+                        else ""
+                    ),
                     "",
                 ]
                 view = LiveView(registry, settings.namespace)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ccobs.catalog import (
+    ACCESS_LOG_DROPPED,
+    ACCESS_LOG_WRITTEN,
     ACTIVE_REQUESTS,
     COST,
     ERRORS,
@@ -616,6 +618,20 @@ def pipeline(config: MixinConfig) -> Json:
                     "Recorded values refused per second because they were negative, NaN or "
                     "infinite: a bug in the caller's measurements.",
                     [target(q.rate(REJECTED_VALUES, by=("metric",)), "{{metric}}")],
+                    unit="cps",
+                ),
+            ],
+            [
+                timeseries(
+                    "Access-log records written and dropped",
+                    "Access-log records written to the database per second, and records lost "
+                    "by reason: queue_full (writes fall behind), write_error (the database "
+                    "fails: disk full, read-only, locked), closed (handed over after shutdown "
+                    "began). Empty when no access-log database is configured.",
+                    [
+                        target(q.rate(ACCESS_LOG_WRITTEN), "written"),
+                        target(q.rate(ACCESS_LOG_DROPPED, by=("reason",)), "dropped {{reason}}"),
+                    ],
                     unit="cps",
                 ),
             ],

@@ -1,0 +1,194 @@
+"""Shared pieces of the benchmarks: statistics, server subprocesses, the wrk load client.
+
+Every server runs in a subprocess of its own, bound to a loopback port the OS
+hands out, and is stopped when its ``with`` block ends, even on failure. Load
+comes from ``wrk`` (a C client, so the load generator is not the bottleneck)
+in yet another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccobs.stack.processes import LOOPBACK, ServerProcess, start_server
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, ``q`` in [0, 100]."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of ``pid`` in clock ticks, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for benchmark subprocesses: the repo importable, no stray CCOBS_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOBS_", "PROMETHEUS_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def python_server(
+    name: str,
+    code: str,
+    *,
+    ready_path: str = "/health",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[ServerProcess]:
+    """Run ``code`` (Python; ``PORT`` is set in its globals) as a server subprocess."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"ccobs-bench-{name}-"))
+    try:
+        server = start_server(
+            PYTHON,
+            lambda _dir, port: ["-c", f"PORT = {port}\n{code}"],
+            workdir=workdir,
+            ready_path=ready_path,
+            name=name,
+            env=bench_env(env),
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def uvicorn_code(factory: str, *, log_setup: str = "") -> str:
+    """Serve app factory ``module:function`` with uvicorn: one worker, no access log.
+
+    The same settings for every variant a benchmark compares: asyncio loop,
+    h11, access log off, uvicorn's own logging at warning.
+    """
+    module, function = factory.split(":")
+    return (
+        f"{log_setup}\n"
+        "import uvicorn\n"
+        f"from {module} import {function} as factory\n"
+        f"uvicorn.run(factory(), host={LOOPBACK!r}, port=PORT, loop='asyncio', http='h11',\n"
+        "            access_log=False, log_level='warning', log_config=None)\n"
+    )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+_WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\nWRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> LoadResult:
+    """Closed-loop keep-alive load from one wrk thread; POSTs ``body`` when given."""
+    wrk_binary = shutil.which("wrk")
+    if wrk_binary is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    lines = []
+    if body is not None:
+        lines.append('wrk.method = "POST"')
+        lines.append(f"wrk.body = {json.dumps(body.decode())}")
+    for key, value in (headers or {}).items():
+        lines.append(f'wrk.headers["{key}"] = {json.dumps(value)}')
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + _WRK_DONE)
+    try:
+        out = subprocess.run(
+            [
+                wrk_binary,
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    data = json.loads(out.split("WRKJSON", 1)[1])
+    return LoadResult(
+        requests=data["requests"],
+        errors=data["errors"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+    )
+
+
+def run_json(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300
+) -> dict[str, Any]:
+    """Run a benchmark child process that prints one JSON object as its last line."""
+    out = subprocess.run(
+        [PYTHON, *args],
+        capture_output=True,
+        text=True,
+        env=bench_env(env),
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result

@@ -1,0 +1,59 @@
+"""Access-log storage: every request on record, queryable, nothing accepted lost.
+
+``open_access_log(path)`` gives a store for ``instrument(app, storage=...)``
+or ``request_context(storage=...)``: SQLite by default, DuckDB when the path
+ends in ``.duckdb`` (``pip install ccobs[duckdb]``). ``open_reader(path)``
+queries a database offline. ``access_log_routes`` serves ``/logs/query``,
+``/logs/analytics`` and ``/logs/stream`` behind a bearer token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ccobs.access_log.query import LogFilter, parse_time
+from ccobs.access_log.sqlite import SQLiteAccessLog, SQLiteAccessLogReader
+from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
+
+__all__ = [
+    "DUCKDB_SUFFIX",
+    "AccessLogReader",
+    "BatchingAccessLog",
+    "LogFilter",
+    "SQLiteAccessLog",
+    "SQLiteAccessLogReader",
+    "open_access_log",
+    "open_reader",
+    "parse_time",
+]
+
+DUCKDB_SUFFIX = ".duckdb"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def open_access_log(path: str | Path, **options: Any) -> BatchingAccessLog:
+    """A store writing to ``path``: DuckDB for ``*.duckdb``, SQLite otherwise.
+
+    ``options`` go to :class:`BatchingAccessLog` (``metrics``, ``retention_days``,
+    ``queue_size``, ``keep_client_info``, ...). The database is opened on the
+    writer thread, so a bad path shows as logged, counted drops, never as a
+    failed request.
+    """
+    if Path(path).suffix == DUCKDB_SUFFIX:
+        from ccobs.access_log.duckdb import DuckDBAccessLog
+
+        return DuckDBAccessLog(path, **options)
+    return SQLiteAccessLog(path, **options)
+
+
+def open_reader(path: str | Path) -> AccessLogReader:
+    """Read-only queries on an existing database; SQLite or DuckDB by the file's header."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        header = handle.read(len(_SQLITE_MAGIC))
+    if header == _SQLITE_MAGIC:
+        return SQLiteAccessLogReader(path)
+    from ccobs.access_log.duckdb import DuckDBAccessLogReader
+
+    return DuckDBAccessLogReader(path)

@@ -1,0 +1,101 @@
+"""The default access-log backend: SQLite from the standard library, in WAL mode.
+
+WAL lets the query API and ``ccobs logs`` read while the writer writes, and
+lets several ``ccobs proxy`` workers share one file (each waits its turn for
+the write lock, up to ``busy_timeout``). ``synchronous=NORMAL`` commits
+survive a crash of the process, which is what a SIGTERM or an OOM kill is;
+only a power loss can take back the last transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ccobs.access_log.query import INSERT_SQL, TABLE
+from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
+
+_BUSY_TIMEOUT_MS = 10_000
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    request_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    method TEXT,
+    endpoint TEXT,
+    model TEXT,
+    status INTEGER,
+    streaming INTEGER NOT NULL DEFAULT 0,
+    duration_ms REAL NOT NULL,
+    ttft_ms REAL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_input_usd REAL NOT NULL DEFAULT 0,
+    cost_output_usd REAL NOT NULL DEFAULT 0,
+    cost_cache_usd REAL NOT NULL DEFAULT 0,
+    cost_total_usd REAL NOT NULL DEFAULT 0,
+    service_type TEXT,
+    error_type TEXT,
+    client_addr TEXT,
+    user_agent TEXT,
+    duration_bucket INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
+"""
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return conn
+
+
+class SQLiteAccessLogReader(AccessLogReader):
+    """Queries on an SQLite access-log file, read-only (``ccobs logs``, the query API)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no access-log database at {str(self.path)!r}")
+
+    def _read_connection(self) -> Any:
+        return _connect(self.path, read_only=True)
+
+
+class SQLiteAccessLog(BatchingAccessLog):
+    """Access-log records in an SQLite file; see ``BatchingAccessLog`` for the write path."""
+
+    backend = "sqlite"
+
+    def _open(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(SCHEMA)
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(INSERT_SQL, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _delete_before(self, conn: Any, cutoff_us: int) -> int:
+        cursor = conn.execute(f"DELETE FROM {TABLE} WHERE ts_us < ?", (cutoff_us,))
+        return int(cursor.rowcount)
+
+    def _read_connection(self) -> Any:
+        return _connect(self.path, read_only=True)

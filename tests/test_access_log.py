@@ -1,0 +1,579 @@
+"""Access-log storage: the batching store, its backends, the query API on the real proxy.
+
+Stores write to real files (SQLite, DuckDB) under ``tmp_path``; the proxy and
+mock upstream run on loopback; the Prometheus numbers are read from the
+proxy's own registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_server import serve_asgi
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from ccobs.access_log import (
+    LogFilter,
+    SQLiteAccessLog,
+    open_access_log,
+    open_reader,
+    parse_time,
+)
+from ccobs.access_log.api import access_log_routes
+from ccobs.demo.proxy import ProxyConfig, create_proxy_app
+from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
+from ccobs.metrics import PrometheusMetrics
+from ccobs.settings import ObservabilitySettings
+from ccobs.storage import AccessLogRecord
+
+MODEL = "claude-sonnet-4-6"
+TOKEN = "logs-t0ken"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+FAST = UpstreamConfig(
+    seed=7, ttft=Delay(0.01), latency=Delay(0.01), inter_token_delay=0.0005, output_tokens=(5, 40)
+)
+NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+
+
+def record(n: int = 0, **fields: Any) -> AccessLogRecord:
+    values: dict[str, Any] = {
+        "request_id": f"req-{n}",
+        "timestamp": NOW,
+        "duration_ms": 100.0,
+        "method": "POST",
+        "endpoint": "/v1/messages",
+        "model": MODEL,
+        "status": 200,
+        "service_type": "proxy_service",
+    }
+    values.update(fields)
+    return AccessLogRecord(**values)
+
+
+def counter(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def dropped(registry: CollectorRegistry, reason: str) -> float:
+    return counter(registry, "ccproxy_access_log_dropped_total", reason=reason)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
+    return PrometheusMetrics(registry=registry)
+
+
+@pytest.fixture
+def store(tmp_path: Path, metrics: PrometheusMetrics) -> Iterator[SQLiteAccessLog]:
+    with SQLiteAccessLog(tmp_path / "access.db", metrics=metrics) as s:
+        yield s
+
+
+class BlockedWrites(SQLiteAccessLog):
+    """Its writer thread waits at the first insert until ``release`` is set."""
+
+    release: threading.Event
+    entered: threading.Event
+
+    def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        super()._insert(conn, rows)
+
+
+class FailingWrites(SQLiteAccessLog):
+    """A writer that always fails, as a broken disk would."""
+
+    def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        raise OSError(5, "Input/output error")
+
+
+class TinyDatabase(SQLiteAccessLog):
+    """SQLite capped at a few pages: inserts soon fail with SQLITE_FULL, like a full disk."""
+
+    def _open(self) -> sqlite3.Connection:
+        conn = super()._open()
+        conn.execute("PRAGMA max_page_count = 8")
+        return conn
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> None:
+    original = record(
+        streaming=True,
+        ttft_ms=12.5,
+        input_tokens=10,
+        output_tokens=20,
+        cache_read_tokens=3,
+        cache_write_tokens=4,
+        cost_input_usd=0.1,
+        cost_output_usd=0.2,
+        cost_cache_usd=0.01,
+        cost_total_usd=0.31,
+        error_type="upstream_500",
+        status=500,
+    )
+    store.store(original)
+    assert store.flush()
+
+    (row,) = store.query(LogFilter())
+    assert row == {
+        "request_id": "req-0",
+        "timestamp": NOW.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "method": "POST",
+        "endpoint": "/v1/messages",
+        "model": MODEL,
+        "status": 500,
+        "streaming": True,
+        "duration_ms": 100.0,
+        "ttft_ms": 12.5,
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cache_read_tokens": 3,
+        "cache_write_tokens": 4,
+        "cost_input_usd": 0.1,
+        "cost_output_usd": 0.2,
+        "cost_cache_usd": 0.01,
+        "cost_total_usd": 0.31,
+        "service_type": "proxy_service",
+        "error_type": "upstream_500",
+        "client_addr": None,
+        "user_agent": None,
+    }
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_client_address_and_user_agent_are_stored_only_when_enabled(
+    tmp_path: Path, keep: bool
+) -> None:
+    with SQLiteAccessLog(tmp_path / "a.db", keep_client_info=keep) as s:
+        s.store(record(client_addr="10.1.2.3", user_agent="claude-cli/1.0"))
+        s.flush()
+        (row,) = s.query(LogFilter())
+
+    assert (row["client_addr"], row["user_agent"]) == (
+        ("10.1.2.3", "claude-cli/1.0") if keep else (None, None)
+    )
+
+
+def test_written_records_are_counted(store: SQLiteAccessLog, registry: CollectorRegistry) -> None:
+    for n in range(25):
+        store.store(record(n))
+    store.flush()
+
+    assert counter(registry, "ccproxy_access_log_written_total") == 25
+    assert dropped(registry, "queue_full") == 0
+
+
+def test_a_full_queue_drops_the_newest_records_and_counts_them(
+    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    s = BlockedWrites(tmp_path / "a.db", metrics=metrics, queue_size=10, flush_interval=0.01)
+    s.release, s.entered = threading.Event(), threading.Event()
+    try:
+        s.store(record(0))
+        assert s.entered.wait(5)  # the writer holds record 0 and is stuck
+        for n in range(1, 16):
+            s.store(record(n))
+        assert dropped(registry, "queue_full") == 5
+        s.release.set()
+        s.flush()
+        kept = {row["request_id"] for row in s.query(LogFilter(limit=100))}
+    finally:
+        s.release.set()
+        s.close()
+
+    assert kept == {f"req-{n}" for n in range(11)}  # the oldest kept, the newest refused
+
+
+def test_a_failing_writer_never_raises_and_counts_every_record_dropped(
+    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    with FailingWrites(tmp_path / "a.db", metrics=metrics) as s:
+        for n in range(30):
+            s.store(record(n))
+        s.flush()
+
+        assert s.stats()["dropped"] == {"write_error": 30}
+    assert dropped(registry, "write_error") == 30
+
+
+def test_a_full_database_drops_and_counts_what_does_not_fit(
+    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    with TinyDatabase(tmp_path / "a.db", metrics=metrics, batch_size=50) as s:
+        for n in range(2000):
+            s.store(record(n, user_agent="x" * 200))
+        s.flush()
+        stats = s.stats()
+
+    assert stats["dropped"]["write_error"] > 0
+    assert stats["written"] + stats["dropped"]["write_error"] == 2000
+    assert dropped(registry, "write_error") == stats["dropped"]["write_error"]
+
+
+def test_a_database_that_cannot_be_opened_drops_and_counts(
+    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    with SQLiteAccessLog(tmp_path / "not-a-dir" / "a.db", metrics=metrics) as s:
+        s.store(record())
+        s.flush()
+
+    assert dropped(registry, "write_error") == 1
+
+
+def test_close_writes_every_accepted_record(tmp_path: Path) -> None:
+    s = SQLiteAccessLog(tmp_path / "a.db", flush_interval=5.0)
+    for n in range(5000):
+        s.store(record(n))
+    s.close()
+
+    assert s.stats()["written"] == 5000
+    assert open_reader(tmp_path / "a.db").analytics(LogFilter())["totals"]["requests"] == 5000
+
+
+def test_a_record_handed_over_after_close_is_counted_as_dropped(
+    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    s = SQLiteAccessLog(tmp_path / "a.db", metrics=metrics)
+    s.close()
+    s.store(record())
+
+    assert dropped(registry, "closed") == 1
+
+
+def test_records_past_retention_are_pruned_automatically(tmp_path: Path) -> None:
+    with SQLiteAccessLog(tmp_path / "a.db", retention_days=30, prune_interval=0.1) as s:
+        s.store(record(1, timestamp=datetime.now(UTC) - timedelta(days=31)))
+        s.store(record(2, timestamp=datetime.now(UTC) - timedelta(days=29)))
+        s.flush()
+        deadline = time.monotonic() + 5
+        while len(s.query(LogFilter())) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert [row["request_id"] for row in s.query(LogFilter())] == ["req-2"]
+
+
+def test_prune_removes_only_records_older_than_the_retention(tmp_path: Path) -> None:
+    with SQLiteAccessLog(tmp_path / "a.db", retention_days=1) as s:
+        for n, age in enumerate((timedelta(days=3), timedelta(hours=25), timedelta(hours=23))):
+            s.store(record(n, timestamp=datetime.now(UTC) - age))
+        s.flush()
+
+        assert s.prune() == 2
+        assert [row["request_id"] for row in s.query(LogFilter())] == ["req-2"]
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+def test_query_filters_by_range_model_status_and_service_type_newest_first(
+    store: SQLiteAccessLog,
+) -> None:
+    minute = timedelta(minutes=1)
+    store.store(record(0, timestamp=NOW - timedelta(hours=2)))
+    store.store(record(1, timestamp=NOW - 3 * minute, model="claude-haiku-4-5"))
+    store.store(record(2, timestamp=NOW - 2 * minute, status=500))
+    store.store(record(3, timestamp=NOW - minute, service_type="batch"))
+    store.store(record(4, timestamp=NOW + minute))
+    store.flush()
+
+    def ids(**kw: Any) -> list[str]:
+        return [row["request_id"] for row in store.query(LogFilter(**kw))]
+
+    assert ids() == ["req-4", "req-3", "req-2", "req-1", "req-0"]
+    assert ids(start=NOW - timedelta(hours=1), end=NOW) == ["req-3", "req-2", "req-1"]
+    assert ids(start=NOW - timedelta(hours=3), end=NOW - timedelta(hours=1)) == ["req-0"]
+    assert ids(model="claude-haiku-4-5") == ["req-1"]
+    assert ids(status=500) == ["req-2"]
+    assert ids(service_type="batch") == ["req-3"]
+    assert len(ids(limit=2)) == 2
+
+
+def test_analytics_gives_totals_per_model_and_per_hour(store: SQLiteAccessLog) -> None:
+    for n in range(100):
+        store.store(
+            record(
+                n,
+                model=MODEL if n < 60 else "claude-haiku-4-5",
+                timestamp=NOW if n % 2 else NOW - timedelta(hours=1),
+                duration_ms=float(n + 1),
+                input_tokens=10,
+                output_tokens=1,
+                cost_total_usd=0.5,
+                error_type="upstream_500" if n < 5 else None,
+            )
+        )
+    store.flush()
+
+    result = store.analytics(LogFilter())
+    totals = result["totals"]
+    assert totals["requests"] == 100
+    assert totals["errors"] == 5
+    assert totals["error_ratio"] == 0.05
+    assert totals["input_tokens"] == 1000
+    assert totals["cost_usd"] == pytest.approx(50.0)
+    assert totals["p50_ms"] == pytest.approx(50.0, rel=0.011)
+    assert totals["p95_ms"] == pytest.approx(95.0, rel=0.011)
+    assert [(m["model"], m["requests"]) for m in result["by_model"]] == [
+        (MODEL, 60),
+        ("claude-haiku-4-5", 40),
+    ]
+    assert [h["requests"] for h in result["by_hour"]] == [50, 50]
+
+
+@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
+def test_both_backends_store_and_answer_alike(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"access{suffix}"
+    with open_access_log(path) as s:
+        for n in range(50):
+            s.store(
+                record(
+                    n,
+                    timestamp=NOW - timedelta(seconds=n),
+                    duration_ms=10.0 * (n + 1),
+                    input_tokens=n,
+                    cost_total_usd=0.25,
+                )
+            )
+        s.flush()
+        rows = s.query(LogFilter(limit=3))
+        result = s.analytics(LogFilter())
+
+    assert [row["request_id"] for row in rows] == ["req-0", "req-1", "req-2"]
+    assert result["totals"]["requests"] == 50
+    assert result["totals"]["input_tokens"] == sum(range(50))
+    assert result["totals"]["cost_usd"] == pytest.approx(12.5)
+    assert open_reader(path).analytics(LogFilter())["totals"] == result["totals"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-05-01T14:02:00Z", datetime(2026, 5, 1, 14, 2, tzinfo=UTC)),
+        ("2026-05-01T14:02:00", datetime(2026, 5, 1, 14, 2, tzinfo=UTC)),
+        ("1777644120", datetime(2026, 5, 1, 14, 2, tzinfo=UTC)),
+        ("90m", NOW - timedelta(minutes=90)),
+        ("7d", NOW - timedelta(days=7)),
+        ("now", NOW),
+    ],
+)
+def test_times_are_iso_epoch_or_a_span_back_from_now(text: str, expected: datetime) -> None:
+    assert parse_time(text, now=NOW) == expected
+
+
+def test_an_unreadable_time_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="yesterday"):
+        parse_time("yesterday")
+
+
+# -- on the proxy ------------------------------------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    url: str
+    registry: CollectorRegistry
+    store: Any
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for f in self.registry.collect()
+            for s in f.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+
+def serve_proxy(tmp_path: Path, storage: Any = None, **settings: Any) -> Iterator[Proxy]:
+    registry = CollectorRegistry()
+    obs = ObservabilitySettings(access_log_db=str(tmp_path / "access.db"), **settings)
+    metrics = PrometheusMetrics(registry=registry, settings=obs)
+    upstream_app = create_upstream_app(FAST)
+    with serve_asgi(upstream_app) as upstream:
+        app = create_proxy_app(
+            ProxyConfig(upstream_url=upstream.url), metrics=metrics, settings=obs, storage=storage
+        )
+        with serve_asgi(app, lifespan="on") as proxy:
+            yield Proxy(proxy.url, registry, app.state.access_log)
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Proxy]:
+    yield from serve_proxy(tmp_path, access_log_api_token=TOKEN)
+
+
+def body(n: int) -> dict[str, Any]:
+    return {
+        "model": ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")[n % 3],
+        "max_tokens": 50,
+        "stream": n % 2 == 0,
+        "messages": [{"role": "user", "content": f"request {n}"}],
+    }
+
+
+async def send_concurrently(url: str, n: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        return await asyncio.gather(*(client.post("/v1/messages", json=body(i)) for i in range(n)))
+
+
+def settle(proxy: Proxy, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while proxy.total("ccproxy_requests_total") < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proxy.store.flush()
+
+
+def test_n_concurrent_requests_give_n_records_whose_sums_equal_the_counters(
+    proxy: Proxy,
+) -> None:
+    responses = asyncio.run(send_concurrently(proxy.url, 60))
+    settle(proxy, 60)
+
+    rows = proxy.store.query(LogFilter(limit=1000))
+    assert all(r.status_code == 200 for r in responses)
+    assert len(rows) == 60
+    assert {row["request_id"] for row in rows} == {r.headers["x-request-id"] for r in responses}
+    for token_type in ("input", "output", "cache_read", "cache_write"):
+        stored = sum(row[f"{token_type}_tokens"] for row in rows)
+        assert stored == proxy.total("ccproxy_tokens_total", type=token_type), token_type
+    for cost_type in ("input", "output", "cache", "total"):
+        stored_cost = sum(row[f"cost_{cost_type}_usd"] for row in rows)
+        counted = proxy.total("ccproxy_cost_usd_total", cost_type=cost_type)
+        assert stored_cost == pytest.approx(counted, rel=1e-9), cost_type
+    assert proxy.total("ccproxy_access_log_written_total") == 60
+
+
+def test_a_failing_store_leaves_requests_unaffected_and_counts_the_drops(
+    tmp_path: Path,
+) -> None:
+    failing = FailingWrites(tmp_path / "broken.db")
+    try:
+        for p in serve_proxy(tmp_path, storage=failing):
+            responses = asyncio.run(send_concurrently(p.url, 20))
+            settle(p, 20)
+
+            assert [r.status_code for r in responses] == [200] * 20
+            assert failing.stats()["dropped"] == {"write_error": 20}
+    finally:
+        failing.close()
+
+
+def test_the_query_api_is_off_without_a_token(tmp_path: Path) -> None:
+    for p in serve_proxy(tmp_path):
+        assert httpx.get(p.url + "/logs/query", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/logs/query", "/logs/analytics", "/logs/stream"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {TOKEN}"])
+def test_log_routes_refuse_a_missing_or_wrong_token(
+    proxy: Proxy, path: str, authorization: str | None
+) -> None:
+    headers = {"authorization": authorization} if authorization else {}
+    response = httpx.get(proxy.url + path, headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_query_and_analytics_answer_with_the_token_and_are_not_counted(proxy: Proxy) -> None:
+    asyncio.run(send_concurrently(proxy.url, 6))
+    settle(proxy, 6)
+
+    query = httpx.get(
+        proxy.url + "/logs/query", params={"model": "claude-haiku-4-5", "limit": 10}, headers=AUTH
+    )
+    analytics = httpx.get(proxy.url + "/logs/analytics", params={"start": "1h"}, headers=AUTH)
+
+    assert query.status_code == 200
+    assert query.json()["count"] == 2
+    assert {row["model"] for row in query.json()["records"]} == {"claude-haiku-4-5"}
+    assert analytics.status_code == 200
+    assert analytics.json()["totals"]["requests"] == 6
+    assert proxy.total("ccproxy_requests_total") == 6  # the /logs calls are not traffic
+
+
+def test_a_bad_query_parameter_is_a_400_naming_it(proxy: Proxy) -> None:
+    response = httpx.get(proxy.url + "/logs/query", params={"start": "soon"}, headers=AUTH)
+
+    assert response.status_code == 400
+    assert "soon" in response.json()["error"]
+
+
+def read_events(response: httpx.Response, count: int) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    kind = "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line.removeprefix("data: "))))
+            if len(events) == count:
+                break
+    return events
+
+
+def test_the_stream_tails_records_live(proxy: Proxy) -> None:
+    with httpx.stream("GET", proxy.url + "/logs/stream", headers=AUTH, timeout=10) as tail:
+        assert tail.headers["content-type"].startswith("text/event-stream")
+        sent = httpx.post(proxy.url + "/v1/messages", json=body(1), timeout=10)
+        ((kind, data),) = read_events(tail, 1)
+
+    assert kind == "record"
+    assert data["request_id"] == sent.headers["x-request-id"]
+    assert data["output_tokens"] > 0
+
+
+def test_a_slow_listener_gets_an_overflow_event_where_records_were_dropped(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteAccessLog(tmp_path / "a.db")
+
+    async def burst(request: Request) -> PlainTextResponse:
+        for n in range(10):  # in one go: the listener cannot drain in between
+            store.store(record(n))
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[
+            *access_log_routes(store, TOKEN, tail_queue_size=2),
+            Route("/burst", burst, methods=["POST"]),
+        ]
+    )
+    try:
+        with (
+            serve_asgi(app) as server,
+            httpx.stream("GET", server.url + "/logs/stream", headers=AUTH, timeout=10) as tail,
+        ):
+            httpx.post(server.url + "/burst")
+            store.store(record(10))
+            events = read_events(tail, 4)
+    finally:
+        store.close()
+
+    assert [kind for kind, _ in events] == ["record", "record", "overflow", "record"]
+    assert events[2][1] == {"dropped": 8}
+    assert [events[i][1]["request_id"] for i in (0, 1, 3)] == ["req-0", "req-1", "req-10"]

@@ -1,0 +1,136 @@
+"""The access log from the command line: ``ccobs proxy|demo --access-log-db`` and ``ccobs logs``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from realservers import free_port
+from test_cli import Background, background, ccobs
+
+from ccobs.access_log import LogFilter, SQLiteAccessLog, open_reader
+from ccobs.storage import AccessLogRecord
+
+__all__ = ["background"]  # the fixture, shared with test_cli
+
+
+def test_sigterm_during_load_loses_no_accepted_record(
+    background: list[Background], tmp_path: Path
+) -> None:
+    db = tmp_path / "access.db"
+    upstream_port, proxy_port = free_port(), free_port()
+    upstream = Background(
+        "upstream", "--port", str(upstream_port), "--seed", "3", "--latency", "0.3",
+        "--ttft", "0.1",
+    )  # fmt: skip
+    background.append(upstream)
+    upstream.wait_ready(f"http://127.0.0.1:{upstream_port}/health")
+    proxy = Background(
+        "proxy", "--port", str(proxy_port), "--upstream", f"http://127.0.0.1:{upstream_port}",
+        "--access-log-db", str(db),
+        env={"CCOBS_LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    background.append(proxy)
+    target = f"http://127.0.0.1:{proxy_port}"
+    proxy.wait_ready(target + "/health")
+
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=target, timeout=10) as http:
+            while not stop.is_set():
+                body = {"model": "claude-sonnet-4-6", "max_tokens": 20, "stream": n % 2 == 0,
+                        "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+                try:
+                    response = http.post("/v1/messages", json=body)
+                    response.read()
+                except httpx.HTTPError:
+                    return  # the proxy is going away
+                if response.status_code == 200:
+                    answered.append(response.headers["x-request-id"])
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in clients:
+        thread.start()
+    while len(answered) < 40:
+        threading.Event().wait(0.05)
+    os.killpg(proxy.process.pid, signal.SIGTERM)  # mid-load: requests are in flight
+    code = proxy.process.wait(30)
+    stop.set()
+    for thread in clients:
+        thread.join(15)
+
+    stored = {row["request_id"] for row in open_reader(db).query(LogFilter(limit=10_000))}
+    output = proxy.output()
+    # uvicorn finishes its graceful shutdown, then re-raises the signal it caught.
+    assert code in (0, -signal.SIGTERM), output
+    assert len(answered) >= 40
+    assert set(answered) <= stored
+    assert "access_log_records_dropped" not in output
+
+
+def make_db(path: Path) -> None:
+    now = datetime.now(UTC)
+    with SQLiteAccessLog(path) as store:
+        for n in range(6):
+            store.store(
+                AccessLogRecord(
+                    request_id=f"req-{n}",
+                    timestamp=now - timedelta(minutes=n),
+                    duration_ms=100.0 + n,
+                    model="claude-haiku-4-5" if n % 3 == 0 else "claude-sonnet-4-6",
+                    status=200,
+                    input_tokens=10,
+                    cost_total_usd=0.5,
+                )
+            )
+
+
+def test_logs_query_prints_matching_records_as_json_lines(tmp_path: Path) -> None:
+    make_db(tmp_path / "a.db")
+
+    result = ccobs("logs", "query", "--db", str(tmp_path / "a.db"), "--model", "claude-haiku-4-5")
+
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["request_id"] for row in rows] == ["req-0", "req-3"]
+
+
+def test_logs_analytics_prints_totals_per_model_and_hour(tmp_path: Path) -> None:
+    make_db(tmp_path / "a.db")
+
+    result = ccobs("logs", "analytics", "--db", str(tmp_path / "a.db"), "--since", "1h")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["totals"]["requests"] == 6
+    assert report["totals"]["cost_usd"] == 3.0
+    assert {m["model"]: m["requests"] for m in report["by_model"]} == {
+        "claude-sonnet-4-6": 4,
+        "claude-haiku-4-5": 2,
+    }
+
+
+def test_logs_on_a_missing_database_fails_naming_it(tmp_path: Path) -> None:
+    result = ccobs("logs", "query", "--db", str(tmp_path / "none.db"))
+
+    assert result.returncode == 1
+    assert "none.db" in result.stderr
+
+
+def test_demo_writes_its_requests_to_the_access_log_db(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    result = ccobs(
+        "demo", "--duration", "2", "--port", "0", "--seed", "3", "--rate", "20",
+        "--log-file", str(tmp_path / "demo.log"), "--access-log-db", str(db),
+        timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert open_reader(db).analytics(LogFilter())["totals"]["requests"] > 10
