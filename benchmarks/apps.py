@@ -8,7 +8,8 @@ ccobs's per-request access-log line at INFO, written to ``/dev/null``.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
 
 
 def _app() -> FastAPI:
@@ -60,4 +61,153 @@ def instrumentator() -> FastAPI:
     _logging("WARNING")
     app = _app()
     Instrumentator().instrument(app).expose(app)
+    return app
+
+
+# -- benchmark 3: the mock upstream and the demo proxy in front of it -----------------------
+
+UPSTREAM_URL_ENV = "BENCH_UPSTREAM_URL"
+"""Where the benchmark proxy sends traffic (not ``CCOBS_PROXY_UPSTREAM_URL``: the
+benchmark environment drops every ``CCOBS_`` variable)."""
+
+
+def upstream() -> FastAPI:
+    """The mock upstream with constant, tiny delays and no faults.
+
+    1 ms before the first text delta of a stream, 1 ms for a whole
+    non-streamed answer, 16 output tokens in four deltas with no delay between
+    them: the upstream costs next to nothing, so what the proxy adds shows.
+    """
+    from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
+
+    _logging("WARNING")
+    return create_upstream_app(
+        UpstreamConfig(
+            seed=1,
+            ttft=Delay(0.001),
+            latency=Delay(0.001),
+            inter_token_delay=0.0,
+            output_tokens=(16, 16),
+            max_recorded_decisions=0,
+        )
+    )
+
+
+def proxy() -> FastAPI:
+    """The demo proxy (instrumented, priced) in front of ``$BENCH_UPSTREAM_URL``."""
+    import os
+
+    import ccobs as lib
+    from ccobs.demo.proxy import ProxyConfig, create_proxy_app
+
+    _logging("WARNING")
+    return create_proxy_app(
+        ProxyConfig(upstream_url=os.environ[UPSTREAM_URL_ENV]),
+        settings=lib.ObservabilitySettings(),
+    )
+
+
+# -- benchmark 5: a trivial instrumented app holding ~10k series, pushing or not -------------
+
+PUSH_URL_ENV = "BENCH_PUSHGATEWAY_URL"
+SERIES_ENV = "BENCH_SERIES"
+PUSH_INTERVAL_ENV = "BENCH_PUSH_INTERVAL"
+
+
+def _filled(push_url: str | None) -> FastAPI:
+    import os
+
+    import ccobs as lib
+    from benchmarks.exposition import fill, models_for
+
+    _logging("WARNING")
+    series = int(os.environ.get(SERIES_ENV, "10000"))
+    models = models_for(series)
+    settings = lib.ObservabilitySettings(
+        model_label_cap=models + 10,
+        pushgateway_url=push_url,
+        pushgateway_interval_seconds=float(os.environ.get(PUSH_INTERVAL_ENV, "0.2")),
+        pushgateway_instance="bench",
+    )
+    metrics = lib.get_metrics(settings=settings)
+    fill(metrics, models)
+    app = _app()
+    lib.instrument(app, metrics)
+    return app
+
+
+def quiet() -> FastAPI:
+    """``ccobs`` with ~``$BENCH_SERIES`` series recorded and no pusher."""
+    return _filled(None)
+
+
+def pushing() -> FastAPI:
+    """The same, with the background pusher sending them to ``$BENCH_PUSHGATEWAY_URL``."""
+    import os
+
+    return _filled(os.environ[PUSH_URL_ENV])
+
+
+def bare_proxy() -> FastAPI:
+    """A pass-through proxy with no observability: the floor for the demo proxy.
+
+    The same framework (FastAPI), upstream client (httpx, pooled, the demo
+    proxy's limits) and streaming relay as the demo proxy, minus everything
+    ccobs adds: no middleware, no request context, no usage parsing, no
+    metrics, no logs. What the demo proxy costs beyond this is observability
+    (and the demo's own checks); what this costs is proxying in Python.
+    """
+    import os
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    import httpx
+
+    # Request and Response are imported at module level: FastAPI resolves the endpoint's
+    # (postponed) annotations in the module's namespace.
+    _logging("WARNING")
+    client = httpx.AsyncClient(
+        base_url=os.environ[UPSTREAM_URL_ENV],
+        timeout=httpx.Timeout(600.0, connect=10.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        body = await request.body()
+        upstream = await client.send(
+            client.build_request(
+                "POST",
+                "/v1/messages",
+                content=body,
+                headers={"content-type": "application/json", "anthropic-version": "2023-06-01"},
+            ),
+            stream=True,
+        )
+        headers = {"content-type": upstream.headers.get("content-type", "application/json")}
+        if not upstream.headers.get("content-type", "").startswith("text/event-stream"):
+            content = await upstream.aread()
+            await upstream.aclose()
+            return Response(content, status_code=upstream.status_code, headers=headers)
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        return StreamingResponse(relay(), status_code=upstream.status_code, headers=headers)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
     return app

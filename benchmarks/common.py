@@ -192,3 +192,82 @@ def run_json(
         raise RuntimeError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from ``/proc/self/statm``."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class HttpProbe:
+    """A minimal HTTP/1.1 keep-alive client over one socket, for per-request timings.
+
+    Sequential requests on one connection, with no client library between the
+    clock and the socket: what it measures is the server's latency plus the
+    loopback round trip, the same for every variant it is pointed at. Each
+    request returns (seconds to the first occurrence of ``mark`` in the
+    response, or to its last byte when ``mark`` is empty; seconds to the last
+    byte). Handles ``Content-Length`` and chunked bodies, nothing else.
+    """
+
+    def __init__(self, url: str) -> None:
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host = parts.hostname or LOOPBACK
+        self.port = parts.port or 80
+        self._sock = socket.create_connection((self.host, self.port), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def request_bytes(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def send(self, raw: bytes, mark: bytes = b"") -> tuple[float, float]:
+        """Send a request made by :meth:`request_bytes`; (time to ``mark``, total) in seconds."""
+        import time
+
+        sock = self._sock
+        started = time.perf_counter()
+        sock.sendall(raw)
+        buf = b""
+        marked: float | None = None
+        header_end = -1
+        length: int | None = None
+        chunked = False
+        while True:
+            data = sock.recv(262144)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            buf += data
+            if marked is None and mark and mark in buf:
+                marked = time.perf_counter()
+            if header_end < 0:
+                header_end = buf.find(b"\r\n\r\n")
+                if header_end < 0:
+                    continue
+                head = buf[:header_end].lower()
+                if not head.startswith(b"http/1.1 2"):
+                    raise RuntimeError(f"unexpected response: {buf[:300]!r}")
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"transfer-encoding" and b"chunked" in value:
+                        chunked = True
+            body_len = len(buf) - header_end - 4
+            if (length is not None and body_len >= length) or (
+                chunked and buf.endswith(b"\r\n0\r\n\r\n")
+            ):
+                ended = time.perf_counter()
+                return (marked if marked is not None else ended) - started, ended - started
