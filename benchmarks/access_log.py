@@ -2,6 +2,7 @@
 
     python -m benchmarks.access_log            # writes its section of benchmarks/RESULTS.md
     python -m benchmarks.access_log --quick    # smaller, prints only
+    python -m benchmarks.access_log --day-scale 30000000   # a real day's scale, see below
 
 Writes go through the real path: ``store()`` from one thread (the event
 loop's stand-in), the background writer batching into the database. Three
@@ -9,12 +10,23 @@ measurements: the cost of one ``store()`` call, the highest rate the writer
 keeps up with (unpaced), and a paced run at the target rate that must drop
 nothing. Query latency is measured on databases holding records spread over
 24 hours, bulk-loaded through the same insert statement, for the record
-query (index range + limit) and the analytics scan (day and hour).
+query (index range + limit) and analytics (day and hour), which reads the
+hourly rollup for whole hours and raw records for the partial hours at the
+range's edges; the raw scan of the whole day is measured alongside.
+
+``--day-scale N`` measures at a real day's scale (5,000/s for 24 h is 432 M
+records): N raw records spread over the last 24 hours, generated inside the
+database (SQL, no Python per row), and the hourly rollup of a full day at
+5,000/s (every latency bucket a lognormal latency fills at that volume,
+every model and status), for SQLite and DuckDB. The raw rows and the rollup
+are synthetic and independent, so the numbers are latencies, not sums to
+check. It records its own block inside this benchmark's section.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -26,16 +38,21 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
-from ccobs.access_log import LogFilter, open_access_log, open_reader
-from ccobs.access_log.query import to_row
+from ccobs.access_log import BatchingAccessLog, LogFilter, open_access_log, open_reader
+from ccobs.access_log.query import BUCKET_BASE, COLUMNS, TABLE, to_row, to_us
+from ccobs.access_log.rollup import HOUR_US
 from ccobs.storage import AccessLogRecord
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "access-log"
 MODELS = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6", "gpt-4.1-mini")
 TARGET_RATE = 5_000
+DAY_SCALE = f"{SECTION}-day-scale"
+STATUSES = ((200, 0.97), (429, 0.01), (500, 0.01), (529, 0.01))
+LATENCY_MU, LATENCY_SIGMA = 7.0, 0.8  # ln ms, as make_record
 
 
 def make_record(rng: random.Random, n: int, when: datetime) -> AccessLogRecord:
@@ -164,11 +181,11 @@ def timed(fn: Callable[[], Any], repeat: int = 5) -> float:
     return statistics.median(samples)
 
 
-def query_latencies(path: Path) -> dict[str, float]:
+def query_latencies(path: Path, raw_scan: bool = True) -> dict[str, float]:
     reader = open_reader(path)
     now = datetime.now(UTC)
     hour, day = now - timedelta(hours=1), now - timedelta(days=1)
-    return {
+    latencies = {
         "query: newest 100, last hour": timed(lambda: reader.query(LogFilter(start=hour))),
         "query: one model, 100, whole day": timed(
             lambda: reader.query(LogFilter(start=day, model=MODELS[2]))
@@ -178,16 +195,227 @@ def query_latencies(path: Path) -> dict[str, float]:
         ),
         "analytics: last hour": timed(lambda: reader.analytics(LogFilter(start=hour))),
         "analytics: whole day": timed(lambda: reader.analytics(LogFilter(start=day)), repeat=3),
+        "analytics: one model, whole day": timed(
+            lambda: reader.analytics(LogFilter(start=day, model=MODELS[2])), repeat=3
+        ),
     }
+    if raw_scan:
+        latencies["analytics: whole day, raw scan (no rollup)"] = timed(
+            lambda: reader.analytics(LogFilter(start=day), use_rollup=False), repeat=1
+        )
+    return latencies
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, or append it; other sections stay."""
+# -- a real day's scale --------------------------------------------------------------------------
+
+
+def _raw_select(backend: str, start_us: int, step_us: float) -> str:
+    """SQL computing one synthetic record per ``i``; like ``make_record``, done by the database."""
+    if backend == "sqlite":
+        rnd = "(abs(random()) % 1000000) / 1000000.0"
+        pick = "(abs(random()) % {n})"
+        hexid = "printf('%032x', i)"
+        floor = "CAST(floor({x}) AS INTEGER)"
+    else:
+        rnd = "random()"
+        pick = "CAST(floor(random() * {n}) AS INTEGER)"
+        hexid = "lpad(printf('%x', i), 32, '0')"
+        floor = "CAST(floor({x}) AS INTEGER)"
+    # Lognormal latency from a sum of 12 uniforms (Irwin-Hall: a normal to ~1e-3).
+    normal = "(" + " + ".join([rnd] * 12) + " - 6.0)"
+    models = "CASE " + pick.format(n=len(MODELS))
+    models += "".join(f" WHEN {i} THEN '{m}'" for i, m in enumerate(MODELS)) + " END"
+    u = f"({rnd})"
+    return f"""
+        SELECT {hexid}, {start_us} + CAST(i * {step_us} AS BIGINT), 'POST', '/v1/messages',
+               model, status, streaming, duration_ms, 500.0, inp, outp, cache_read, 0,
+               inp * 3e-6, outp * 15e-6, 0.0, inp * 3e-6 + outp * 15e-6, 'proxy_service',
+               CASE WHEN status = 200 THEN NULL ELSE 'upstream_' || status END, NULL, NULL,
+               {floor.format(x=f"ln(duration_ms) / ln({BUCKET_BASE})")}
+        FROM (
+            SELECT i, {models} AS model,
+                   CASE WHEN u < 0.97 THEN 200 WHEN u < 0.98 THEN 429
+                        WHEN u < 0.99 THEN 500 ELSE 529 END AS status,
+                   {rnd} < 0.6 AS streaming,
+                   exp({LATENCY_MU} + {LATENCY_SIGMA} * {normal}) AS duration_ms,
+                   100 + {pick.format(n=19_900)} AS inp, 5 + {pick.format(n=1_995)} AS outp,
+                   {pick.format(n=50_000)} AS cache_read
+            FROM (SELECT i, {u} AS u FROM {{source}})
+        )"""
+
+
+def load_raw_in_database(path: Path, rows: int, start: datetime) -> float:
+    """``rows`` synthetic records over the 24 hours from ``start``, generated by SQL; seconds."""
+    step_us = 86_400_000_000 / rows
+    start_us = to_us(start)
+    begun = time.perf_counter()
+    chunk = 2_000_000
+    if path.suffix == ".duckdb":
+        import duckdb
+
+        conn: Any = duckdb.connect(str(path))
+        select = _raw_select("duckdb", start_us, step_us)
+        for offset in range(0, rows, chunk):
+            source = f"range({offset}, {min(rows, offset + chunk)}) t(i)"
+            conn.execute(
+                f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) " + select.format(source=source)
+            )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -1000000")
+        select = _raw_select("sqlite", start_us, step_us)
+        for offset in range(0, rows, chunk):
+            source = (
+                f"(WITH RECURSIVE seq(i) AS (SELECT {offset} UNION ALL SELECT i + 1 FROM seq "
+                f"WHERE i + 1 < {min(rows, offset + chunk)}) SELECT i FROM seq)"
+            )
+            conn.execute("BEGIN")
+            conn.execute(
+                f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) " + select.format(source=source)
+            )
+            conn.execute("COMMIT")
+            print(f"  {min(rows, offset + chunk):,} raw rows", flush=True)
+    conn.close()
+    return time.perf_counter() - begun
+
+
+def day_rollup(store: BatchingAccessLog, conn: Any, start: datetime, rate: int) -> int:
+    """The hourly rollup of ``rate`` records/s over the 24 hours from ``start``; rows written.
+
+    Each (hour, model, status) gets its share of the hour's records, spread over
+    latency buckets by the lognormal's probability mass; buckets expecting less
+    than one record are left out, as a real day would mostly leave them.
+    """
+    latency = NormalDist(LATENCY_MU, LATENCY_SIGMA)
+    log_base = math.log(BUCKET_BASE)
+    lo = math.floor((LATENCY_MU - 6 * LATENCY_SIGMA) / log_base)
+    hi = math.ceil((LATENCY_MU + 6 * LATENCY_SIGMA) / log_base)
+    shares = []
+    for bucket in range(lo, hi + 1):
+        p = latency.cdf((bucket + 1) * log_base) - latency.cdf(bucket * log_base)
+        shares.append((bucket, p))
+    per_hour = rate * 3600
+    first_hour = to_us(start) // HOUR_US
+    rows: list[tuple[Any, ...]] = []
+    with store._transaction(conn):
+        for model in MODELS:
+            for status, status_share in STATUSES:
+                dim = store._dim_id(conn, (model, status, "proxy_service"))
+                records = per_hour / len(MODELS) * status_share
+                errors = status != 200
+                for hour in range(first_hour, first_hour + 25):
+                    for bucket, p in shares:
+                        count = round(records * p)
+                        if count < 1:
+                            continue
+                        inp, out = count * 10_050, count * 1_002
+                        rows.append(
+                            (
+                                hour,
+                                dim,
+                                bucket,
+                                count,
+                                count if errors else 0,
+                                inp,
+                                out,
+                                count * 25_000,
+                                0,
+                                inp * 3e-6,
+                                out * 15e-6,
+                                0.0,
+                                inp * 3e-6 + out * 15e-6,
+                            )
+                        )
+        for offset in range(0, len(rows), 50_000):
+            store._upsert_rollup(conn, rows[offset : offset + 50_000])
+    return len(rows)
+
+
+def day_scale(root: Path, rows: int) -> str:
+    """The day-scale block: N raw rows plus a full day's rollup at TARGET_RATE, per backend."""
+    end = datetime.now(UTC)
+    start = end - timedelta(days=1)
+    lines = [
+        f"<!-- {DAY_SCALE}:start -->",
+        f"### A real day's scale (`python -m benchmarks.access_log --day-scale {rows}`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d}. {rows:,} raw records over the last 24 hours "
+        f"({rows / 86_400:,.0f}/s; a day at {TARGET_RATE:,}/s is 432 M) and the hourly "
+        f"rollup of a full day at {TARGET_RATE:,}/s ({TARGET_RATE * 86_400:,} records' worth). "
+        f"Analytics read the rollup for whole hours and scan raw records for the "
+        f"partial hours at the edges: here the last-hour range began "
+        f"{(end - timedelta(hours=1)).minute} minutes into its hour, so "
+        f"{60 - (end - timedelta(hours=1)).minute} minutes of raw records "
+        f"(~{rows / 1440 * (60 - (end - timedelta(hours=1)).minute):,.0f} rows here, "
+        f"{TARGET_RATE * 60 * (60 - (end - timedelta(hours=1)).minute):,} at the full rate). "
+        "Median ms:",
+        "",
+    ]
+    header = False
+    for suffix in (".db", ".duckdb"):
+        path = root / f"dayscale{suffix}"
+        store = open_access_log(path)
+        store.flush()
+        store.close()  # schema and rollup marker in place
+        load_s = load_raw_in_database(path, rows, start)
+        conn: Any
+        if suffix == ".duckdb":
+            import duckdb
+
+            conn = duckdb.connect(str(path))
+        else:
+            conn = sqlite3.connect(path, isolation_level=None)
+        begun = time.perf_counter()
+        rollup_rows = day_rollup(store, conn, start, TARGET_RATE)
+        rollup_s = time.perf_counter() - begun
+        conn.close()
+        size_mb = sum(p.stat().st_size for p in root.glob(path.name + "*")) / 1e6
+        latencies = query_latencies(path, raw_scan=False)
+        if not header:
+            lines.append(
+                "| backend | raw records | rollup rows | file | " + " | ".join(latencies) + " |"
+            )
+            lines.append("|---" * (4 + len(latencies)) + "|")
+            header = True
+        name = "SQLite" if suffix == ".db" else "DuckDB"
+        row = (
+            f"| {name} | {rows:,} (loaded in {load_s:.0f} s) | {rollup_rows:,} | "
+            f"{size_mb:,.0f} MB | " + " | ".join(f"{ms:,.1f}" for ms in latencies.values()) + " |"
+        )
+        print(row, f"(rollup written in {rollup_s:.1f} s)", flush=True)
+        lines.append(row)
+        for leftover in root.glob(path.name + "*"):
+            leftover.unlink()
+    lines.append(f"<!-- {DAY_SCALE}:end -->")
+    return "\n".join(lines) + "\n"
+
+
+def _block(name: str) -> re.Pattern[str]:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+
+
+def write_section(text: str | None = None, day_scale_text: str | None = None) -> None:
+    """Replace this benchmark's section of RESULTS.md, or append it; other sections stay.
+
+    The day-scale block inside it is kept unless ``day_scale_text`` replaces it.
+    """
     start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(current):
+    pattern = _block(SECTION)
+    old = pattern.search(current)
+    old_text = old.group(0) if old else ""
+    if day_scale_text is None:
+        kept = _block(DAY_SCALE).search(old_text)
+        day_scale_text = kept.group(0) if kept else ""
+    if text is None:
+        inner = old_text.removeprefix(start + "\n").rsplit(end, 1)[0] if old else ""
+        text = _block(DAY_SCALE).sub("", inner)
+    body = text.rstrip() + ("\n\n" + day_scale_text.rstrip() if day_scale_text else "")
+    block = f"{start}\n{body}\n{end}\n"
+    if old:
         updated = pattern.sub(lambda _: block, current)
     else:
         updated = current.rstrip("\n") + "\n\n" + block
@@ -199,7 +427,22 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; print, do not record")
     parser.add_argument("--day-rows", type=int, nargs="*", help="records per day to query")
     parser.add_argument("--seconds", type=float, default=30.0, help="paced run length")
+    parser.add_argument(
+        "--day-scale",
+        type=int,
+        metavar="N",
+        help="only the day-scale run: N raw records + a full day's rollup at 5,000/s",
+    )
     args = parser.parse_args()
+    if args.day_scale:
+        with tempfile.TemporaryDirectory(
+            prefix="ccobs-bench-", dir=os.environ.get("TMPDIR")
+        ) as tmp:
+            text = day_scale(Path(tmp), args.day_scale)
+        print(text)
+        if not args.quick:
+            write_section(day_scale_text=text)
+        return 0
     day_rows = args.day_rows or ([200_000] if args.quick else [1_000_000, 5_000_000])
     seconds = 5.0 if args.quick else args.seconds
     unpaced_n = 50_000 if args.quick else 300_000
@@ -231,10 +474,11 @@ def main() -> int:
             lines.append(row)
         lines += [
             "",
-            "Query latency, median ms, records spread evenly over the last 24 hours "
-            "(a day at 5,000/s would be 432 M records; latency of the index-range queries "
-            "does not depend on the total, the analytics scan grows linearly with the "
-            "records in its range):",
+            "Query latency, median ms, records spread evenly over the last 24 hours, "
+            "bulk-loaded through the store's insert (raw rows and hourly rollup). "
+            "The index-range queries do not depend on the total; analytics read the "
+            "rollup for whole hours and scan only the partial hours at the range's "
+            "edges, where the raw scan (last column) grows with every record in range:",
             "",
         ]
         header_done = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -368,6 +369,149 @@ def test_both_backends_store_and_answer_alike(tmp_path: Path, suffix: str) -> No
     assert result["totals"]["input_tokens"] == sum(range(50))
     assert result["totals"]["cost_usd"] == pytest.approx(12.5)
     assert open_reader(path).analytics(LogFilter())["totals"] == result["totals"]
+
+
+# -- the hourly rollup ------------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+BASE = NOW.replace(minute=0) - 6 * HOUR  # an hour boundary; records fill the 8 hours after it
+
+
+def random_records(rng: random.Random, n: int, start: datetime, span: timedelta) -> list[Any]:
+    """Mixed models, statuses, service types and errors, NULLs among them; costs are exact
+    binary fractions, so sums do not depend on the order they are added in."""
+    return [
+        record(
+            i,
+            timestamp=start + span * rng.random(),
+            model=rng.choice([MODEL, "claude-haiku-4-5", "gpt-4.1-mini", None]),
+            status=rng.choice([200, 200, 200, 429, 500, None]),
+            service_type=rng.choice(["proxy_service", "batch", None]),
+            error_type=rng.choice([None, None, None, "upstream_500"]),
+            duration_ms=rng.lognormvariate(6.0, 1.0),
+            input_tokens=rng.randint(0, 5000),
+            output_tokens=rng.randint(0, 500),
+            cache_read_tokens=rng.randint(0, 9000),
+            cache_write_tokens=rng.randint(0, 100),
+            cost_input_usd=rng.randint(0, 512) / 1024,
+            cost_output_usd=rng.randint(0, 512) / 1024,
+            cost_total_usd=rng.randint(0, 4096) / 1024,
+        )
+        for i in range(n)
+    ]
+
+
+def random_filters(rng: random.Random, count: int) -> list[LogFilter]:
+    """Ranges with edges inside hours, on hour boundaries, open, inside one hour; filters."""
+
+    def moment() -> datetime | None:
+        pick = rng.random()
+        if pick < 0.15:
+            return None
+        hours = rng.randint(-1, 9)
+        if pick < 0.3:
+            return BASE + hours * HOUR  # exactly on an hour boundary
+        return BASE + hours * HOUR + timedelta(microseconds=rng.randint(1, 3_599_999_999))
+
+    filters = [LogFilter(), LogFilter(start=BASE + 2 * HOUR + timedelta(minutes=7))]
+    filters.append(LogFilter(start=BASE + 3 * HOUR + HOUR / 7, end=BASE + 3 * HOUR + HOUR / 2))
+    while len(filters) < count:
+        start, end = sorted(
+            [moment(), moment()], key=lambda m: m or datetime.max.replace(tzinfo=UTC)
+        )
+        filters.append(
+            LogFilter(
+                start=start,
+                end=end,
+                model=rng.choice([None, None, MODEL, "gpt-4.1-mini", "no-such-model"]),
+                status=rng.choice([None, None, 200, 500]),
+                service_type=rng.choice([None, None, "batch"]),
+            )
+        )
+    return filters
+
+
+@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
+def test_analytics_from_the_rollup_equal_a_scan_of_the_raw_records(
+    tmp_path: Path, suffix: str
+) -> None:
+    rng = random.Random(8)
+    path = tmp_path / f"access{suffix}"
+    filters = random_filters(rng, 30)
+    with open_access_log(path, batch_size=97) as s:
+        for rec in random_records(rng, 4000, BASE, 8 * HOUR):
+            s.store(rec)
+        s.flush()
+        for flt in filters:
+            assert s.analytics(flt) == s.analytics(flt, use_rollup=False), flt
+        whole = s.analytics(LogFilter())
+    assert whole["totals"]["requests"] == 4000
+    assert len(whole["by_hour"]) == 8
+    assert {m["model"] for m in whole["by_model"]} == {
+        MODEL,
+        "claude-haiku-4-5",
+        "gpt-4.1-mini",
+        "unknown",
+    }
+    reader = open_reader(path)
+    for flt in filters[:10]:
+        assert reader.analytics(flt) == reader.analytics(flt, use_rollup=False), flt
+
+
+def test_whole_hours_are_answered_from_the_rollup(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with SQLiteAccessLog(path) as s:
+        for n in range(10):
+            s.store(record(n, timestamp=BASE + HOUR / 2 + n * HOUR / 2))  # 0.5 h .. 5 h
+        s.flush()
+    with sqlite3.connect(path) as conn:  # behind the rollup's back
+        conn.execute("DELETE FROM access_log")
+    reader = open_reader(path)
+
+    def requests(start: datetime, end: datetime) -> int:
+        return int(reader.analytics(LogFilter(start=start, end=end))["totals"]["requests"])
+
+    assert requests(BASE, BASE + 3 * HOUR) == 5  # whole hours: the rollup still has them
+    assert requests(BASE + HOUR / 4, BASE + 3 * HOUR) == 4  # hour 0 is an edge: raw, gone
+    assert requests(BASE, BASE + 3 * HOUR - timedelta(microseconds=1)) == 3  # and hour 2
+    assert requests(BASE + HOUR / 4, BASE + HOUR * 3 / 4) == 0  # inside one hour: raw
+    assert reader.analytics(LogFilter(), use_rollup=False)["totals"]["requests"] == 0
+
+
+@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
+def test_pruning_keeps_the_rollup_equal_to_the_records_kept(tmp_path: Path, suffix: str) -> None:
+    rng = random.Random(9)
+    now = datetime.now(UTC)
+    with open_access_log(tmp_path / f"access{suffix}", retention_days=1.0 + 1 / 48) as s:
+        for rec in random_records(rng, 3000, now - timedelta(days=2), timedelta(days=2)):
+            s.store(rec)
+        s.flush()
+        assert s.prune() > 0
+        kept = s.analytics(LogFilter(), use_rollup=False)
+        assert s.analytics(LogFilter()) == kept  # the whole range comes from the rollup
+        assert 0 < kept["totals"]["requests"] < 3000
+
+
+def test_a_database_from_before_the_rollup_is_rolled_up_when_a_store_opens_it(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(10)
+    path = tmp_path / "a.db"
+    with SQLiteAccessLog(path) as s:
+        for rec in random_records(rng, 500, BASE, 8 * HOUR):
+            s.store(rec)
+    with sqlite3.connect(path) as conn:
+        for table in ("access_log_hourly", "access_log_dims", "access_log_meta"):
+            conn.execute(f"DROP TABLE {table}")
+    flt = LogFilter(start=BASE + HOUR / 3, end=BASE + 7 * HOUR + HOUR / 3)
+    expected = open_reader(path).analytics(flt, use_rollup=False)
+    assert open_reader(path).analytics(flt) == expected  # no rollup yet: raw records
+
+    with SQLiteAccessLog(path) as s:
+        s.flush()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM access_log_hourly").fetchone()[0] > 0
+    assert open_reader(path).analytics(flt) == expected
 
 
 @pytest.mark.parametrize(

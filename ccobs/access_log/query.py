@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -164,21 +163,30 @@ class LogFilter:
     service_type: str | None = None
     limit: int = 100
 
+    def span(self) -> tuple[int | None, int | None]:
+        """The time range in microseconds since the epoch; None is open."""
+        return (
+            to_us(self.start) if self.start is not None else None,
+            to_us(self.end) if self.end is not None else None,
+        )
+
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {self.limit}")
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ValueError("start must not be after end")
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, span: tuple[int | None, int | None] | None = None) -> tuple[str, list[Any]]:
+        """The SQL condition; ``span`` (microseconds) replaces the filter's own time range."""
+        start, end = span if span is not None else self.span()
         clauses: list[str] = []
         params: list[Any] = []
-        if self.start is not None:
+        if start is not None:
             clauses.append("ts_us >= ?")
-            params.append(to_us(self.start))
-        if self.end is not None:
+            params.append(start)
+        if end is not None:
             clauses.append("ts_us < ?")
-            params.append(to_us(self.end))
+            params.append(end)
         for column in ("model", "status", "service_type"):
             value = getattr(self, column)
             if value is not None:
@@ -197,9 +205,14 @@ def records_sql(flt: LogFilter) -> tuple[str, list[Any]]:
 _SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
-def analytics_sql(flt: LogFilter, hour_expr: str) -> tuple[str, list[Any]]:
-    """One scan grouped by model, hour and latency bucket; everything else is added up after."""
-    where, params = flt.where()
+def analytics_sql(
+    flt: LogFilter, hour_expr: str, span: tuple[int | None, int | None] | None = None
+) -> tuple[str, list[Any]]:
+    """One scan grouped by model, hour and latency bucket; everything else is added up after.
+
+    ``span`` (microseconds) replaces the filter's time range: the raw edges of a rolled-up range.
+    """
+    where, params = flt.where(span)
     sums = ", ".join(f"SUM({column})" for column in (*_SUMS, "cost_total_usd"))
     sql = (
         f"SELECT model, {hour_expr} AS hour, duration_bucket, COUNT(*), "
@@ -217,15 +230,26 @@ class Stats:
     errors: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     cost_usd: float = 0.0
-    buckets: Counter[int] = field(default_factory=Counter)
+    buckets: dict[int, int] = field(default_factory=dict)
 
     def add(self, bucket: int, count: int, errors: int, sums: Sequence[Any]) -> None:
         self.requests += count
         self.errors += errors
+        tokens = self.tokens
         for i in range(4):
-            self.tokens[i] += int(sums[i] or 0)
+            tokens[i] += int(sums[i] or 0)
         self.cost_usd += float(sums[4] or 0.0)
-        self.buckets[bucket] += count
+        self.buckets[bucket] = self.buckets.get(bucket, 0) + count
+
+    def merge(self, other: Stats) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        for i in range(4):
+            self.tokens[i] += other.tokens[i]
+        self.cost_usd += other.cost_usd
+        buckets = self.buckets
+        for bucket, count in other.buckets.items():
+            buckets[bucket] = buckets.get(bucket, 0) + count
 
     def quantile(self, q: float) -> float | None:
         """Nearest-rank quantile of the durations, ms, from the buckets."""
@@ -252,17 +276,25 @@ class Stats:
 
 
 def analytics_result(rows: Iterable[Sequence[Any]], flt: LogFilter) -> dict[str, Any]:
-    """Totals, per model and per hour (UTC), from the grouped rows."""
+    """Totals, per model and per hour (UTC), from rows of (model, hour, bucket, count, sums).
+
+    Rows are added up per (model, hour) first, then those few groups are merged
+    into the totals and breakdowns: a day's rollup is tens of thousands of rows.
+    """
+    groups: dict[tuple[str, int], Stats] = {}
+    for model, hour, bucket, count, errors, *sums in rows:
+        key = (model if model is not None else "unknown", int(hour))
+        stats = groups.get(key)
+        if stats is None:
+            stats = groups[key] = Stats()
+        stats.add(bucket, count, errors, sums)
     total = Stats()
     by_model: dict[str, Stats] = {}
     by_hour: dict[int, Stats] = {}
-    for model, hour, bucket, count, errors, *sums in rows:
-        for stats in (
-            total,
-            by_model.setdefault(model if model is not None else "unknown", Stats()),
-            by_hour.setdefault(int(hour), Stats()),
-        ):
-            stats.add(int(bucket), int(count), int(errors), sums)
+    for (model, hour), stats in groups.items():
+        total.merge(stats)
+        (by_model.get(model) or by_model.setdefault(model, Stats())).merge(stats)
+        (by_hour.get(hour) or by_hour.setdefault(hour, Stats())).merge(stats)
     return {
         "start": iso(to_us(flt.start)) if flt.start else None,
         "end": iso(to_us(flt.end)) if flt.end else None,
@@ -270,7 +302,7 @@ def analytics_result(rows: Iterable[Sequence[Any]], flt: LogFilter) -> dict[str,
         "totals": total.as_dict(),
         "by_model": [
             {"model": model, **stats.as_dict()}
-            for model, stats in sorted(by_model.items(), key=lambda kv: -kv[1].requests)
+            for model, stats in sorted(by_model.items(), key=lambda kv: (-kv[1].requests, kv[0]))
         ],
         "by_hour": [
             {"hour": iso(hour * 3_600_000_000), **stats.as_dict()}

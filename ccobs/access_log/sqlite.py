@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from ccobs.access_log import rollup
 from ccobs.access_log.query import INSERT_SQL, TABLE
 from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
 
@@ -44,7 +45,13 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     duration_bucket INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
-"""
+""" + "".join(f"{statement};\n" for statement in rollup.schema(" WITHOUT ROWID"))
+
+_UPSERT = (
+    f"INSERT INTO {rollup.ROLLUP} ({', '.join(rollup.ROLLUP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(rollup.ROLLUP_COLUMNS))}) "
+    f"ON CONFLICT ({', '.join(rollup.KEY)}) DO UPDATE SET {rollup.UPSERT_SET}"
+)
 
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -72,6 +79,8 @@ class SQLiteAccessLog(BatchingAccessLog):
     """Access-log records in an SQLite file; see ``BatchingAccessLog`` for the write path."""
 
     backend = "sqlite"
+    begin_write = "BEGIN IMMEDIATE"  # take the write lock first: no deadlock between workers
+    null_safe_eq = "IS"
 
     def _open(self) -> sqlite3.Connection:
         conn = _connect(self.path)
@@ -79,21 +88,19 @@ class SQLiteAccessLog(BatchingAccessLog):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
+            self._ensure_rollup(conn)
         except Exception:
             conn.close()
             raise
         return conn
 
-    def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(INSERT_SQL, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _insert_raw(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        conn.executemany(INSERT_SQL, rows)
 
-    def _delete_before(self, conn: Any, cutoff_us: int) -> int:
+    def _upsert_rollup(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        conn.executemany(_UPSERT, rows)
+
+    def _delete_raw(self, conn: Any, cutoff_us: int) -> int:
         cursor = conn.execute(f"DELETE FROM {TABLE} WHERE ts_us < ?", (cutoff_us,))
         return int(cursor.rowcount)
 

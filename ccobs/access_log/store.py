@@ -23,15 +23,19 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
+from ccobs.access_log import rollup
 from ccobs.access_log.counters import AccessLogCounters
 from ccobs.access_log.query import LogFilter, analytics_result, analytics_sql, records_sql, row_dict
 from ccobs.access_log.query import to_row as _to_row
+from ccobs.access_log.rollup import DIMS, META, ROLLUP, DimKey
 from ccobs.access_log.tail import LiveTail
 from ccobs.storage import AccessLogRecord
 
@@ -67,15 +71,51 @@ class AccessLogReader(ABC):
         finally:
             conn.close()
 
-    def analytics(self, flt: LogFilter) -> dict[str, Any]:
-        """Totals and per-model, per-hour requests, tokens, cost, error ratio, p50/p95."""
-        sql, params = analytics_sql(flt, self.hour_expr)
+    def analytics(self, flt: LogFilter, *, use_rollup: bool = True) -> dict[str, Any]:
+        """Totals and per-model, per-hour requests, tokens, cost, error ratio, p50/p95.
+
+        Whole hours come from the hourly rollup (see ``ccobs.access_log.rollup``),
+        the partial hours at the range's edges from the raw records, all in one
+        read transaction. ``use_rollup=False`` scans raw records only (the
+        reference the rollup is tested against).
+        """
         conn = self._read_connection()
         try:
-            rows = conn.execute(sql, params).fetchall()
+            if use_rollup and self._rollup_ready(conn):
+                conn.execute("BEGIN TRANSACTION")  # one snapshot for rollup and edges
+                rows = self._rolled_up_rows(conn, flt)
+            else:
+                sql, params = analytics_sql(flt, self.hour_expr)
+                rows = conn.execute(sql, params).fetchall()
         finally:
             conn.close()
         return analytics_result(rows, flt)
+
+    @staticmethod
+    def _rollup_ready(conn: Any) -> bool:
+        try:
+            row = conn.execute(f"SELECT value FROM {META} WHERE key = 'rollup'").fetchone()
+        except Exception:  # written by a version without the rollup
+            return False
+        return row is not None and row[0] == rollup.ROLLUP_VERSION
+
+    def _rolled_up_rows(self, conn: Any, flt: LogFilter) -> list[Any]:
+        hours, edges = rollup.split(flt)
+        rows: list[Any] = []
+        for span in edges:
+            sql, params = analytics_sql(flt, self.hour_expr, span)
+            rows.extend(conn.execute(sql, params).fetchall())
+        if hours is None:
+            return rows
+        dim_ids: list[int] | None = None
+        if any(v is not None for v in (flt.model, flt.status, flt.service_type)):
+            sql, params = rollup.dims_sql(flt)
+            dim_ids = sorted(int(row[0]) for row in conn.execute(sql, params).fetchall())
+            if not dim_ids:
+                return rows
+        sql, params = rollup.rollup_sql(hours, dim_ids)
+        rows.extend(conn.execute(sql, params).fetchall())
+        return rows
 
 
 class BatchingAccessLog(AccessLogReader):
@@ -89,6 +129,8 @@ class BatchingAccessLog(AccessLogReader):
     """
 
     backend = "abstract"
+    begin_write = "BEGIN TRANSACTION"
+    null_safe_eq = "IS NOT DISTINCT FROM"
 
     def __init__(
         self,
@@ -130,6 +172,7 @@ class BatchingAccessLog(AccessLogReader):
         self._prune_rounds = 0
         self._conn: Any | None = None
         self._next_open = 0.0
+        self._dims: dict[DimKey, int] = {}  # dimension ids, never deleted: safe to cache
         self._thread = threading.Thread(
             target=self._run, name=f"ccobs-access-log-{self.backend}", daemon=True
         )
@@ -139,15 +182,102 @@ class BatchingAccessLog(AccessLogReader):
 
     @abstractmethod
     def _open(self) -> Any:
-        """A write connection with the schema in place (called on the writer thread)."""
+        """A write connection with the schema and rollup in place (called on the writer thread).
+
+        Call ``_ensure_rollup(conn)`` once the tables exist.
+        """
 
     @abstractmethod
+    def _insert_raw(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert raw ``rows`` (inside the caller's transaction)."""
+
+    @abstractmethod
+    def _upsert_rollup(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Add rollup ``rows`` (``rollup.ROLLUP_COLUMNS``, unique keys) to the rollup's sums."""
+
+    @abstractmethod
+    def _delete_raw(self, conn: Any, cutoff_us: int) -> int:
+        """Delete raw records older than ``cutoff_us`` (inside the transaction); how many."""
+
+    # -- writes: raw records and the rollup in one transaction -------------------------------
+
+    @contextmanager
+    def _transaction(self, conn: Any) -> Iterator[None]:
+        conn.execute(self.begin_write)
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            self._dims.clear()  # ids taken in this transaction are gone with it
+            with suppress(Exception):  # the database may have rolled back already (SQLITE_FULL)
+                conn.execute("ROLLBACK")
+            raise
+
     def _insert(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` in one transaction."""
+        """Insert ``rows`` and add them to the rollup, in one transaction."""
+        with self._transaction(conn):
+            self._insert_raw(conn, rows)
+            added = rollup.deltas(rows, lambda dim: self._dim_id(conn, dim))
+            if added:
+                self._upsert_rollup(conn, added)
 
-    @abstractmethod
     def _delete_before(self, conn: Any, cutoff_us: int) -> int:
-        """Delete records older than ``cutoff_us``; the number deleted."""
+        """Delete records older than ``cutoff_us`` and their share of the rollup; how many."""
+        hour = cutoff_us // rollup.HOUR_US
+        with self._transaction(conn):
+            pruned = self._grouped_raw(conn, hour * rollup.HOUR_US, cutoff_us)
+            if pruned:
+                self._upsert_rollup(conn, [(*key, *(-v for v in vals)) for *key, vals in pruned])
+            conn.execute(
+                f"DELETE FROM {ROLLUP} WHERE hour < ? OR (hour = ? AND requests <= 0)",
+                [hour, hour],
+            )
+            return self._delete_raw(conn, cutoff_us)
+
+    def _ensure_rollup(self, conn: Any) -> None:
+        """Roll up the raw records once, when the database predates the rollup."""
+        with self._transaction(conn):
+            done = conn.execute(f"SELECT value FROM {META} WHERE key = 'rollup'").fetchone()
+            if done is not None:
+                return
+            conn.execute(f"DELETE FROM {ROLLUP}")
+            existing = self._grouped_raw(conn, -(2**62), 2**62)
+            if existing:
+                self._upsert_rollup(conn, [(*key, *vals) for *key, vals in existing])
+            conn.execute(
+                f"INSERT INTO {META} (key, value) VALUES ('rollup', ?)", [rollup.ROLLUP_VERSION]
+            )
+            if existing:
+                logger.info("access_log_rolled_up", rows=len(existing), path=str(self.path))
+
+    def _grouped_raw(
+        self, conn: Any, start_us: int, end_us: int
+    ) -> list[tuple[int, int, int, list[Any]]]:
+        """Raw records in ``[start_us, end_us)`` summed per rollup key (hour, dim, bucket)."""
+        rows = conn.execute(rollup.grouped_raw_sql(self.hour_expr), [start_us, end_us]).fetchall()
+        return [
+            (int(hour), self._dim_id(conn, (model, status, service)), int(bucket), list(sums))
+            for hour, model, status, service, bucket, *sums in rows
+        ]
+
+    def _dim_id(self, conn: Any, dim: DimKey) -> int:
+        """The id of a (model, status, service_type); a new one is taken under the write lock."""
+        cached = self._dims.get(dim)
+        if cached is not None:
+            return cached
+        eq = self.null_safe_eq
+        found = conn.execute(
+            f"SELECT id FROM {DIMS} WHERE model {eq} ? AND status {eq} ? AND service_type {eq} ?",
+            list(dim),
+        ).fetchone()
+        if found is None:
+            found = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {DIMS}").fetchone()
+            conn.execute(
+                f"INSERT INTO {DIMS} (id, model, status, service_type) VALUES (?, ?, ?, ?)",
+                [found[0], *dim],
+            )
+        self._dims[dim] = int(found[0])
+        return int(found[0])
 
     # -- the storage protocol -----------------------------------------------------------------
 
@@ -207,7 +337,7 @@ class BatchingAccessLog(AccessLogReader):
         if self._thread.is_alive():
             logger.error("access_log_close_timeout", queued=len(self._queue), timeout_s=timeout)
 
-    def __enter__(self) -> BatchingAccessLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
