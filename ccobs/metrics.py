@@ -474,10 +474,7 @@ class PrometheusMetrics:
             self._model(model),
             self._service_type(service_type),
         )
-        child = self._error_children.get(key)
-        if child is None:
-            child = self._error_children[key] = self._errors.labels(*key)
-        child.inc()
+        self._child(self._error_children, self._errors, key).inc()
 
     def record_completed_request(
         self,
