@@ -4,9 +4,10 @@ A registry is filled through ``record_completed_request`` with distinct
 ``model`` values (the cap raised to admit them) until it holds about the
 wanted number of series, where a series is one sample line of the text
 exposition, as Prometheus stores it (every histogram bucket, ``_sum``,
-``_count`` and ``_created`` counts). Then the exposition ``GET /metrics``
-serves (:func:`ccobs.exposition.render_metrics`, prometheus_client's text
-format) is rendered a few times: median time and size. Memory per series is
+``_count`` and ``_created`` counts). Then the exposition is rendered a few
+times by prometheus_client's encoders and by ccobs's renderer (what
+``GET /metrics`` serves), in turns, after checking both give the same bytes:
+median time and size. Memory per series is
 the process's RSS growth while filling, divided by the series added.
 
 The guard: 100,000 distinct made-up model names under the default settings
@@ -64,9 +65,9 @@ def fill(metrics: PrometheusMetrics, models: int, prefix: str = "model") -> None
 
 def series_count(metrics: PrometheusMetrics) -> int:
     """Sample lines in the text exposition (what Prometheus would store as series)."""
-    from ccobs.exposition import render_metrics
+    from ccobs.exposition import ExpositionRenderer, render_metrics
 
-    body, _ = render_metrics(metrics, None)
+    body, _ = render_metrics(metrics, None, ExpositionRenderer())
     return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
 
 
@@ -104,9 +105,29 @@ def _quiet_logs() -> None:
     configure_logging("ERROR", "json", stream=open("/dev/null", "w"))  # noqa: SIM115
 
 
-def child_size(target: int) -> dict[str, Any]:
-    from ccobs.exposition import render_metrics
+RENDERERS = ("prometheus_client_text", "ccobs_text", "prometheus_client_om", "ccobs_om")
+"""What each size renders, taking turns: prometheus_client's encoders (what ccobs used
+before its own renderer, the baseline) and :class:`ccobs.exposition.ExpositionRenderer`,
+in the text format and in OpenMetrics (what Prometheus asks for when it scrapes)."""
 
+
+def _render_functions(metrics: PrometheusMetrics) -> dict[str, Any]:
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    from ccobs.exposition import OPENMETRICS, TEXT, ExpositionRenderer
+
+    registry = metrics.exposition_registry()
+    renderer = ExpositionRenderer()
+    return {
+        "prometheus_client_text": lambda: generate_latest(registry),
+        "ccobs_text": lambda: renderer.render(registry, TEXT),
+        "prometheus_client_om": lambda: om_latest(registry),
+        "ccobs_om": lambda: renderer.render(registry, OPENMETRICS),
+    }
+
+
+def child_size(target: int) -> dict[str, Any]:
     _quiet_logs()
     models = models_for(target)
     metrics = _fresh(model_cap=models + 10)
@@ -117,20 +138,27 @@ def child_size(target: int) -> dict[str, Any]:
     fill_seconds = time.perf_counter() - started
     gc.collect()
     rss_after = rss_bytes()
-    times, size = [], 0
+    functions = _render_functions(metrics)
+    outputs = {name: render() for name, render in functions.items()}  # warm the caches
+    if outputs["ccobs_text"] != outputs["prometheus_client_text"] or (
+        outputs["ccobs_om"] != outputs["prometheus_client_om"]
+    ):
+        raise RuntimeError("ccobs's exposition differs from prometheus_client's")
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(_REPEATS.get(target, 3)):
-        started = time.perf_counter()
-        body, _ = render_metrics(metrics, None)
-        times.append(time.perf_counter() - started)
-        size = len(body)
+        for name, render in functions.items():
+            started = time.perf_counter()
+            render()
+            times[name].append(time.perf_counter() - started)
     series = series_count(metrics)
+    size = len(outputs["ccobs_text"])
     return {
         "target": target,
         "models": models,
         "series": series,
-        "render_ms": median(times) * 1000,
-        "render_min_ms": min(times) * 1000,
-        "renders": len(times),
+        "render_ms": {name: median(t) * 1000 for name, t in times.items()},
+        "render_min_ms": {name: min(t) * 1000 for name, t in times.items()},
+        "renders": len(times["ccobs_text"]),
         "bytes": size,
         "bytes_per_series": size / series,
         "fill_seconds": fill_seconds,

@@ -3,19 +3,30 @@
 Every variant runs in its own uvicorn subprocess with the same settings; wrk
 (one thread, keep-alive) loads each in turn, round by round, rotating the
 order, so drift on this shared machine hits all variants alike.
+
+Throughput on two cores shared by wrk and the server swings by tens of percent
+from run to run with scheduling alone, far more than the few percent a
+middleware costs; so the server's own CPU time per request (utime + stime from
+``/proc/<pid>/stat`` over each run, divided by the requests it completed) is
+measured too. It is the cost a CPU-bound server pays per request, and what
+its throughput capacity follows. Finally each app is called in-process through
+ASGI, with no server and no sockets, variants taking turns in one interpreter:
+the steadiest measure of what the instrumentation itself adds per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
-from benchmarks.common import median, python_server, uvicorn_code, wrk
+from benchmarks.common import CLOCK_TICKS, cpu_ticks, median, python_server, uvicorn_code, wrk
 
 VARIANTS = ("plain", "ccobs", "instrumentator", "ccobs_access_log")
 
 
-def run(rounds: int = 5, seconds: float = 3.0, connections: int = 16) -> dict[str, Any]:
+def run(rounds: int = 7, seconds: float = 3.0, connections: int = 16) -> dict[str, Any]:
     servers = {}
     stack = []
     try:
@@ -26,12 +37,16 @@ def run(rounds: int = 5, seconds: float = 3.0, connections: int = 16) -> dict[st
         for server in servers.values():  # warm up
             wrk(server.url + "/ping", connections=connections, seconds=1)
         samples: dict[str, list[Any]] = {name: [] for name in VARIANTS}
+        cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for r in range(rounds):
             order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
             for name in order:
-                samples[name].append(
-                    wrk(servers[name].url + "/ping", connections=connections, seconds=seconds)
-                )
+                pid = servers[name].pid
+                assert pid is not None
+                before = cpu_ticks(pid)
+                load = wrk(servers[name].url + "/ping", connections=connections, seconds=seconds)
+                samples[name].append(load)
+                cpu[name].append((cpu_ticks(pid) - before) / CLOCK_TICKS / max(1, load.requests))
     finally:
         for cm in reversed(stack):
             cm.__exit__(None, None, None)
@@ -46,9 +61,75 @@ def run(rounds: int = 5, seconds: float = 3.0, connections: int = 16) -> dict[st
             "throughput_vs_plain": median(
                 [x.rps / p.rps for x, p in zip(runs, samples["plain"], strict=True)]
             ),
+            "rps_per_round": [x.rps for x in runs],
+            "cpu_us_per_request": median(cpu[name]) * 1e6,
+            "cpu_vs_plain": median([x / p for x, p in zip(cpu[name], cpu["plain"], strict=True)]),
         }
     return result
 
 
+def in_process(rounds: int = 7, requests: int = 3000) -> dict[str, float]:
+    """Median µs per ``GET /ping`` with each variant's app called directly through ASGI."""
+    from benchmarks import apps
+
+    built = {name: getattr(apps, name)() for name in VARIANTS}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/ping",
+        "raw_path": b"/ping",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def per_request(app: Any, count: int) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await app(dict(scope), receive, send)
+        return (time.perf_counter() - started) / count
+
+    def log_level(name: str) -> None:
+        # One process, one logging set-up: each variant gets its own before it runs.
+        apps._logging("INFO" if name == "ccobs_access_log" else "WARNING")
+
+    async def measure() -> dict[str, list[float]]:
+        for name, app in built.items():  # warm up: routes, label children, caches
+            log_level(name)
+            await per_request(app, 300)
+        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for _ in range(rounds):
+            for name, app in built.items():
+                log_level(name)
+                times[name].append(await per_request(app, requests))
+        return times
+
+    times = asyncio.run(measure())
+    return {name: median(t) * 1e6 for name, t in times.items()}
+
+
+def in_process_json() -> dict[str, float]:
+    """:func:`in_process` in a fresh interpreter (the apps configure logging globally)."""
+    from benchmarks.common import run_json
+
+    return run_json(["-m", "benchmarks.middleware", "--in-process"])  # type: ignore[no-any-return]
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(rounds=2, seconds=2), indent=2))
+    import sys
+
+    if sys.argv[1:2] == ["--in-process"]:
+        print(json.dumps(in_process()))
+    else:
+        print(json.dumps(run(rounds=2, seconds=2), indent=2))

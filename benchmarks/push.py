@@ -87,7 +87,7 @@ def victoria_metrics() -> Any:
 
 def child_push(pushgateway_url: str, vm_url: str) -> dict[str, Any]:
     from benchmarks.exposition import _fresh, _quiet_logs, fill, models_for, series_count
-    from ccobs.exposition import render_metrics
+    from ccobs.exposition import ExpositionRenderer
     from ccobs.pushgateway import PushgatewayClient
     from ccobs.settings import ObservabilitySettings
 
@@ -110,6 +110,7 @@ def child_push(pushgateway_url: str, vm_url: str) -> dict[str, Any]:
             )
             for protocol, url in targets.items()
         }
+        renderer = ExpositionRenderer()  # as each client keeps one between pushes
         times: dict[str, list[float]] = {"render": [], **{p: [] for p in targets}}
         failures = 0
         try:
@@ -117,7 +118,7 @@ def child_push(pushgateway_url: str, vm_url: str) -> dict[str, Any]:
                 failures += not client.push_metrics(registry)
             for _ in range(_REPEATS[size]):
                 started = time.perf_counter()
-                render_metrics(metrics, None)
+                renderer.render(registry)
                 times["render"].append(time.perf_counter() - started)
                 for protocol, client in clients.items():
                     started = time.perf_counter()

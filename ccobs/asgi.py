@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Collection
 
+import anyio
 import anyio.to_thread
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccobs.context import RequestContext, request_context
+from ccobs.context import RequestContext, new_request_id, request_context
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pusher import BackgroundPusher
+from ccobs.redaction import redact_text
 from ccobs.storage import AccessLogStorage
 
 logger = structlog.get_logger("ccobs.asgi")
@@ -30,6 +31,11 @@ DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/live
 UNMATCHED_ENDPOINT = "unmatched"
 """The ``endpoint`` label of requests no route matched, so scans cannot add series."""
 
+_REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+_FINAL_PUSH_GRACE_FACTOR = 3
+_UNWIND_TIMEOUT = 10.0
+"""How long lifespan shutdown waits for cancelled requests to finish recording."""
+"""The final push on shutdown may take this many push timeouts (connect, send, answer)."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -37,11 +43,12 @@ def accept_request_id(value: str | None) -> str:
     """The client's request id when it is safe to log and echo, else a new one.
 
     Bounded length and a small character set keep a client from forging log
-    lines (newlines, quotes) or bloating every line it touches.
+    lines (newlines, quotes) or bloating every line it touches; an id that
+    looks like a key is replaced too, since ids are echoed, forwarded and stored.
     """
-    if value is not None and _VALID_REQUEST_ID.match(value):
+    if value is not None and _VALID_REQUEST_ID.match(value) and redact_text(value) == value:
         return value
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def route_template(scope: Scope) -> str:
@@ -59,13 +66,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
             except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
                 return None
     return None
-
-
-class _ResponseState:
-    __slots__ = ("status",)
-
-    def __init__(self) -> None:
-        self.status: int | None = None
 
 
 class ObservabilityMiddleware:
@@ -96,10 +96,18 @@ class ObservabilityMiddleware:
         self.skip_paths = frozenset(skip_paths)
         self.storage = storage
         self.pusher = pusher
+        self._in_flight = 0
+        self._unwound: anyio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in self.skip_paths:
-            await self._http(scope, receive, send)
+            self._in_flight += 1
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight and self._unwound is not None:
+                    self._unwound.set()
         elif scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
@@ -107,42 +115,41 @@ class ObservabilityMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = accept_request_id(_header(scope, b"x-request-id"))
-        echoed = (REQUEST_ID_HEADER.encode(), request_id.encode())
-        state = _ResponseState()
+        echoed = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
+        status: int | None = None
 
         async def send_with_request_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                state.status = message["status"]
+                status = message["status"]
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         method = scope.get("method", "GET")
-        async with request_context(
-            request_id,
-            storage=self.storage,
-            metrics=self.metrics,
-            method=method,
-            path=scope["path"],
-        ) as ctx:
+        async with request_context(request_id, self.storage, self.metrics) as ctx:
+            # Metadata rather than logger bindings: binding a logger per
+            # request costs more than the rest of the middleware together.
+            ctx.metadata["method"] = method
+            ctx.metadata["path"] = scope["path"]
             try:
                 await self.app(scope, receive, send_with_request_id)
             except BaseException as exc:
-                self._record(ctx, scope, method, state, exc)
+                self._record(ctx, scope, method, status, exc)
                 raise
-            self._record(ctx, scope, method, state, None)
+            self._record(ctx, scope, method, status, None)
 
     def _record(
         self,
         ctx: RequestContext,
         scope: Scope,
         method: str,
-        state: _ResponseState,
+        status: int | None,
         exc: BaseException | None,
     ) -> None:
         endpoint = route_template(scope)
-        # An exception before the response started becomes the server's 500.
-        status = state.status if state.status is not None else 500
+        if status is None:  # an exception before the response started: the server's 500
+            status = 500
         metadata = ctx.metadata
         model = metadata.get("model")
         service_type = metadata.setdefault("service_type", self.service_type)
@@ -151,13 +158,13 @@ class ObservabilityMiddleware:
             error_type = type(exc).__name__
         if error_type is None and status >= 400:
             error_type = f"http_{status}"
-        ctx.add_metadata(endpoint=endpoint, status=status)
-        if error_type is not None:
-            ctx.add_metadata(error_type=error_type)
+        metadata["endpoint"] = endpoint
+        metadata["status"] = status
         metrics = self.metrics
         metrics.record_request(method, endpoint, model, status, service_type)
         metrics.record_response_time(ctx.duration_seconds, model, endpoint, service_type)
         if error_type is not None:
+            metadata["error_type"] = error_type
             metrics.record_error(error_type, endpoint, model, service_type)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,6 +172,14 @@ class ObservabilityMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup" and self.pusher is not None:
                 self.pusher.start()
+            elif message["type"] == "lifespan.shutdown" and self._in_flight:
+                # Past its graceful timeout uvicorn cancels the requests still running
+                # and starts the shutdown without awaiting them: let them record their
+                # metrics and access-log records before the app closes its stores and
+                # the final push goes out.
+                self._unwound = anyio.Event()
+                with anyio.move_on_after(_UNWIND_TIMEOUT):
+                    await self._unwound.wait()
             return message
 
         async def send_after_shutdown(message: Message) -> None:
@@ -177,7 +192,14 @@ class ObservabilityMiddleware:
     async def _shutdown(self) -> None:
         pusher = self.pusher
         if pusher is not None:
-            await anyio.to_thread.run_sync(pusher.stop)
+            # A push's timeout bounds each read, not the whole push: a target that
+            # trickles its answer could hold the final push, and so the shutdown,
+            # for as long as it likes. Past the grace, shutdown goes on without it.
+            grace = _FINAL_PUSH_GRACE_FACTOR * self.metrics.settings.pushgateway_timeout_seconds
+            with anyio.move_on_after(grace) as scope:
+                await anyio.to_thread.run_sync(pusher.stop, abandon_on_cancel=True)
+            if scope.cancelled_caught:
+                logger.warning("final_push_abandoned", waited_seconds=grace)
         if self.metrics.multiprocess_dir:
             from prometheus_client import multiprocess
 

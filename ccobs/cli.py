@@ -8,16 +8,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
+import inspect
+import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ccobs import __version__
 from ccobs.settings import ObservabilitySettings, SettingsError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
+GRACEFUL_SHUTDOWN_SECONDS = 25.0
+"""Default drain time of ``ccobs proxy`` on SIGTERM, under the 30 s Kubernetes and most
+orchestrators give before SIGKILL, so the final push and access-log flush still happen."""
 
 
 def _positive_float(text: str) -> float:
@@ -90,6 +104,103 @@ def _upstream_command(args: argparse.Namespace) -> int:
     return 0
 
 
+PROXY_APP = "ccobs.cli:proxy_worker_app"
+
+
+def proxy_worker_app() -> ASGIApp:
+    """The app each ``ccobs proxy`` server process runs (uvicorn's factory).
+
+    ``--workers`` processes are spawned, not forked: they inherit the
+    environment this command prepared but not its logging set-up, so each one
+    configures logging from the same settings before building the app.
+    """
+    from ccobs.demo.proxy import create_app_from_env
+    from ccobs.logging import configure_logging
+
+    multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiprocess_dir:
+        _forget_dead_workers(multiprocess_dir)
+    settings = ObservabilitySettings.load()
+    configure_logging(settings.log_level, settings.log_format)
+    # configure_logging hands uvicorn's loggers to ours, which would turn uvicorn's
+    # access log back on; the proxy writes its own access-log line per request.
+    logging.getLogger("uvicorn.access").propagate = False
+    return create_app_from_env()
+
+
+def _forget_dead_workers(path: str) -> None:
+    """Drop the live-gauge files of workers that are gone without saying so.
+
+    A worker that is SIGKILLed or OOM-killed cannot mark itself dead, and
+    uvicorn replaces it: without this its requests in flight would stay in
+    ``active_requests`` until the whole service restarts. Its counters stay,
+    since their counts were served. Runs in each worker as it starts, so the
+    replacement cleans up after the worker it replaces.
+    """
+    from prometheus_client import multiprocess
+
+    for name in glob.glob(os.path.join(glob.escape(path), "gauge_live*_*.db")):
+        pid = Path(name).stem.rpartition("_")[2]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            multiprocess.mark_process_dead(int(pid), path)  # type: ignore[no-untyped-call]
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
+
+
+def _prepare_multiprocess_dir(path: str) -> None:
+    """Create ``path`` or empty it of a previous run's prometheus_client files.
+
+    Files left by a run that could not shut down (SIGKILL, OOM, power loss)
+    would add that run's counts to this one's and keep its in-flight requests
+    in ``active_requests`` forever; totals start from zero with each run, as
+    they do for a single process.
+    """
+    os.makedirs(path, exist_ok=True)
+    for name in glob.glob(os.path.join(glob.escape(path), "*.db")):
+        os.remove(name)
+
+
+def _exit_zero_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # uvicorn drains, then re-raises the SIGTERM it caught; ending here makes a
+    # graceful stop exit 0, as the multi-worker parent already does.
+    raise SystemExit(0)
+
+
+def _serve_workers(config: uvicorn.Config) -> None:
+    """uvicorn's multi-process supervisor, closing its listening socket first on shutdown.
+
+    The parent holds a copy of the socket the workers accept on. uvicorn keeps it
+    open until every worker has drained, so meanwhile the kernel still completes
+    new connections nobody will accept: they hang, then are reset. Closed
+    before the workers are told to stop, new connections are refused at once.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    sock = config.bind_socket()
+    extra: dict[str, Any] = {}
+    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
+        extra["target"] = uvicorn.Server(config).run
+    try:
+        Supervisor(config, sockets=[sock], **extra).run()
+    finally:
+        sock.close()
+
+
 def _proxy_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -106,19 +217,26 @@ def _proxy_command(args: argparse.Namespace) -> int:
     if args.access_log_db:
         os.environ["CCOBS_ACCESS_LOG_DB"] = str(Path(args.access_log_db).resolve())
     configure_logging(settings.log_level, settings.log_format)
-    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Workers share counts through files; a fresh directory per run keeps
-        # a previous run's totals out.
+    multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiprocess_dir:
+        _prepare_multiprocess_dir(multiprocess_dir)
+    elif args.workers > 1:
+        # Workers share counts through files, in a fresh directory per run.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ccobs-metrics-")
-    uvicorn.run(
-        "ccobs.demo.proxy:create_app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": args.graceful_timeout,
+    }
+    if args.workers > 1:
+        _serve_workers(uvicorn.Config(PROXY_APP, **options))
+        return 0
+    signal.signal(signal.SIGTERM, _exit_zero_on_sigterm)
+    uvicorn.run(PROXY_APP, **options)
     return 0
 
 
@@ -329,6 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help="worker processes; more than 1 uses prometheus_client multiprocess mode",
+    )
+    proxy.add_argument(
+        "--graceful-timeout",
+        type=_positive_float,
+        default=GRACEFUL_SHUTDOWN_SECONDS,
+        metavar="S",
+        help="on SIGTERM, stop accepting and give requests in flight up to S seconds to "
+        "finish before cancelling them; the final push and the access-log flush follow "
+        f"(default {GRACEFUL_SHUTDOWN_SECONDS:g})",
     )
     proxy.add_argument("--prices", metavar="FILE", help="YAML price overrides")
     proxy.add_argument(

@@ -44,7 +44,7 @@ from ccobs.catalog import (
     UNPRICED_REQUESTS,
     MetricSpec,
 )
-from ccobs.labels import LabelGuard
+from ccobs.labels import LabelGuard, label_text
 from ccobs.settings import ObservabilitySettings
 
 try:
@@ -60,7 +60,8 @@ logger = structlog.get_logger("ccobs.metrics")
 MULTIPROC_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 _REJECTION_LOG_INTERVAL = 60.0
 
-_INF = math.inf
+_MAX = sys.float_info.max
+"""The largest amount recorded: a larger ``int`` cannot be added to a float series."""
 _FAST_NUMBERS = (int, float)
 
 _LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
@@ -115,6 +116,23 @@ def _fast_observe(child: Any) -> Callable[[float], None]:
         buckets[bisect_left(bounds, amount)](1)
 
     return observe
+
+
+def _rememberable(raw: tuple[object, ...], key: tuple[str, ...]) -> bool:
+    """Whether a cache may keep the raw arguments ``raw`` that resolved to the labels ``key``.
+
+    Only when each argument is its label exactly, None, or an int whose text is
+    its label: then the caches hold no more than the label guards admit. Values
+    the guards folded into ``other`` must reach them every time, so that each
+    overflow is counted; truncated or re-encoded values are not kept either,
+    since any number of them can share one label.
+    """
+    if OTHER in key:
+        return False
+    for value, label in zip(raw, key, strict=True):
+        if value is not None and not (value.__class__ in (str, int) and str(value) == label):
+            return False
+    return True
 
 
 class _RequestChildren:
@@ -186,6 +204,11 @@ class PrometheusMetrics:
         self._token_fast: dict[tuple[object, ...], Callable[[float], None]] = {}
         self._cost_fast: dict[tuple[object, ...], Callable[[float], None]] = {}
         self._bundles: dict[tuple[object, ...], _RequestChildren] = {}
+        # The same, keyed by resolved labels: bounded like the series, and what
+        # arguments the caches above may not keep (overflowing, truncated) use,
+        # so that a flood of made-up values costs a guard lookup, not a rebuild.
+        self._bundles_by_labels: dict[tuple[str, ...], _RequestChildren] = {}
+        self._observers: dict[tuple[int, tuple[str, ...]], Callable[[float], None]] = {}
         self._misc_lock = threading.Lock()
         self._info_labels: tuple[str, ...] | None = None
         max_length = self.settings.label_value_max_length
@@ -227,6 +250,7 @@ class PrometheusMetrics:
             self._errors = self._counter(ERRORS)
             self._unpriced = self._counter(UNPRICED_REQUESTS)
             self._active = self._gauge(ACTIVE_REQUESTS, "livesum")
+            self._add_active = _fast_inc(self._active)
             self._info = self._gauge(INFO, "max")
             self._pushes = self._counter(PUSHES)
             self._overflows = self._counter(LABEL_OVERFLOWS)
@@ -307,6 +331,18 @@ class PrometheusMetrics:
             child = children[key] = collector.labels(*key)
         return child
 
+    def _observer(
+        self, children: dict[tuple[str, ...], Any], collector: Any, key: tuple[str, ...]
+    ) -> Callable[[float], None]:
+        """The fast observe operation of ``collector``'s child for ``key``, built once."""
+        cache_key = (id(collector), key)
+        observe = self._observers.get(cache_key)
+        if observe is None:
+            observe = self._observers[cache_key] = _fast_observe(
+                self._child(children, collector, key)
+            )
+        return observe
+
     @staticmethod
     def _remember(
         fast: dict[tuple[object, ...], Callable[[float], None]],
@@ -314,8 +350,8 @@ class PrometheusMetrics:
         key: tuple[str, ...],
         op: Callable[[float], None],
     ) -> Callable[[float], None]:
-        """Remember ``op`` under the raw arguments ``raw`` unless a guard overflowed."""
-        if OTHER not in key:
+        """Remember ``op`` under the raw arguments ``raw`` when :func:`_rememberable`."""
+        if _rememberable(raw, key):
             with suppress(TypeError):  # unhashable arguments are resolved every time
                 fast[raw] = op
         return op
@@ -323,7 +359,7 @@ class PrometheusMetrics:
     def _accept(self, metric: str, value: Any, *, allow_zero: bool = False) -> bool:
         """True when ``value`` may be recorded; refuses and logs what would corrupt a series."""
         try:
-            if 0 < value < math.inf:
+            if 0 < value <= _MAX:
                 return True
             if value == 0:
                 return allow_zero
@@ -385,8 +421,8 @@ class PrometheusMetrics:
             record = self._duration_fast[raw]
         except (KeyError, TypeError):
             key = (self._model(model), self._endpoint(endpoint), self._service_type(service_type))
-            child = self._child(self._duration_children, self._duration, key)
-            record = self._remember(self._duration_fast, raw, key, _fast_observe(child))
+            observe = self._observer(self._duration_children, self._duration, key)
+            record = self._remember(self._duration_fast, raw, key, observe)
         record(duration_seconds)
 
     def record_time_to_first_token(
@@ -404,8 +440,8 @@ class PrometheusMetrics:
             record = self._ttft_fast[raw]
         except (KeyError, TypeError):
             key = (self._model(model), self._endpoint(endpoint), self._service_type(service_type))
-            child = self._child(self._ttft_children, self._ttft, key)
-            record = self._remember(self._ttft_fast, raw, key, _fast_observe(child))
+            observe = self._observer(self._ttft_children, self._ttft, key)
+            record = self._remember(self._ttft_fast, raw, key, observe)
         record(seconds)
 
     def record_tokens(
@@ -514,25 +550,25 @@ class PrometheusMetrics:
             bundle = self._bundle(raw)
         bundle.request(1)
         value: Any = duration_seconds
-        if (value.__class__ in _FAST_NUMBERS and 0 <= value < _INF) or self._accept(
+        if (value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX) or self._accept(
             "response_duration", value, allow_zero=True
         ):
             bundle.duration(value)
         value = ttft_seconds
         if value is not None and (
-            (value.__class__ in _FAST_NUMBERS and 0 <= value < _INF)
+            (value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX)
             or self._accept("time_to_first_token", value, allow_zero=True)
         ):
             ttft = bundle.ttft
             if ttft is None:
-                child = self._child(self._ttft_children, self._ttft, bundle.series)
-                ttft = bundle.ttft = _fast_observe(child)
+                ttft = self._observer(self._ttft_children, self._ttft, bundle.series)
+                bundle.ttft = ttft
             ttft(value)
         tokens = bundle.tokens
         for i, value in enumerate(
             (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
         ):
-            if (value.__class__ in _FAST_NUMBERS and 0 < value < _INF) or (
+            if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
                 value != 0 and self._accept("tokens", value)
             ):
                 tokens[i](value)
@@ -540,7 +576,7 @@ class PrometheusMetrics:
         for i, value in enumerate(
             (cost_input_usd, cost_output_usd, cost_cache_usd, cost_total_usd)
         ):
-            if (value.__class__ in _FAST_NUMBERS and 0 < value < _INF) or (
+            if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
                 value != 0 and self._accept("cost_usd", value)
             ):
                 costs[i](value)
@@ -557,10 +593,20 @@ class PrometheusMetrics:
             self._status(status),
             service_label,
         )
+        bundle = self._bundles_by_labels.get(request_key)
+        if bundle is None:
+            bundle = self._bundles_by_labels[request_key] = self._new_bundle(request_key)
+        if _rememberable(raw, request_key):
+            with suppress(TypeError):
+                self._bundles[raw] = bundle
+        return bundle
+
+    def _new_bundle(self, request_key: tuple[str, ...]) -> _RequestChildren:
+        _, endpoint_label, model_label, _, service_label = request_key
         series = (model_label, endpoint_label, service_label)
-        bundle = _RequestChildren(
+        return _RequestChildren(
             _fast_inc(self._child(self._request_children, self._requests, request_key)),
-            _fast_observe(self._child(self._duration_children, self._duration, series)),
+            self._observer(self._duration_children, self._duration, series),
             series,
             tuple(
                 _fast_inc(
@@ -575,10 +621,6 @@ class PrometheusMetrics:
                 for t in COST_TYPES
             ),
         )
-        if OTHER not in request_key:  # see _request_fast: overflows must reach the guards
-            with suppress(TypeError):
-                self._bundles[raw] = bundle
-        return bundle
 
     def record_unpriced_request(self, model: str | None, service_type: str | None = None) -> None:
         """Count a request whose model has no price, so its zero cost is visibly a gap."""
@@ -594,11 +636,11 @@ class PrometheusMetrics:
 
     def inc_active_requests(self) -> None:
         if self._enabled:
-            self._active.inc()
+            self._add_active(1)
 
     def dec_active_requests(self) -> None:
         if self._enabled:
-            self._active.dec()
+            self._add_active(-1)
 
     def update_system_info(self, **extra: str) -> None:
         """Set the info series: ccobs version, Python version and platform.
@@ -616,7 +658,8 @@ class PrometheusMetrics:
         if unknown:
             raise ValueError(f"unknown info labels {sorted(unknown)}; allowed: {sorted(values)}")
         values.update(extra)
-        labels = tuple(values[name] for name in INFO.labels)
+        max_length = self.settings.label_value_max_length
+        labels = tuple(label_text(str(values[name]), max_length) for name in INFO.labels)
         previous, self._info_labels = self._info_labels, labels
         if previous is not None and previous != labels:
             if self.multiprocess_dir:  # removal is not supported across worker files

@@ -31,7 +31,7 @@ class BackgroundPusher:
         push: Callable[[], bool],
         interval: float,
         *,
-        max_backoff: float = 300.0,
+        max_backoff: float = 60.0,
         jitter: float = 0.2,
         rng: random.Random | None = None,
     ) -> None:

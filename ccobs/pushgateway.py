@@ -8,24 +8,20 @@ a timeout on every push.
 
 from __future__ import annotations
 
+import base64
 import threading
-from typing import Any
+from urllib.parse import quote_plus, urlparse
 
 import httpx
 import structlog
 
 from ccobs.circuit_breaker import BreakerState, CircuitBreaker
+from ccobs.exposition import ExpositionRenderer
 from ccobs.redaction import redact_text
 from ccobs.settings import ObservabilitySettings
 
 try:
-    from prometheus_client import (
-        CollectorRegistry,
-        delete_from_gateway,
-        generate_latest,
-        push_to_gateway,
-        pushadd_to_gateway,
-    )
+    from prometheus_client import CollectorRegistry
 
     PROMETHEUS_AVAILABLE = True
 except ImportError:  # pragma: no cover - exercised in a subprocess test
@@ -37,6 +33,31 @@ PUSH_METHODS = ("push", "pushadd", "delete")
 VM_IMPORT_PATH = "/api/v1/import/prometheus"
 VM_DELETE_PATH = "/api/v1/admin/tsdb/delete_series"
 _VM_SUFFIXES = ("/api/v1/write", VM_IMPORT_PATH)
+_TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+_HTTP_METHODS = {"push": "PUT", "pushadd": "POST", "delete": "DELETE"}
+
+
+def pushgateway_url(gateway: str, job: str, grouping_key: dict[str, str]) -> str:
+    """The Pushgateway URL of ``job`` and ``grouping_key``, encoded as prometheus_client does.
+
+    A value with a ``/`` or a space (or an empty one) goes base64-encoded under
+    ``name@base64``; others are URL-quoted.
+    """
+    if urlparse(gateway).scheme not in ("http", "https"):
+        gateway = "http://" + gateway
+    path = "".join(
+        _grouping_segment(name, value)
+        for name, value in [("job", job), *sorted(grouping_key.items())]
+    )
+    return f"{gateway.rstrip('/')}/metrics{path}"
+
+
+def _grouping_segment(name: str, value: str) -> str:
+    if value == "":
+        return f"/{name}@base64/="
+    if "/" in value or " " in value:
+        return f"/{name}@base64/{base64.urlsafe_b64encode(value.encode()).decode()}"
+    return f"/{name}/{quote_plus(value)}"
 
 
 def victoriametrics_base_url(url: str) -> str:
@@ -52,8 +73,9 @@ class PushgatewayClient:
 
     ``instance`` (the host name by default) keeps replicas from overwriting
     each other's series. The protocol is the explicit
-    ``settings.pushgateway_protocol``: ``pushgateway`` uses prometheus_client's
-    push functions; ``victoriametrics`` posts the text exposition to
+    ``settings.pushgateway_protocol``: ``pushgateway`` PUTs (push), POSTs
+    (pushadd) or DELETEs the text exposition at the job's grouping-key URL,
+    as prometheus_client's push functions do; ``victoriametrics`` posts it to
     ``/api/v1/import/prometheus`` with ``job`` and ``instance`` as extra labels
     (there, ``push`` and ``pushadd`` both add samples, and ``delete`` deletes
     the series of this job and instance).
@@ -68,6 +90,12 @@ class PushgatewayClient:
         )
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
+        # Kept between pushes: it formats each series' labels once, not on every push.
+        self._renderer = ExpositionRenderer()
+        if self.is_enabled():
+            # Building an httpx.Client loads the CA bundle (~0.1 s, more on a busy host):
+            # pay it here, not inside the first push, which must end within its timeout.
+            self._client()
 
     def is_enabled(self) -> bool:
         return PROMETHEUS_AVAILABLE and self.settings.pushgateway_url is not None
@@ -135,20 +163,18 @@ class PushgatewayClient:
     def _pushgateway(self, registry: CollectorRegistry | None, method: str) -> None:
         settings = self.settings
         assert settings.pushgateway_url is not None
-        common: dict[str, Any] = {
-            "grouping_key": self.grouping_key,
-            "timeout": settings.pushgateway_timeout_seconds,
-        }
-        if method == "push":
-            assert registry is not None
-            push_to_gateway(settings.pushgateway_url, settings.pushgateway_job, registry, **common)
-        elif method == "pushadd":
-            assert registry is not None
-            pushadd_to_gateway(
-                settings.pushgateway_url, settings.pushgateway_job, registry, **common
-            )
+        url = pushgateway_url(settings.pushgateway_url, settings.pushgateway_job, self.grouping_key)
+        if method == "delete":
+            response = self._client().delete(url)
         else:
-            delete_from_gateway(settings.pushgateway_url, settings.pushgateway_job, **common)
+            assert registry is not None
+            response = self._client().request(
+                _HTTP_METHODS[method],
+                url,
+                content=self._renderer.render(registry),
+                headers={"Content-Type": _TEXT_FORMAT},
+            )
+        response.raise_for_status()
 
     def _client(self) -> httpx.Client:
         with self._http_lock:
@@ -169,8 +195,8 @@ class PushgatewayClient:
             response = self._client().post(
                 base + VM_IMPORT_PATH,
                 params=[("extra_label", f"job={job}"), ("extra_label", f"instance={instance}")],
-                content=generate_latest(registry),
-                headers={"Content-Type": "text/plain; version=0.0.4"},
+                content=self._renderer.render(registry),
+                headers={"Content-Type": _TEXT_FORMAT},
             )
         response.raise_for_status()
 

@@ -63,7 +63,7 @@ class ObservabilitySettings:
     pushgateway_timeout_seconds: float = 5.0
     pushgateway_failure_threshold: int = 3
     pushgateway_reset_seconds: float = 30.0
-    pushgateway_max_backoff_seconds: float = 300.0
+    pushgateway_max_backoff_seconds: float = 60.0
     log_format: str = "auto"
     log_level: str = "INFO"
     metrics_token: str | None = None
@@ -131,7 +131,10 @@ FIELD_DOCS: dict[str, str] = {
     "pushgateway_timeout_seconds": "Timeout of one push request.",
     "pushgateway_failure_threshold": "Consecutive failed pushes that open the circuit breaker.",
     "pushgateway_reset_seconds": "Seconds the breaker stays open before one probe push.",
-    "pushgateway_max_backoff_seconds": "Longest wait between pushes while they fail.",
+    "pushgateway_max_backoff_seconds": (
+        "Longest wait between pushes while they fail: pushing resumes at most this long "
+        "after the target is back."
+    ),
     "log_format": "`auto` (JSON lines, console on a terminal), `json` or `console`.",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     "metrics_token": "When set, `/metrics` requires `Authorization: Bearer <token>`.",

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ccobs.redaction import redact_text
+
 
 @dataclass(frozen=True)
 class AccessLogRecord:
@@ -87,7 +89,8 @@ def _coerce(name: str, value: Any) -> Any:
         ):
             return None
         return int(value) if name in _INT_FIELDS else float(value)
-    return str(value)[:512]
+    # Free text (user agent, model, path) can carry a key a client put there.
+    return redact_text(str(value))[:512]
 
 
 @runtime_checkable

@@ -1,5 +1,6 @@
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def isolated_logging() -> Iterator[None]:
-    """Pristine structlog and stdlib logging state for the test, restored after it."""
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """Pristine structlog and stdlib logging state inside the block, restored after it."""
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
     saved = {
@@ -26,13 +27,22 @@ def isolated_logging() -> Iterator[None]:
     }
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = saved_root
-    for name, (handlers, level, propagate) in saved.items():
-        lg = logging.getLogger(name)
-        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+        root.handlers[:], root.level = saved_root
+        for name, (handlers, level, propagate) in saved.items():
+            lg = logging.getLogger(name)
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """Pristine structlog and stdlib logging state for the test, restored after it."""
+    with restored_logging():
+        yield
 
 
 # --- real servers (tests/realservers.py) --------------------------------------

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from ccobs.asgi import accept_request_id
 from ccobs.context import current_request_context
+from ccobs.exposition import metrics_endpoint
 from ccobs.fastapi import instrument
 from ccobs.metrics import PrometheusMetrics
 from ccobs.settings import ObservabilitySettings
@@ -351,6 +352,12 @@ async def test_metrics_token_is_required_when_configured(
 
     assert response.status_code == status
     assert "s3cret" not in response.text
+
+
+def test_an_empty_metrics_token_is_refused(metrics: PrometheusMetrics) -> None:
+    """``Bearer`` with nothing after it would match an empty token."""
+    with pytest.raises(ValueError, match="must not be empty"):
+        metrics_endpoint(metrics, token="")
 
 
 async def test_instrumenting_a_running_app_is_refused(

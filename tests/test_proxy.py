@@ -91,7 +91,8 @@ class Stack:
         ]
 
     def settle(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until ``count`` requests are recorded: recording follows the last byte."""
+        """Wait until ``count`` requests are recorded and logged: both follow the last byte,
+        the access-log line just after the metrics."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             total = sum(
@@ -100,7 +101,7 @@ class Stack:
                 for s in f.samples
                 if s.name == "ccproxy_requests_total"
             )
-            if total >= count:
+            if total >= count and len(self.access_lines()) >= count:
                 return
             time.sleep(0.01)
 

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, push_to_gateway
 
 from ccobs.circuit_breaker import BreakerState
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pushgateway import (
     PushgatewayClient,
     get_pushgateway_client,
+    pushgateway_url,
     reset_pushgateway_client,
     victoriametrics_base_url,
 )
@@ -200,3 +201,31 @@ def test_get_pushgateway_client_is_process_wide_until_reset() -> None:
         assert get_pushgateway_client(ObservabilitySettings()) is not first
     finally:
         reset_pushgateway_client()
+
+
+def _prometheus_client_url(gateway: str, job: str, instance: str) -> str:
+    """The URL prometheus_client's own push function would use."""
+    seen: list[str] = []
+
+    def handler(url: str, **_: object) -> object:
+        seen.append(url)
+        return lambda: None
+
+    push_to_gateway(gateway, job, CollectorRegistry(), {"instance": instance}, handler=handler)
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("gateway", "job", "instance"),
+    [
+        ("http://127.0.0.1:9091", "ccproxy", "host-1"),
+        ("127.0.0.1:9091", "job with space", "ü-host"),
+        ("http://127.0.0.1:9091/", "a/b", ""),
+        ("http://127.0.0.1:9091", "ccproxy", "pod/7?x=&y"),
+    ],
+)
+def test_pushgateway_url_encodes_the_grouping_key_as_prometheus_client_does(
+    gateway: str, job: str, instance: str
+) -> None:
+    expected = _prometheus_client_url(gateway, job, instance)
+    assert pushgateway_url(gateway, job, {"instance": instance}) == expected

@@ -5,8 +5,10 @@ This is the example users copy, so it uses nothing but the public ccobs API:
 the request with its model and add tokens and cost to its access-log line,
 and ``PrometheusMetrics.record_*`` for tokens, cost and time to first token.
 
-Streams are relayed chunk by chunk as they arrive, never buffered whole; the
-proxy only reads along to pick up usage and the first token.
+Streams are relayed event by event as they arrive, never buffered whole; the
+proxy only reads along to pick up usage and the first token. When a stream
+breaks off or ends early, the event left half-sent is dropped and an error
+event in the API's format ends the stream, so the client sees the failure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +71,10 @@ _NOT_FORWARDED = frozenset(
         "x-request-id",
     }
 )
+_NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
 _MAX_UNPRICED_LOGGED = 1000
+_MAX_MODEL_CHARS = 256
+"""Longer model names are cut to this length in the access log, metrics and cost lookup."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +130,41 @@ def _stream_error_event(api: Api, message: str) -> bytes:
     return encode_event(body, "error") if api == "anthropic" else encode_event(body)
 
 
-def _forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    forwarded = {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
+def _forward_headers(
+    raw: Iterable[tuple[bytes, bytes]], request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers as the bytes it sent, minus hop-by-hop and proxy-owned ones.
+
+    Bytes, not ``str``: a value with non-ASCII bytes (a UTF-8 user agent) is
+    valid HTTP, but httpx encodes ``str`` header values as ASCII and would fail.
+    """
+    forwarded = [(k, v) for k, v in raw if k.lower() not in _NOT_FORWARDED_RAW]
     # Identity encoding, so the proxy can read usage out of the bytes it relays.
-    forwarded["accept-encoding"] = "identity"
-    forwarded["x-request-id"] = request_id
+    forwarded.append((b"accept-encoding", b"identity"))
+    forwarded.append((b"x-request-id", request_id.encode()))
     return forwarded
 
 
-def _response_headers(headers: httpx.Headers) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
+def _relay_headers(response: Response, upstream: httpx.Response) -> Response:
+    """Give ``response`` the upstream's headers byte for byte, minus hop-by-hop ones.
+
+    Raw bytes again: Starlette encodes ``str`` header values as latin-1, and
+    httpx decodes a UTF-8 value to characters latin-1 cannot hold.
+    """
+    response.raw_headers.extend(
+        (k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in _NOT_FORWARDED_RAW
+    )
+    return response
+
+
+def _is_event_stream(upstream: httpx.Response) -> bool:
+    content_type = str(upstream.headers.get("content-type", ""))
+    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's message, or its class name when it has none (``ReadError('')``)."""
+    return str(exc) or type(exc).__name__
 
 
 class LLMProxy:
@@ -173,13 +203,18 @@ class LLMProxy:
             return self._reject(ctx, api, 413, "request body too large")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
             return self._reject(ctx, api, 400, "request body is not valid JSON")
+        except RecursionError:
+            return self._reject(ctx, api, 400, "request body is nested too deeply")
         if not isinstance(payload, dict):
             return self._reject(ctx, api, 400, "request body must be a JSON object")
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             return self._reject(ctx, api, 400, "model: field required")
+        # The upstream gets the body untouched; the access log and the metrics get a bounded
+        # name, so a client cannot write megabytes into every line its requests leave.
+        model = model[:_MAX_MODEL_CHARS]
         streaming = payload.get("stream") is True
         ctx.add_metadata(model=model, streaming=streaming)
         if self.client_info:  # personal data: only when the operator asked for it
@@ -189,7 +224,10 @@ class LLMProxy:
             )
 
         upstream_request = self.client.build_request(
-            "POST", path, content=body, headers=_forward_headers(request.headers, ctx.request_id)
+            "POST",
+            path,
+            content=body,
+            headers=_forward_headers(request.headers.raw, ctx.request_id),
         )
         try:
             upstream = await self.client.send(upstream_request, stream=True)
@@ -197,7 +235,11 @@ class LLMProxy:
             return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
         except httpx.TransportError as exc:
             return self._fail(
-                ctx, api, 502, "upstream_connection_error", f"upstream unreachable: {exc}"
+                ctx,
+                api,
+                502,
+                "upstream_connection_error",
+                f"upstream unreachable: {_describe(exc)}",
             )
 
         if upstream.status_code >= 400 or not streaming:
@@ -241,7 +283,19 @@ class LLMProxy:
             return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
         except httpx.TransportError as exc:
             return self._fail(
-                ctx, api, 502, "upstream_connection_error", f"upstream dropped the response: {exc}"
+                ctx,
+                api,
+                502,
+                "upstream_connection_error",
+                f"upstream dropped the response: {_describe(exc)}",
+            )
+        except httpx.DecodingError as exc:  # a content-encoding its body does not match
+            return self._fail(
+                ctx,
+                api,
+                502,
+                "upstream_invalid_response",
+                f"upstream response could not be decoded: {_describe(exc)}",
             )
         finally:
             await upstream.aclose()
@@ -254,7 +308,7 @@ class LLMProxy:
             except UsageError as exc:
                 ctx.add_metadata(error_type="upstream_invalid_response")
                 logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
-        return Response(content, status_code=status, headers=_response_headers(upstream.headers))
+        return _relay_headers(Response(content, status_code=status), upstream)
 
     def _stream(
         self, ctx: RequestContext, api: Api, path: str, model: str, upstream: httpx.Response
@@ -263,22 +317,49 @@ class LLMProxy:
         decoder = SSEDecoder()
 
         async def relay() -> AsyncIterator[bytes]:
+            events_seen = False
+            # Bytes of the event still open. Only whole events are passed on, so an error
+            # event appended after a cut can never be glued onto half an event before it.
+            held = bytearray()
             try:
-                async for chunk in upstream.aiter_raw():
+                # Decoded bytes: identity was asked for, but an upstream that compresses
+                # anyway must not reach the client compressed without its content-encoding.
+                async for chunk in upstream.aiter_bytes():
+                    held += chunk
                     for event in decoder.feed(chunk):
+                        events_seen = True
                         try:
                             if usage.feed(event):
                                 self._first_token(ctx, model, path)
                         except UsageError as exc:
                             ctx.metadata.setdefault("error_type", "upstream_invalid_response")
                             logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
-                    yield chunk
+                    ready = len(held) - decoder.open_bytes
+                    if ready > 0:
+                        yield bytes(held[:ready])
+                        del held[:ready]
+                if usage.complete or usage.error is not None:
+                    if held:  # trailing bytes after the last event
+                        yield bytes(held)
+                elif events_seen or _is_event_stream(upstream):
+                    # Ended cleanly but early (a close-delimited body, a proxy between): the
+                    # open event is dropped, and without an error event the client would
+                    # take what it got for a whole answer.
+                    ctx.add_metadata(error_type="upstream_incomplete_stream")
+                    yield _stream_error_event(api, "upstream stream ended before its last event")
+                else:  # not a stream at all (JSON to a stream request): relayed as it came
+                    ctx.metadata.setdefault("error_type", "upstream_invalid_response")
+                    if held:
+                        yield bytes(held)
             except httpx.TimeoutException:
                 ctx.add_metadata(error_type="upstream_timeout")
                 yield _stream_error_event(api, "upstream timed out mid-stream")
             except httpx.TransportError:
                 ctx.add_metadata(error_type="upstream_stream_error")
                 yield _stream_error_event(api, "upstream stream broke off")
+            except httpx.DecodingError:
+                ctx.add_metadata(error_type="upstream_invalid_response")
+                yield _stream_error_event(api, "upstream stream could not be decoded")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
                 ctx.add_metadata(error_type="client_disconnect")
                 raise
@@ -287,8 +368,8 @@ class LLMProxy:
                     await upstream.aclose()
                 self._finish_stream(ctx, model, usage)
 
-        return _ClosingStreamingResponse(
-            relay(), status_code=upstream.status_code, headers=_response_headers(upstream.headers)
+        return _relay_headers(
+            _ClosingStreamingResponse(relay(), status_code=upstream.status_code), upstream
         )
 
     def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:

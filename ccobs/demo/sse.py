@@ -50,6 +50,11 @@ class _EventBuilder:
         self._event: str | None = None
         self._data: list[str] = []
 
+    @property
+    def idle(self) -> bool:
+        """No event is being built: the stream is between events."""
+        return self._event is None and not self._data
+
     def line(self, line: str) -> ServerSentEvent | None:
         if not line:
             event = (
@@ -77,21 +82,51 @@ class SSEDecoder:
     out of arbitrary chunks: lines and UTF-8 characters may be split anywhere.
     An event still open when the stream ends is never returned, as the spec
     requires, so a truncated response cannot pass for a complete final event.
+    :attr:`open_bytes` tells a relay how much of what it was fed belongs to
+    that open event, so it can forward whole events only.
     """
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._open_lines = 0
         self._builder = _EventBuilder()
+
+    @property
+    def open_bytes(self) -> int:
+        """How many of the last bytes fed belong to an event not finished yet.
+
+        Zero between events: after a blank line, or a comment (a keep-alive
+        ``: ping``) outside any event.
+        """
+        return self._open_lines + self._pending_size
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk``; return the events it completed, in order."""
-        lines = (self._pending + chunk).splitlines(keepends=True)
+        pending = self._pending
+        if (
+            b"\n" not in chunk
+            and b"\r" not in chunk
+            and not (pending and pending[-1][-1:] == b"\r")
+        ):
+            # Still inside one line: keep the piece, join once the line ends. Joining on
+            # every chunk would copy a long line again per chunk, quadratic in its length.
+            if chunk:
+                pending.append(chunk)
+                self._pending_size += len(chunk)
+            return []
+        pending.append(chunk)
+        lines = b"".join(pending).splitlines(keepends=True)
         # An unterminated tail waits for more bytes; so does a tail ending in "\r",
         # whose "\n" may be the first byte of the next chunk.
-        self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        tail = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        self._pending = [tail] if tail else []
+        self._pending_size = len(tail)
         events: list[ServerSentEvent] = []
+        builder = self._builder
         for raw in lines:
-            event = self._builder.line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+            event = builder.line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+            self._open_lines = 0 if builder.idle else self._open_lines + len(raw)
             if event is not None:
                 events.append(event)
         return events

@@ -37,7 +37,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +68,8 @@ Api = Literal["anthropic", "openai"]
 Fault = Literal["rate_limit", "server_error", "overloaded", "invalid_request", "timeout", "drop"]
 
 _MAX_OVERRIDE_MS = 3_600_000.0
+_MAX_BODY_DEPTH = 64
+"""Deeper request bodies are refused: the mock walks bodies recursively to count tokens."""
 _STATUS_FAULTS: Mapping[int, Fault | None] = {
     200: None,
     400: "invalid_request",
@@ -825,9 +827,31 @@ async def _json_object(request: Request) -> dict[str, Any]:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("Request body is not valid JSON.") from exc
+    except RecursionError:
+        raise ValueError("Request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise ValueError("Request body must be a JSON object.")
+    if _depth_exceeds(body, _MAX_BODY_DEPTH):
+        raise ValueError(f"Request body is nested deeper than {_MAX_BODY_DEPTH} levels.")
     return body
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    """True when containers nest deeper than ``limit``; iterative, so any depth is safe."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _model_and_messages(body: Mapping[str, Any]) -> str:
@@ -835,6 +859,9 @@ def _model_and_messages(body: Mapping[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ValueError("model: Field required")
+    if not model.isprintable():
+        # The model is echoed in every answer: a lone surrogate could not even be encoded.
+        raise ValueError("model: Input should be a printable string")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages: Field required (a non-empty list)")

@@ -16,6 +16,10 @@ from ccobs.demo.sse import ServerSentEvent
 
 Api = Literal["anthropic", "openai"]
 
+_MAX_TOKEN_COUNT = 2**53
+"""Counts above this are not believed: no request comes near it, and a larger
+``int`` cannot be added to a float counter exactly (past ~1e308, not at all)."""
+
 
 class UsageError(ValueError):
     """A usage object or stream event that does not have the documented shape."""
@@ -56,8 +60,8 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
     value = usage.get(key)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"usage field {key!r} is not a token count: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKEN_COUNT:
+        raise UsageError(f"usage field {key!r} is not a token count: {value!r}"[:200])
     return value
 
 
@@ -95,9 +99,16 @@ def response_tokens(api: Api, body: bytes) -> TokenCounts:
         data = json.loads(body)
     except ValueError as exc:
         raise UsageError(f"response is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("response is not JSON: nested too deeply to read") from None
     if not isinstance(data, dict) or "usage" not in data:
         raise UsageError("response has no usage")
     return anthropic_tokens(data["usage"]) if api == "anthropic" else openai_tokens(data["usage"])
+
+
+_ANTHROPIC_EVENTS_READ = frozenset(
+    {"message_start", "content_block_delta", "message_delta", "message_stop", "error"}
+)
 
 
 class StreamUsage:
@@ -128,14 +139,16 @@ class StreamUsage:
     def _json(self, event: ServerSentEvent) -> dict[str, Any]:
         try:
             data = event.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise UsageError(f"stream event data is not JSON: {event.data[:80]!r}") from None
         if not isinstance(data, dict):
             raise UsageError(f"stream event data is not an object: {event.data[:80]!r}")
         return data
 
     def _anthropic(self, event: ServerSentEvent) -> bool:
-        if event.event == "ping":
+        if event.event is not None and event.event not in _ANTHROPIC_EVENTS_READ:
+            # ping, content_block_start/stop, and event types added after this was written:
+            # nothing to account, so their data is not even parsed.
             return False
         data = self._json(event)
         kind = data.get("type")

@@ -543,7 +543,6 @@ class Stack:
                 f"--web.listen-address={LOOPBACK}:{port}",
                 # Pushed groups survive a restart, as they do in compose's volume.
                 f"--persistence.file={workdir / 'pushgateway.db'}",
-                "--web.enable-admin-api",
             ],
         )
         victoriametrics = launch(
@@ -672,6 +671,9 @@ class Stack:
             "paths.provisioning": provisioning,
             "server.http_addr": LOOPBACK,
             "security.admin_user": "admin",
+            # Grafana's defaults, stated as compose states them: no way in without the password.
+            "auth.anonymous.enabled": "false",
+            "users.allow_sign_up": "false",
             "analytics.reporting_enabled": "false",
             "analytics.check_for_updates": "false",
             **({"dashboards.default_home_dashboard_path": home[0]} if home else {}),
