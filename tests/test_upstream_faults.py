@@ -193,6 +193,21 @@ def test_hanging_upstream_is_a_504_and_its_connection_is_closed(logging_isolated
         assert wait_for(lambda: server.handled == 1), "the proxy kept the connection open"
 
 
+def test_a_client_leaving_before_its_answer_frees_the_upstream_connection_at_once(
+    logging_isolated: None,
+) -> None:
+    """Waiting on for nobody would hold the upstream call and its pooled connection until the
+    read timeout (30 s here); the proxy lets go as soon as the client disconnects."""
+    with RawServer(hang) as server, running_proxy(server.url, read_timeout=30.0) as proxy:
+        with pytest.raises(httpx.ReadTimeout):
+            post(proxy, timeout=0.3)
+        proxy.settle(1)
+
+        assert wait_for(lambda: server.handled == 1, timeout=3.0), "upstream call still open"
+        assert proxy.errors() == {"client_disconnect": 1.0}
+        assert proxy.statuses() == {"499": 1.0}
+
+
 def test_upstream_hanging_mid_stream_ends_the_stream_with_a_timeout_error_event(
     logging_isolated: None,
 ) -> None:
