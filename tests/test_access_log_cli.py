@@ -68,8 +68,7 @@ def test_sigterm_during_load_loses_no_accepted_record(
 
     stored = {row["request_id"] for row in open_reader(db).query(LogFilter(limit=10_000))}
     output = proxy.output()
-    # uvicorn finishes its graceful shutdown, then re-raises the signal it caught.
-    assert code in (0, -signal.SIGTERM), output
+    assert code == 0, output  # a graceful stop, not death by the signal
     assert len(answered) >= 40
     assert set(answered) <= stored
     assert "access_log_records_dropped" not in output
