@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,12 @@ OPENMETRICS = "openmetrics"
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 """Names every format and escaping scheme writes unchanged (no colons: OpenMetrics
 escaping would rewrite them)."""
+
+_LINES_PER_YIELD = 100
+"""Lines written between offers of the GIL (a few tenths of a millisecond of rendering). A
+render runs on a worker or pusher thread; without the offers the event loop waits up to a
+whole switch interval (5 ms) each time it needs the interpreter during a 10k-series render,
+which raised request p99 by ~8.6 ms while pushing 10k series every 0.2 s (1 to 1.6 ms with them)."""
 
 _TEXT_TYPES = {"counter": "counter", "info": "gauge", "stateset": "gauge"}
 _TEXT_TYPES.update({"gaugehistogram": "histogram", "unknown": "untyped"})
@@ -102,6 +109,7 @@ class ExpositionRenderer:
         self._kept = {}
         out: list[str] = []
         append = out.append
+        written = 0
         for name, kind, documentation, unit, rows in self._families(registry, openmetrics):
             if not _LEGACY_NAME.match(name):
                 raise _Unsupported(name)
@@ -117,6 +125,9 @@ class ExpositionRenderer:
             moved: list[str] = []
             for prefix, value, separate in rows:
                 line = f"{prefix}{floatToGoString(value)}\n"  # type: ignore[no-untyped-call]
+                written += 1
+                if not written % _LINES_PER_YIELD:
+                    time.sleep(0)  # let a waiting thread (the event loop) have the GIL
                 if separate:
                     moved.append(line)
                 else:
