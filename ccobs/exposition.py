@@ -239,7 +239,7 @@ def _direct_kind(collector: Any) -> str | None:
     Only the plain classes holding in-process values (``MutexValue``); anything
     else, subclasses and multiprocess values included, is collected.
     """
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram, values
     from prometheus_client.values import MutexValue
 
     kinds: dict[type, str] = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
@@ -250,15 +250,9 @@ def _direct_kind(collector: Any) -> str | None:
         cell = collector._buckets[0] if kind == "histogram" else collector._value
         if type(cell) is not MutexValue:
             return None
-    elif MutexValue is not _value_class():
+    elif values.ValueClass is not MutexValue:  # multiprocess mode: values live in files
         return None
     return kind
-
-
-def _value_class() -> Any:
-    from prometheus_client import values
-
-    return values.ValueClass
 
 
 def _child_prefixes(metric: Any, kind: str, labels: dict[str, str], child: Any) -> tuple[str, ...]:

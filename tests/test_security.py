@@ -622,21 +622,6 @@ def test_no_secret_in_error_bodies_or_response_headers(traffic: Traffic) -> None
     assert leaked("\n".join([*received, *(reply.body for reply in errors)]), PLACES) == []
 
 
-def _everywhere(traffic: Traffic) -> str:
-    return "\n".join(
-        [
-            traffic.log_text,
-            repr(traffic.db_rows),
-            *traffic.logs_api,
-            *traffic.label_values,
-            *traffic.expositions,
-            *traffic.pushed,
-            *(f"{n}: {v}" for reply in traffic.replies for n, v in reply.headers),
-            *(reply.body for reply in traffic.replies if reply.status >= 400),
-        ]
-    )
-
-
 # --- 2. x-request-id: accepted when safe, replaced otherwise, never forging a line --------
 
 
