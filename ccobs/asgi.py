@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccobs.context import RequestContext, new_request_id, request_context
+from ccobs.context import RequestContext, _RequestScope, new_request_id
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pusher import BackgroundPusher
 from ccobs.redaction import redact_text
@@ -36,6 +37,7 @@ _FINAL_PUSH_GRACE_FACTOR = 3
 _UNWIND_TIMEOUT = 10.0
 """How long lifespan shutdown waits for cancelled requests to finish recording."""
 """The final push on shutdown may take this many push timeouts (connect, send, answer)."""
+_NO_CONTEXT: dict[str, Any] = {}
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -56,16 +58,6 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED_ENDPOINT
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            try:
-                return str(value.decode("latin-1"))
-            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-                return None
-    return None
 
 
 class ObservabilityMiddleware:
@@ -96,48 +88,68 @@ class ObservabilityMiddleware:
         self.skip_paths = frozenset(skip_paths)
         self.storage = storage
         self.pusher = pusher
+        self._add_active = metrics.active_requests_adder()
         self._in_flight = 0
         self._unwound: anyio.Event | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.skip_paths:
-            self._in_flight += 1
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+            if scope["type"] == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # The request's whole instrumentation is in this one coroutine: every
+        # coroutine or ``async with`` more is created and awaited on every request.
+        self._in_flight += 1
+        try:
+            # The header scan inline: most requests carry no id, and those get a
+            # new one without the acceptance checks.
+            for key, value in scope.get("headers", ()):
+                if key == _REQUEST_ID_HEADER_BYTES:
+                    request_id = accept_request_id(value.decode("latin-1"))
+                    break
+            else:
+                request_id = new_request_id()
+            echoed = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
+            status: int | None = None
+
+            # A plain function returning ``send``'s awaitable: an ``async def`` would
+            # add a coroutine of its own to every message the app sends.
+            def send_with_request_id(message: Message) -> Awaitable[None]:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    # A copy: the app may send the same message (or headers list) again.
+                    message = dict(message)
+                    message["headers"] = [*message.get("headers", ()), echoed]
+                return send(message)
+
+            method = scope.get("method", "GET")
+            # What ``async with request_context(request_id, self.storage, self.metrics)``
+            # does, without the two coroutines it would create and await.
+            request = _RequestScope(request_id, self.storage, None, _NO_CONTEXT, self._add_active)
+            ctx = request.enter()
             try:
-                await self._http(scope, receive, send)
-            finally:
-                self._in_flight -= 1
-                if not self._in_flight and self._unwound is not None:
-                    self._unwound.set()
-        elif scope["type"] == "lifespan":
-            await self._lifespan(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = accept_request_id(_header(scope, b"x-request-id"))
-        echoed = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
-        status: int | None = None
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), echoed]
-            await send(message)
-
-        method = scope.get("method", "GET")
-        async with request_context(request_id, self.storage, self.metrics) as ctx:
-            # Metadata rather than logger bindings: binding a logger per
-            # request costs more than the rest of the middleware together.
-            ctx.metadata["method"] = method
-            ctx.metadata["path"] = scope["path"]
-            try:
-                await self.app(scope, receive, send_with_request_id)
+                # Metadata rather than logger bindings: binding a logger per
+                # request costs more than the rest of the middleware together.
+                metadata = ctx.metadata
+                metadata["method"] = method
+                metadata["path"] = scope["path"]
+                try:
+                    await self.app(scope, receive, send_with_request_id)
+                except BaseException as exc:
+                    self._record(ctx, scope, method, status, exc)
+                    raise
+                self._record(ctx, scope, method, status, None)
             except BaseException as exc:
-                self._record(ctx, scope, method, status, exc)
+                request.exit(exc)
                 raise
-            self._record(ctx, scope, method, status, None)
+            request.exit(None)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight and self._unwound is not None:
+                self._unwound.set()
 
     def _record(
         self,
@@ -161,8 +173,7 @@ class ObservabilityMiddleware:
         metadata["endpoint"] = endpoint
         metadata["status"] = status
         metrics = self.metrics
-        metrics.record_request(method, endpoint, model, status, service_type)
-        metrics.record_response_time(ctx.duration_seconds, model, endpoint, service_type)
+        metrics.record_response(method, endpoint, model, status, service_type, ctx.duration_seconds)
         if error_type is not None:
             metadata["error_type"] = error_type
             metrics.record_error(error_type, endpoint, model, service_type)

@@ -14,16 +14,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import structlog
-from structlog.contextvars import bind_contextvars, reset_contextvars
+from structlog.contextvars import bind_contextvars
 
 from ccobs.storage import AccessLogRecord, AccessLogStorage
 
@@ -31,11 +31,27 @@ _RESERVED_KEYS = frozenset({"event", "request_id", "duration_ms", "exc_info"})
 _ERROR_MESSAGE_MAX = 500
 _LOGGER_NAME = "ccobs.request"
 _STDLIB_REQUEST_LOGGER = logging.getLogger(_LOGGER_NAME)
+_STDLIB_FACTORY = structlog.stdlib.LoggerFactory
+_DEBUG, _INFO, _WARNING, _ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 _REQUEST_LOGGER = structlog.get_logger(_LOGGER_NAME)
 
 _current_context: ContextVar[RequestContext | None] = ContextVar(
     "ccobs_request_context", default=None
 )
+
+_LOG_REQUEST_ID: ContextVar[Any] = (
+    Context().run(bind_contextvars, request_id=None)["request_id"].var
+)
+"""The context variable behind structlog's ``bind_contextvars(request_id=...)``.
+
+Asked for once (in a throw-away context, so nothing stays bound) and then set
+and reset directly: ``bind_contextvars`` and ``reset_contextvars`` rebuild the
+variable's name and look it up on every call, which a request pays twice.
+"""
+
+_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
+"""structlog's live configuration, read where ``structlog.get_config()`` would copy it
+into a new dict on every request; private, so ``get_config()`` is the fallback."""
 
 
 def _check_keys(keys: Any) -> None:
@@ -81,9 +97,40 @@ def current_request_context() -> RequestContext | None:
     return _current_context.get()
 
 
+_IDS_PER_DRAW = 64
+
+
+def _draw_request_ids() -> Iterator[str]:
+    block = os.urandom(16 * _IDS_PER_DRAW).hex()
+    return iter([block[i : i + 32] for i in range(0, len(block), 32)])
+
+
+_request_ids: Iterator[str] = iter(())
+
+
+def _forget_request_ids() -> None:
+    """After a fork: the child must not hand out the ids its parent will hand out too."""
+    global _request_ids
+    _request_ids = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_request_ids)
+
+
 def new_request_id() -> str:
-    """A fresh 32-hex-digit request id: 128 random bits, cheaper than ``uuid4().hex``."""
-    return os.urandom(16).hex()
+    """A fresh 32-hex-digit request id: 128 random bits from ``os.urandom``.
+
+    Drawn 64 ids at a time, since the system call costs as much as the rest of
+    making an id. ``next`` on a list iterator is atomic under the GIL, so two
+    threads never get the same id; two threads refilling at once each draw
+    their own block and at worst leave some ids unused.
+    """
+    global _request_ids
+    try:
+        return next(_request_ids)
+    except StopIteration:
+        ids = _request_ids = _draw_request_ids()
+        return next(ids)
 
 
 def _lowest_written_level() -> int:
@@ -95,7 +142,11 @@ def _lowest_written_level() -> int:
     a filtered call costs ~10 µs, a tenth of a trivial request. Any other
     structlog configuration is asked by making the call.
     """
-    if isinstance(structlog.get_config()["logger_factory"], structlog.stdlib.LoggerFactory):
+    if _STRUCTLOG_CONFIG is not None:
+        factory = _STRUCTLOG_CONFIG.logger_factory
+    else:  # pragma: no cover
+        factory = structlog.get_config()["logger_factory"]
+    if isinstance(factory, _STDLIB_FACTORY):
         return _STDLIB_REQUEST_LOGGER.getEffectiveLevel()
     return 0
 
@@ -105,10 +156,20 @@ class _RequestScope:
 
     A class rather than a generator-based ``asynccontextmanager``: entering and
     leaving it runs on every request, and a generator frame plus its wrapper
-    cost several times more than two method calls.
+    cost several times more than two method calls. The work is in the plain
+    methods :meth:`enter` and :meth:`exit`, which the ASGI middleware calls
+    directly and so saves the two coroutines ``async with`` would create.
     """
 
-    __slots__ = ("_ctx", "_ctx_token", "_log_level", "_log_tokens", "_metrics", "_started_at")
+    __slots__ = (
+        "_add_active",
+        "_ctx",
+        "_ctx_token",
+        "_id_token",
+        "_log_level",
+        "_metrics",
+        "_started_at",
+    )
 
     def __init__(
         self,
@@ -116,36 +177,76 @@ class _RequestScope:
         storage: AccessLogStorage | None,
         metrics: Any | None,
         initial_context: dict[str, Any],
+        add_active: Callable[[float], None] | None = None,
     ) -> None:
+        # ``add_active`` (the middleware's, from ``active_requests_adder``) moves the
+        # gauge in place of ``metrics``: two calls a request fewer.
+        self._metrics = metrics
+        self._add_active = add_active
         if initial_context:
             _check_keys(initial_context)
-        self._metrics = metrics
+            # A lazy proxy, bound only when a line is written.
+            logger = structlog.get_logger(_LOGGER_NAME, **initial_context)
+        else:
+            logger = _REQUEST_LOGGER  # shared when there is nothing to bind
+        # Positional: the dataclass's ``__init__`` takes keywords at twice the cost.
         self._ctx = RequestContext(
-            request_id=request_id or new_request_id(),
-            start_time=0.0,
-            # A lazy proxy, bound only when a line is written; shared when there
-            # is nothing to bind.
-            logger=(
-                structlog.get_logger(_LOGGER_NAME, **initial_context)
-                if initial_context
-                else _REQUEST_LOGGER
-            ),
-            metadata=dict(initial_context),
-            storage=storage,
+            request_id or new_request_id(), 0.0, logger, dict(initial_context), storage
         )
 
-    async def __aenter__(self) -> RequestContext:
+    def enter(self) -> RequestContext:
+        """Start the clock, bind the context and request id, hold the active gauge."""
         ctx = self._ctx
         self._started_at = time.time()
         ctx.start_time = time.perf_counter()
         self._ctx_token = _current_context.set(ctx)
-        self._log_tokens = bind_contextvars(request_id=ctx.request_id)
-        self._log_level = _lowest_written_level()
-        if self._log_level <= logging.DEBUG:
+        self._id_token = _LOG_REQUEST_ID.set(ctx.request_id)
+        level = self._log_level = _lowest_written_level()
+        if level <= _DEBUG:
             ctx.logger.debug("request_start")
-        if self._metrics is not None:
+        if self._add_active is not None:
+            self._add_active(1)
+        elif self._metrics is not None:
             self._metrics.inc_active_requests()
         return ctx
+
+    def exit(self, exc: BaseException | None) -> None:
+        """Write the success or error line, release the gauge and bindings, store the record."""
+        ctx = self._ctx
+        metadata = ctx.metadata
+        try:
+            if exc is not None:
+                metadata.setdefault("error_type", type(exc).__name__)
+                if self._log_level <= _ERROR:
+                    fields = dict(metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
+                    fields["duration_ms"] = round(ctx.duration_ms, 3)
+                    # Tracebacks for real faults; a cancellation (client gone) needs none.
+                    ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
+            elif "error_type" in metadata:  # answered, but with an error the handler named
+                if self._log_level <= _WARNING:
+                    ctx.logger.warning(
+                        "request_error", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
+                    )
+            elif self._log_level <= _INFO:
+                ctx.logger.info(
+                    "request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
+                )
+        finally:
+            storage = ctx.storage
+            if storage is not None:
+                duration_ms = ctx.duration_ms
+            if self._add_active is not None:
+                self._add_active(-1)
+            elif self._metrics is not None:
+                self._metrics.dec_active_requests()
+            _LOG_REQUEST_ID.reset(self._id_token)
+            _current_context.reset(self._ctx_token)
+            if storage is not None:
+                started_at = datetime.fromtimestamp(self._started_at, UTC)
+                _store(storage, ctx.request_id, started_at, duration_ms, metadata)
+
+    async def __aenter__(self) -> RequestContext:
+        return self.enter()
 
     async def __aexit__(
         self,
@@ -153,34 +254,7 @@ class _RequestScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        ctx = self._ctx
-        metadata = ctx.metadata
-        try:
-            if exc is not None:
-                metadata.setdefault("error_type", type(exc).__name__)
-                if self._log_level <= logging.ERROR:
-                    fields = dict(metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
-                    fields["duration_ms"] = round(ctx.duration_ms, 3)
-                    # Tracebacks for real faults; a cancellation (client gone) needs none.
-                    ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
-            elif "error_type" in metadata:  # answered, but with an error the handler named
-                if self._log_level <= logging.WARNING:
-                    ctx.logger.warning(
-                        "request_error", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-                    )
-            elif self._log_level <= logging.INFO:
-                ctx.logger.info(
-                    "request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-                )
-        finally:
-            duration_ms = ctx.duration_ms
-            if self._metrics is not None:
-                self._metrics.dec_active_requests()
-            reset_contextvars(**self._log_tokens)
-            _current_context.reset(self._ctx_token)
-            if ctx.storage is not None:
-                started_at = datetime.fromtimestamp(self._started_at, UTC)
-                _store(ctx.storage, ctx.request_id, started_at, duration_ms, metadata)
+        self.exit(exc)
 
 
 def request_context(

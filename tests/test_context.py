@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from ccobs.context import (
     RequestContext,
     current_request_context,
     get_context_tracker,
+    new_request_id,
     request_context,
     reset_context_tracker,
     timed_operation,
@@ -336,3 +338,26 @@ async def test_an_error_type_without_exception_logs_request_error(
     assert events(logs, "request_success") == []
     error = events(logs, "request_error")[0]
     assert (error["error_type"], error["log_level"]) == ("rate_limited", "warning")
+
+
+def test_new_request_ids_are_distinct_128_bit_hex_across_draws() -> None:
+    ids = [new_request_id() for _ in range(300)]  # several blocks of pooled ids
+
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_request_ids() -> None:
+    new_request_id()  # the parent holds a partly used block
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "".join(new_request_id() for _ in range(8)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parent = [new_request_id() for _ in range(8)]
+
+    assert not {child[i : i + 32] for i in range(0, len(child), 32)} & set(parent)

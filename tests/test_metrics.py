@@ -484,6 +484,41 @@ def test_record_completed_request_equals_the_individual_calls() -> None:
     assert samples(one) == pytest.approx(samples(many))
 
 
+def test_record_response_equals_record_request_then_record_response_time() -> None:
+    """The middleware's one call: the same samples, overflow and rejection counts included."""
+    settings = ObservabilitySettings(model_label_cap=2)
+    one, many = CollectorRegistry(), CollectorRegistry()
+    combined = PrometheusMetrics(registry=one, settings=settings)
+    separate = PrometheusMetrics(registry=many, settings=settings)
+    calls = [
+        ("GET", "/ping", None, 200, "proxy_service", 0.002),
+        ("POST", "/v1/messages", "m1", 200, "proxy_service", 1.5),
+        ("POST", "/v1/messages", "m2", 500, "proxy_service", 0.0),
+        ("POST", "/v1/messages", "m3", 200, "proxy_service", 2.0),  # model overflows
+        ("POST", "/v1/messages", "m1", "429", None, math.nan),  # duration refused
+        ("POST", "/v1/messages", ["unhashable"], 200, "proxy_service", 0.5),
+    ]
+    for _ in range(3):
+        for method, endpoint, model, status, service_type, duration in calls:
+            combined.record_response(method, endpoint, model, status, service_type, duration)
+            separate.record_request(method, endpoint, model, status, service_type)
+            separate.record_response_time(duration, model, endpoint, service_type)
+
+    def samples(
+        registry: CollectorRegistry,
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created") and not s.name.startswith("ccproxy_info")
+        }
+
+    assert samples(one) == pytest.approx(samples(many))
+    # Two overflowing models, three rounds, each seen by both methods' model guard.
+    assert value(one, "ccproxy_label_overflows_total", label="model") == 12
+
+
 def test_record_completed_request_refuses_bad_values(
     metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:

@@ -149,6 +149,15 @@ CALLS: dict[str, st.SearchStrategy[Call]] = {
     "record_response_time": calls_of(
         "record_response_time", amounts, label_values, label_values, label_values
     ),
+    "record_response": calls_of(
+        "record_response",
+        label_values,
+        label_values,
+        label_values,
+        statuses,
+        label_values,
+        amounts,
+    ),
     "record_time_to_first_token": calls_of(
         "record_time_to_first_token", amounts, label_values, label_values, label_values
     ),
