@@ -151,11 +151,73 @@ def pushing() -> FastAPI:
 def bare_proxy() -> FastAPI:
     """A pass-through proxy with no observability: the floor for the demo proxy.
 
-    The same framework (FastAPI), upstream client (httpx, pooled, the demo
-    proxy's limits) and streaming relay as the demo proxy, minus everything
-    ccobs adds: no middleware, no request context, no usage parsing, no
-    metrics, no logs. What the demo proxy costs beyond this is observability
-    (and the demo's own checks); what this costs is proxying in Python.
+    The same framework (FastAPI, a plain Starlette route), upstream client
+    (:class:`ccobs.demo.upstream_client.UpstreamClient`, the demo proxy's
+    limits) and streaming relay as the demo proxy, minus everything ccobs adds:
+    no middleware, no request context, no usage parsing, no metrics, no logs.
+    What the demo proxy costs beyond this is observability (and the demo's own
+    checks); what this costs is proxying in Python.
+    """
+    import os
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from starlette.routing import Route
+
+    from ccobs.demo.proxy import ProxyConfig
+    from ccobs.demo.upstream_client import Timeouts, UpstreamClient
+
+    _logging("WARNING")
+    config = ProxyConfig()
+    client = UpstreamClient(
+        os.environ[UPSTREAM_URL_ENV],
+        Timeouts(config.connect_timeout, config.read_timeout, config.write_timeout,
+                 config.pool_timeout),
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_keepalive_connections,
+    )  # fmt: skip
+    forwarded = [(b"content-type", b"application/json"), (b"anthropic-version", b"2023-06-01")]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        client.close()
+
+    async def messages(request: Request) -> Response:
+        upstream = await client.send("POST", "/v1/messages", forwarded, await request.body())
+        content_type = upstream.header(b"content-type") or b"application/json"
+        headers = {"content-type": content_type.decode("latin-1")}
+        if not content_type.startswith(b"text/event-stream"):
+            try:
+                content = await upstream.read()
+            finally:
+                upstream.close()
+            return Response(content, status_code=upstream.status_code, headers=headers)
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.iter_bytes():
+                    yield chunk
+            finally:
+                upstream.close()
+
+        return StreamingResponse(relay(), status_code=upstream.status_code, headers=headers)
+
+    app = FastAPI(lifespan=lifespan)
+    app.router.routes.append(Route("/v1/messages", messages, methods=["POST"]))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def httpx_proxy() -> FastAPI:
+    """:func:`bare_proxy` with httpx as its upstream client, as the demo proxy had before.
+
+    Pooled with the demo proxy's limits, relayed the same way: the difference
+    to :func:`bare_proxy` is what replacing httpx bought.
     """
     import os
     from collections.abc import AsyncIterator

@@ -39,9 +39,11 @@ from ccobs.stack.processes import ServerProcess
 PATH = "/v1/messages"
 HEADERS = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
 MARK = b"content_block_delta"
-ROUTES = ("direct", "bare", "proxy")
+ROUTES = ("direct", "httpx", "bare", "proxy")
 """``direct`` to the upstream; ``bare`` through the uninstrumented pass-through
-proxy (:func:`benchmarks.apps.bare_proxy`); ``proxy`` through the ccobs demo proxy."""
+proxy (:func:`benchmarks.apps.bare_proxy`); ``httpx`` through the same with httpx
+as its client (:func:`benchmarks.apps.httpx_proxy`, the demo proxy's client before);
+``proxy`` through the ccobs demo proxy."""
 
 
 def body(stream: bool) -> bytes:
@@ -98,7 +100,12 @@ def _latency(
             for route in ROUTES:
                 stats[f"{route}_p50_ms"] = ms(pooled[route], 50)
                 stats[f"{route}_p99_ms"] = ms(pooled[route], 99)
-            for route, base in (("proxy", "direct"), ("bare", "direct"), ("proxy", "bare")):
+            for route, base in (
+                ("proxy", "direct"),
+                ("bare", "direct"),
+                ("httpx", "direct"),
+                ("proxy", "bare"),
+            ):
                 name = f"{route}_minus_{base}"
                 stats[f"{name}_p50_ms"] = stats[f"{route}_p50_ms"] - stats[f"{base}_p50_ms"]
                 stats[f"{name}_p99_ms"] = stats[f"{route}_p99_ms"] - stats[f"{base}_p99_ms"]
@@ -195,10 +202,11 @@ def run(
     with python_server("upstream", uvicorn_code("benchmarks.apps:upstream")) as upstream:
         env = {UPSTREAM_URL_ENV: upstream.url}
         with (
+            python_server("httpx", uvicorn_code("benchmarks.apps:httpx_proxy"), env=env) as hx,
             python_server("bare", uvicorn_code("benchmarks.apps:bare_proxy"), env=env) as bare,
             python_server("proxy", uvicorn_code("benchmarks.apps:proxy"), env=env) as proxy,
         ):
-            servers = {"direct": upstream, "bare": bare, "proxy": proxy}
+            servers = {"direct": upstream, "httpx": hx, "bare": bare, "proxy": proxy}
             urls = {route: server.url for route, server in servers.items()}
             pids = {route: _pid(server) for route, server in servers.items()}
             latency = _latency(urls, rounds, per_round)

@@ -181,18 +181,13 @@ class ProxyUnderTest:
         return self.in_loop(count)
 
     def pool(self) -> tuple[int, int]:
-        """(requests holding or waiting for a connection, connections not closed) of its pool.
-
-        httpx exposes no pool statistics; httpcore's pool keeps both lists privately.
-        """
+        """(requests holding a connection, connections not closed) of its upstream pool."""
         proxy = self.app.state.proxy
         assert isinstance(proxy, LLMProxy)
-        pool = proxy.client._transport._pool  # type: ignore[attr-defined]
+        client = proxy.client
 
         async def inspect() -> tuple[int, int]:
-            in_use = len(pool._requests)
-            open_connections = sum(1 for c in pool.connections if not c.is_closed())
-            return in_use, open_connections
+            return client.in_use, client.open_connections
 
         return self.in_loop(inspect)
 

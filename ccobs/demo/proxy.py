@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from ccobs import (
     PrometheusMetrics,
@@ -40,6 +40,14 @@ from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
 from ccobs.catalog import RATE_LIMITED_ERROR_TYPE
 from ccobs.demo.sse import SSEDecoder, encode_event
+from ccobs.demo.upstream_client import (
+    Timeouts,
+    UpstreamClient,
+    UpstreamDecodingError,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.pricing import PriceTable
 from ccobs.settings import ObservabilitySettings
@@ -135,8 +143,8 @@ def _forward_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers as the bytes it sent, minus hop-by-hop and proxy-owned ones.
 
-    Bytes, not ``str``: a value with non-ASCII bytes (a UTF-8 user agent) is
-    valid HTTP, but httpx encodes ``str`` header values as ASCII and would fail.
+    Bytes, as received: a value with non-ASCII bytes (a UTF-8 user agent) is
+    valid HTTP and is passed on unchanged.
     """
     forwarded = [(k, v) for k, v in raw if k.lower() not in _NOT_FORWARDED_RAW]
     # Identity encoding, so the proxy can read usage out of the bytes it relays.
@@ -145,32 +153,54 @@ def _forward_headers(
     return forwarded
 
 
-def _relay_headers(response: Response, upstream: httpx.Response) -> Response:
+def _relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     """Give ``response`` the upstream's headers byte for byte, minus hop-by-hop ones.
 
-    Raw bytes again: Starlette encodes ``str`` header values as latin-1, and
-    httpx decodes a UTF-8 value to characters latin-1 cannot hold.
+    Raw bytes again: Starlette would encode ``str`` header values as latin-1,
+    which a UTF-8 value does not survive.
     """
     response.raw_headers.extend(
-        (k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in _NOT_FORWARDED_RAW
+        (k.lower(), v) for k, v in upstream.headers if k.lower() not in _NOT_FORWARDED_RAW
     )
     return response
 
 
-def _is_event_stream(upstream: httpx.Response) -> bool:
-    content_type = str(upstream.headers.get("content-type", ""))
-    return content_type.partition(";")[0].strip().lower() == "text/event-stream"
+def _is_event_stream(upstream: UpstreamResponse) -> bool:
+    content_type = upstream.header(b"content-type") or b""
+    return content_type.partition(b";")[0].strip().lower() == b"text/event-stream"
 
 
 CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a client that left before its answer (nginx's convention)."""
 
 
-async def _cancel_when_client_leaves(request: Request, task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` when the client disconnects (its body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-    task.cancel()
+class _LeaveWatch:
+    """Cancels the current task when the client disconnects (its body has been read already).
+
+    A plain asyncio task beside the request's: an anyio task group, which
+    Starlette's ``StreamingResponse`` uses for the same, costs ~10x more per request.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.task.cancel()
+
+    def client_left(self) -> bool:
+        """Called on ``CancelledError``: True, and the cancellation absorbed, if it was ours."""
+        if not self.watcher.done() or self.watcher.cancelled():  # someone else cancelled
+            return False
+        self.task.uncancel()
+        return True
+
+    def stop(self) -> None:
+        self.watcher.cancel()
 
 
 def _describe(exc: BaseException) -> str:
@@ -183,7 +213,7 @@ class LLMProxy:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         metrics: PrometheusMetrics,
         prices: PriceTable,
         config: ProxyConfig,
@@ -234,28 +264,19 @@ class LLMProxy:
                 user_agent=request.headers.get("user-agent"),
             )
 
-        upstream_request = self.client.build_request(
-            "POST",
-            path,
-            content=body,
-            headers=_forward_headers(request.headers.raw, ctx.request_id),
-        )
+        headers = _forward_headers(request.headers.raw, ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
-        # (and its pooled connection) busy until the read timeout for nobody. A plain task
-        # cancelling this one: an anyio task group costs ~10x more per request.
-        this_task = asyncio.current_task()
-        assert this_task is not None
-        watcher = asyncio.create_task(_cancel_when_client_leaves(request, this_task))
+        # (and its pooled connection) busy until the read timeout for nobody.
+        watch = _LeaveWatch(request.receive)
         try:
-            return await self._answer(ctx, api, path, model, streaming, upstream_request)
+            return await self._answer(ctx, api, path, model, streaming, headers, body)
         except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled():  # cancelled by someone else
+            if not watch.client_left():
                 raise
-            this_task.uncancel()
             ctx.add_metadata(error_type="client_disconnect")
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         finally:
-            watcher.cancel()
+            watch.stop()
 
     async def _answer(
         self,
@@ -264,13 +285,14 @@ class LLMProxy:
         path: str,
         model: str,
         streaming: bool,
-        upstream_request: httpx.Request,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
     ) -> Response:
         try:
-            upstream = await self.client.send(upstream_request, stream=True)
-        except httpx.TimeoutException:
+            upstream = await self.client.send("POST", path, headers, body)
+        except UpstreamTimeout:
             return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             return self._fail(
                 ctx,
                 api,
@@ -311,22 +333,14 @@ class LLMProxy:
         return JSONResponse(error_body(api, status, message), status_code=status)
 
     async def _whole(
-        self, ctx: RequestContext, api: Api, model: str, upstream: httpx.Response
+        self, ctx: RequestContext, api: Api, model: str, upstream: UpstreamResponse
     ) -> Response:
         """A non-streaming answer (or any error answer): read it, account it, pass it on."""
         try:
-            content = await upstream.aread()
-        except httpx.TimeoutException:
+            content = await upstream.read()
+        except UpstreamTimeout:
             return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
-        except httpx.TransportError as exc:
-            return self._fail(
-                ctx,
-                api,
-                502,
-                "upstream_connection_error",
-                f"upstream dropped the response: {_describe(exc)}",
-            )
-        except httpx.DecodingError as exc:  # a content-encoding its body does not match
+        except UpstreamDecodingError as exc:  # a content-encoding its body does not match
             return self._fail(
                 ctx,
                 api,
@@ -334,9 +348,16 @@ class LLMProxy:
                 "upstream_invalid_response",
                 f"upstream response could not be decoded: {_describe(exc)}",
             )
+        except UpstreamError as exc:
+            return self._fail(
+                ctx,
+                api,
+                502,
+                "upstream_connection_error",
+                f"upstream dropped the response: {_describe(exc)}",
+            )
         finally:
-            with anyio.CancelScope(shield=True):  # closed even when the client left
-                await upstream.aclose()
+            upstream.close()  # closed even when the client left
         status = upstream.status_code
         if status >= 400:
             ctx.add_metadata(error_type=error_type_for_status(status))
@@ -349,12 +370,12 @@ class LLMProxy:
         return _relay_headers(Response(content, status_code=status), upstream)
 
     def _stream(
-        self, ctx: RequestContext, api: Api, path: str, model: str, upstream: httpx.Response
+        self, ctx: RequestContext, api: Api, path: str, model: str, upstream: UpstreamResponse
     ) -> Response:
         usage = StreamUsage(api)
         decoder = SSEDecoder()
 
-        async def relay() -> AsyncIterator[bytes]:
+        async def relay() -> AsyncGenerator[bytes, None]:
             events_seen = False
             # Bytes of the event still open. Only whole events are passed on, so an error
             # event appended after a cut can never be glued onto half an event before it.
@@ -362,7 +383,7 @@ class LLMProxy:
             try:
                 # Decoded bytes: identity was asked for, but an upstream that compresses
                 # anyway must not reach the client compressed without its content-encoding.
-                async for chunk in upstream.aiter_bytes():
+                async for chunk in upstream.iter_bytes():
                     held += chunk
                     for event in decoder.feed(chunk):
                         events_seen = True
@@ -389,26 +410,23 @@ class LLMProxy:
                     ctx.metadata.setdefault("error_type", "upstream_invalid_response")
                     if held:
                         yield bytes(held)
-            except httpx.TimeoutException:
+            except UpstreamTimeout:
                 ctx.add_metadata(error_type="upstream_timeout")
                 yield _stream_error_event(api, "upstream timed out mid-stream")
-            except httpx.TransportError:
-                ctx.add_metadata(error_type="upstream_stream_error")
-                yield _stream_error_event(api, "upstream stream broke off")
-            except httpx.DecodingError:
+            except UpstreamDecodingError:
                 ctx.add_metadata(error_type="upstream_invalid_response")
                 yield _stream_error_event(api, "upstream stream could not be decoded")
+            except UpstreamError:
+                ctx.add_metadata(error_type="upstream_stream_error")
+                yield _stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
                 ctx.add_metadata(error_type="client_disconnect")
                 raise
             finally:
-                with anyio.CancelScope(shield=True):
-                    await upstream.aclose()
+                upstream.close()
                 self._finish_stream(ctx, model, usage)
 
-        return _relay_headers(
-            _ClosingStreamingResponse(relay(), status_code=upstream.status_code), upstream
-        )
+        return _relay_headers(_RelayedStream(relay(), status_code=upstream.status_code), upstream)
 
     def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
         if usage.error is not None:
@@ -462,22 +480,54 @@ class LLMProxy:
             logger.warning("model_unpriced", model=model, cost_recorded_usd=0.0)
 
 
-class _ClosingStreamingResponse(StreamingResponse):
-    """Closes its body iterator however streaming ends.
+class _RelayedStream(Response):
+    """The relayed stream: stopped when the client leaves, its generator closed however it ends.
 
-    Starlette leaves a generator interrupted at a ``yield`` (client gone while
-    a chunk was being sent) to the garbage collector; closing it here makes
-    the upstream connection and the accounting happen now, not eventually.
+    In place of Starlette's ``StreamingResponse``, which watches for the client
+    with an anyio task group (see :class:`_LeaveWatch`) and leaves a generator
+    interrupted at a ``yield`` to the garbage collector; closing it here
+    releases the upstream connection and does the accounting now, not eventually.
+    Headers are the upstream's, added by :func:`_relay_headers`.
     """
 
-    async def stream_response(self, send: Any) -> None:
+    def __init__(self, chunks: AsyncGenerator[bytes, None], status_code: int) -> None:
+        self.chunks = chunks
+        self.status_code = status_code
+        self.background = None
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = _LeaveWatch(receive)
         try:
-            await super().stream_response(send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            async for chunk in self.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
         finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                with anyio.CancelScope(shield=True):
-                    await close()
+            watch.stop()
+            await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
+
+
+class _PlainRoute(Route):
+    """A Starlette route that puts itself in the scope, as FastAPI's own routes do.
+
+    Plain rather than FastAPI's: dependency solving buys nothing for a handler
+    that takes the raw ``Request``, and costs it on every proxied call. FastAPI's
+    router records ``scope["route"]`` only for its own routes, and the
+    middleware labels requests with that route's template.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
 def create_proxy_app(
@@ -487,7 +537,6 @@ def create_proxy_app(
     settings: ObservabilitySettings | None = None,
     prices: PriceTable | None = None,
     storage: AccessLogStorage | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
 
@@ -496,8 +545,6 @@ def create_proxy_app(
     last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
     """
     config = config or ProxyConfig()
-    # httpx logs each upstream call at INFO; the proxy's access-log line already covers it.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if metrics is None:
         metrics = get_metrics(settings=settings)
     effective = settings or metrics.settings
@@ -510,19 +557,16 @@ def create_proxy_app(
             queue_size=effective.access_log_queue_size,
             keep_client_info=effective.access_log_client_info,
         )
-    client = httpx.AsyncClient(
-        base_url=config.upstream_url,
-        timeout=httpx.Timeout(
+    client = UpstreamClient(
+        config.upstream_url,
+        Timeouts(
             connect=config.connect_timeout,
             read=config.read_timeout,
             write=config.write_timeout,
             pool=config.pool_timeout,
         ),
-        limits=httpx.Limits(
-            max_connections=config.max_connections,
-            max_keepalive_connections=config.max_keepalive_connections,
-        ),
-        transport=transport,
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_keepalive_connections,
     )
     proxy = LLMProxy(
         client,
@@ -535,7 +579,7 @@ def create_proxy_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        await client.aclose()
+        client.close()
         if owned_store is not None:  # every request has ended: write what they left
             await anyio.to_thread.run_sync(owned_store.close)
 
@@ -544,8 +588,12 @@ def create_proxy_app(
     app.state.access_log = storage
     if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
         app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
-    app.add_api_route(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"])
-    app.add_api_route(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"])
+    app.router.routes.append(
+        _PlainRoute(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"])
+    )
+    app.router.routes.append(
+        _PlainRoute(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"])
+    )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
