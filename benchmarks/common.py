@@ -84,18 +84,20 @@ def python_server(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def uvicorn_code(factory: str, *, log_setup: str = "") -> str:
+def uvicorn_code(
+    factory: str, *, log_setup: str = "", loop: str = "asyncio", http: str = "h11"
+) -> str:
     """Serve app factory ``module:function`` with uvicorn: one worker, no access log.
 
-    The same settings for every variant a benchmark compares: asyncio loop,
-    h11, access log off, uvicorn's own logging at warning.
+    The same settings for every variant a benchmark compares unless it says
+    otherwise: asyncio loop, h11, access log off, uvicorn's own logging at warning.
     """
     module, function = factory.split(":")
     return (
         f"{log_setup}\n"
         "import uvicorn\n"
         f"from {module} import {function} as factory\n"
-        f"uvicorn.run(factory(), host={LOOPBACK!r}, port=PORT, loop='asyncio', http='h11',\n"
+        f"uvicorn.run(factory(), host={LOOPBACK!r}, port=PORT, loop={loop!r}, http={http!r},\n"
         "            access_log=False, log_level='warning', log_config=None)\n"
     )
 

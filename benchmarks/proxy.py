@@ -39,11 +39,16 @@ from ccobs.stack.processes import ServerProcess
 PATH = "/v1/messages"
 HEADERS = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
 MARK = b"content_block_delta"
-ROUTES = ("direct", "httpx", "bare", "proxy")
+ROUTES = ("direct", "httpx", "bare", "proxy", "fast")
 """``direct`` to the upstream; ``bare`` through the uninstrumented pass-through
 proxy (:func:`benchmarks.apps.bare_proxy`); ``httpx`` through the same with httpx
 as its client (:func:`benchmarks.apps.httpx_proxy`, the demo proxy's client before);
-``proxy`` through the ccobs demo proxy."""
+``proxy`` through the ccobs demo proxy; ``fast`` through the same demo proxy served
+by uvicorn with uvloop and httptools (what ``uvicorn[standard]`` installs and
+``ccobs proxy`` then picks), where every other server here runs asyncio and h11."""
+
+
+FAST_PROXY = uvicorn_code("benchmarks.apps:proxy", loop="uvloop", http="httptools")
 
 
 def body(stream: bool) -> bytes:
@@ -104,6 +109,7 @@ def _latency(
                 ("proxy", "direct"),
                 ("bare", "direct"),
                 ("httpx", "direct"),
+                ("fast", "direct"),
                 ("proxy", "bare"),
             ):
                 name = f"{route}_minus_{base}"
@@ -205,8 +211,9 @@ def run(
             python_server("httpx", uvicorn_code("benchmarks.apps:httpx_proxy"), env=env) as hx,
             python_server("bare", uvicorn_code("benchmarks.apps:bare_proxy"), env=env) as bare,
             python_server("proxy", uvicorn_code("benchmarks.apps:proxy"), env=env) as proxy,
+            python_server("fast", FAST_PROXY, env=env) as fast,
         ):
-            servers = {"direct": upstream, "httpx": hx, "bare": bare, "proxy": proxy}
+            servers = {"direct": upstream, "httpx": hx, "bare": bare, "proxy": proxy, "fast": fast}
             urls = {route: server.url for route, server in servers.items()}
             pids = {route: _pid(server) for route, server in servers.items()}
             latency = _latency(urls, rounds, per_round)

@@ -56,8 +56,25 @@ def accept_request_id(value: str | None) -> str:
 def route_template(scope: Scope) -> str:
     """The matched route's path template (``/items/{id}``), never the raw path."""
     route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        route = _route_of_endpoint(scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED_ENDPOINT
+
+
+def _route_of_endpoint(scope: Scope) -> object | None:
+    """The router's route serving the scope's endpoint.
+
+    FastAPI's router puts ``route`` in the scope only for its own routes; a
+    plain Starlette ``Route`` added to a FastAPI app leaves just its
+    ``endpoint`` there.
+    """
+    endpoint = scope["endpoint"]
+    routes: list[object] = getattr(scope.get("router"), "routes", [])
+    for route in routes:
+        if getattr(route, "endpoint", None) == endpoint:
+            return route
+    return None
 
 
 class ObservabilityMiddleware:

@@ -8,10 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.routing import Route
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
@@ -104,6 +105,11 @@ def build_app(
 
         return StreamingResponse(chunks())
 
+    async def plain(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.path_params["name"])
+
+    app.router.routes.append(Route("/plain/{name}", plain))
+
     instrument(app, metrics, settings, storage=storage)
     return app
 
@@ -165,6 +171,16 @@ async def test_requests_are_labelled_by_route_template_not_raw_path(
         await client.get(f"/items/{n}")
 
     assert requests_total(registry, endpoint="/items/{item_id}", status="200") == 5
+
+
+async def test_plain_starlette_routes_are_labelled_by_their_template_too(
+    client: httpx.AsyncClient, registry: CollectorRegistry
+) -> None:
+    """FastAPI's router names the matched route in the scope only for its own routes."""
+    for n in range(3):
+        assert (await client.get(f"/plain/{n}")).text == str(n)
+
+    assert requests_total(registry, endpoint="/plain/{name}", status="200") == 3
 
 
 async def test_unmatched_paths_share_one_endpoint_value(

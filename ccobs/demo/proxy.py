@@ -25,7 +25,7 @@ import anyio
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ccobs import (
@@ -170,6 +170,8 @@ def _is_event_stream(upstream: UpstreamResponse) -> bool:
     return content_type.partition(b";")[0].strip().lower() == b"text/event-stream"
 
 
+_WATCH_AFTER_SECONDS = 0.05
+"""How long an upstream call runs before the proxy starts watching for the client leaving."""
 CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a client that left before its answer (nginx's convention)."""
 
@@ -178,29 +180,48 @@ class _LeaveWatch:
     """Cancels the current task when the client disconnects (its body has been read already).
 
     A plain asyncio task beside the request's: an anyio task group, which
-    Starlette's ``StreamingResponse`` uses for the same, costs ~10x more per request.
+    Starlette's ``StreamingResponse`` uses for the same, costs ~10x more. Even
+    a task costs more than the rest of the proxy's accounting together, so
+    while waiting for the answer it starts only after ``after`` seconds: an
+    answer faster than that is in before a departed client could save
+    anything, and a client gone sooner is noticed then. While streaming
+    (``after=None``) it watches from the start, as a stream sent on to a
+    departed client goes nowhere without an error.
     """
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, after: float | None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
-        self.watcher = asyncio.create_task(self._watch(receive))
+        self.receive = receive
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        if after is None:
+            self._start()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(after, self._start)
 
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
+    def _start(self) -> None:
+        self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
             pass
         self.task.cancel()
 
     def client_left(self) -> bool:
         """Called on ``CancelledError``: True, and the cancellation absorbed, if it was ours."""
-        if not self.watcher.done() or self.watcher.cancelled():  # someone else cancelled
+        watcher = self.watcher
+        if watcher is None or not watcher.done() or watcher.cancelled():  # someone else's
             return False
         self.task.uncancel()
         return True
 
     def stop(self) -> None:
-        self.watcher.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
 
 
 def _describe(exc: BaseException) -> str:
@@ -267,7 +288,7 @@ class LLMProxy:
         headers = _forward_headers(request.headers.raw, ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
-        watch = _LeaveWatch(request.receive)
+        watch = _LeaveWatch(request.receive, after=_WATCH_AFTER_SECONDS)
         try:
             return await self._answer(ctx, api, path, model, streaming, headers, body)
         except asyncio.CancelledError:
@@ -497,7 +518,7 @@ class _RelayedStream(Response):
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = _LeaveWatch(receive)
+        watch = _LeaveWatch(receive, after=None)
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code,
@@ -512,22 +533,6 @@ class _RelayedStream(Response):
         finally:
             watch.stop()
             await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
-
-
-class _PlainRoute(Route):
-    """A Starlette route that puts itself in the scope, as FastAPI's own routes do.
-
-    Plain rather than FastAPI's: dependency solving buys nothing for a handler
-    that takes the raw ``Request``, and costs it on every proxied call. FastAPI's
-    router records ``scope["route"]`` only for its own routes, and the
-    middleware labels requests with that route's template.
-    """
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match is not Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
 
 
 def create_proxy_app(
@@ -588,12 +593,10 @@ def create_proxy_app(
     app.state.access_log = storage
     if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
         app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
-    app.router.routes.append(
-        _PlainRoute(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"])
-    )
-    app.router.routes.append(
-        _PlainRoute(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"])
-    )
+    # Plain Starlette routes: FastAPI's per-request dependency solving buys nothing for
+    # a handler that takes the raw Request, and costs it on every proxied call.
+    app.router.routes.append(Route(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"]))
+    app.router.routes.append(Route(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"]))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -39,6 +39,8 @@ class ServerThread:
         graceful_shutdown: int = 5,
         log_level: str | None = None,
         log_config: dict[str, Any] | None = None,
+        http: str = "auto",
+        loop: str = "auto",
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
@@ -54,6 +56,8 @@ class ServerThread:
                 app,
                 log_config=log_config,
                 log_level=log_level,
+                http=http,
+                loop=loop,
                 access_log=False,
                 lifespan=lifespan,  # type: ignore[arg-type]
                 timeout_graceful_shutdown=graceful_shutdown,
