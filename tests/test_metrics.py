@@ -450,6 +450,16 @@ def test_push_without_a_client_returns_false(metrics: PrometheusMetrics) -> None
     assert metrics.delete_from_gateway() is False
 
 
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample but ``_created`` and the info metric, keyed by name and labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created") and not s.name.startswith("ccproxy_info")
+    }
+
+
 def test_record_completed_request_equals_the_individual_calls() -> None:
     one, many = CollectorRegistry(), CollectorRegistry()
     single = PrometheusMetrics(registry=one)
@@ -470,16 +480,6 @@ def test_record_completed_request_equals_the_individual_calls() -> None:
             separate.record_tokens(count, token_type, "m", "proxy_service")
         for cost_type, amount in costs.items():
             separate.record_cost(amount, "m", cost_type, "proxy_service")
-
-    def samples(
-        registry: CollectorRegistry,
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in registry.collect()
-            for s in family.samples
-            if not s.name.endswith("_created") and not s.name.startswith("ccproxy_info")
-        }
 
     assert samples(one) == pytest.approx(samples(many))
 
@@ -503,16 +503,6 @@ def test_record_response_equals_record_request_then_record_response_time() -> No
             combined.record_response(method, endpoint, model, status, service_type, duration)
             separate.record_request(method, endpoint, model, status, service_type)
             separate.record_response_time(duration, model, endpoint, service_type)
-
-    def samples(
-        registry: CollectorRegistry,
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in registry.collect()
-            for s in family.samples
-            if not s.name.endswith("_created") and not s.name.startswith("ccproxy_info")
-        }
 
     assert samples(one) == pytest.approx(samples(many))
     # Two overflowing models, three rounds, each seen by both methods' model guard.
