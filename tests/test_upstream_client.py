@@ -29,6 +29,7 @@ from ccobs.demo.upstream_client import (
     UpstreamDecodingError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 
 pytestmark = pytest.mark.anyio
@@ -303,6 +304,34 @@ async def test_unknown_coding_is_a_decoding_error_not_relayed_undecoded(
 
     with pytest.raises(UpstreamDecodingError, match="'br'"):
         await get(client_for(server))
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [(b"identity", lambda data: data), (b"gzip", gzip.compress)],
+    ids=["plain", "gzip-bomb"],
+)
+async def test_whole_answer_past_the_read_limit_is_too_large(
+    server_factory: Servers, coding: bytes, encode: Callable[[bytes], bytes]
+) -> None:
+    """The limit counts decoded bytes: 20 KB of gzip that inflate to 20 MB are stopped too."""
+    server = server_factory(
+        serving(answer(encode(b"\0" * 20_000_000), b"content-encoding: " + coding))
+    )
+    client = client_for(server)
+    response = await client.send("POST", "/", HEADERS, BODY)
+
+    with pytest.raises(UpstreamTooLarge, match="larger than 1000000 bytes"):
+        await response.read(limit=1_000_000)
+    response.close()
+    assert (client.in_use, client.open_connections) == (0, 0)
+
+
+async def test_whole_answer_within_the_read_limit_is_read(server_factory: Servers) -> None:
+    server = server_factory(serving(answer(b"x" * 1000)))
+    response = await client_for(server).send("POST", "/", HEADERS, BODY)
+
+    assert await response.read(limit=1000) == b"x" * 1000
 
 
 # -- malformed answers ---------------------------------------------------------------------

@@ -668,6 +668,37 @@ def test_whole_answer_shorter_than_its_content_length_is_a_502(
     assert_counted_once(proxy, 502, "upstream_connection_error")
 
 
+@pytest.mark.parametrize("encoding", [b"identity", b"gzip"], ids=["plain", "inflating-without-end"])
+def test_whole_answer_past_max_response_bytes_is_a_502_and_never_held_whole(
+    isolated_logging: None, encoding: bytes
+) -> None:
+    """A non-streamed answer is held to read its usage, so its size is bounded: also when a
+    few compressed kilobytes would inflate to 64 MB."""
+    plain = anthropic_message({"input_tokens": 1, "output_tokens": 1}) + b" " * 64_000_000
+    body = gzip.compress(plain) if encoding == b"gzip" else plain
+
+    def handler(conn: socket.socket) -> None:
+        read_http_request(conn)
+        conn.sendall(
+            _head(
+                b"content-type: application/json",
+                b"content-encoding: " + encoding,
+                b"content-length: %d" % len(body),
+            )
+            + body
+        )
+
+    with (
+        RawServer(handler) as server,
+        running_proxy(server.url, max_response_bytes=1_000_000) as proxy,
+    ):
+        response = call(proxy)
+
+        assert response.status_code == 502
+        assert "larger than 1000000 bytes" in response.json()["error"]["message"]
+        assert_counted_once(proxy, 502, "upstream_invalid_response")
+
+
 def test_keepalive_comment_between_events_reaches_the_client_at_once(
     isolated_logging: None,
 ) -> None:

@@ -47,6 +47,7 @@ from ccobs.demo.upstream_client import (
     UpstreamError,
     UpstreamResponse,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.pricing import PriceTable
@@ -102,6 +103,8 @@ class ProxyConfig:
     max_connections: int = 200
     max_keepalive_connections: int = 50
     max_body_bytes: int = 32 * 1024 * 1024
+    max_response_bytes: int = 256 * 1024 * 1024
+    """A non-streamed answer is held whole to read its usage; past this many bytes it is a 502."""
     service_type: str = "proxy_service"
 
     def __post_init__(self) -> None:
@@ -110,7 +113,12 @@ class ProxyConfig:
         for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_connections", "max_keepalive_connections", "max_body_bytes"):
+        for name in (
+            "max_connections",
+            "max_keepalive_connections",
+            "max_body_bytes",
+            "max_response_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -358,7 +366,7 @@ class LLMProxy:
     ) -> Response:
         """A non-streaming answer (or any error answer): read it, account it, pass it on."""
         try:
-            content = await upstream.read()
+            content = await upstream.read(self.config.max_response_bytes)
         except UpstreamTimeout:
             return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
         except UpstreamDecodingError as exc:  # a content-encoding its body does not match
@@ -368,6 +376,10 @@ class LLMProxy:
                 502,
                 "upstream_invalid_response",
                 f"upstream response could not be decoded: {_describe(exc)}",
+            )
+        except UpstreamTooLarge as exc:
+            return self._fail(
+                ctx, api, 502, "upstream_invalid_response", f"upstream {_describe(exc)}"
             )
         except UpstreamError as exc:
             return self._fail(

@@ -55,6 +55,10 @@ class UpstreamDecodingError(UpstreamError):
     """The body does not match its ``content-encoding``, or the coding is unknown."""
 
 
+class UpstreamTooLarge(UpstreamError):
+    """A whole answer read into memory would pass its limit."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds; ``read`` applies to each read, so a stream may last as long as it keeps talking."""
@@ -181,9 +185,20 @@ class UpstreamResponse:
                 return value
         return None
 
-    async def read(self) -> bytes:
-        """The whole body, decoded."""
-        return b"".join([chunk async for chunk in self.iter_bytes()])
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, decoded; past ``limit`` decoded bytes, :class:`UpstreamTooLarge`.
+
+        The limit counts decoded bytes, so a small compressed body that
+        inflates without end is stopped too (after at most one read's worth).
+        """
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.iter_bytes():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise UpstreamTooLarge(f"answer larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """The body, decoded, as it arrives."""
