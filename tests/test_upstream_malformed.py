@@ -650,6 +650,37 @@ def test_close_delimited_stream_cut_before_message_stop_ends_with_an_error_event
     assert proxy.tokens()["output"] == 1.0
 
 
+def test_client_leaving_after_the_last_event_is_not_a_disconnect(
+    isolated_logging: None,
+) -> None:
+    """Clients stop reading at message_stop; the upstream's end of body may come later."""
+
+    def handler(conn: socket.socket) -> None:
+        read_http_request(conn)
+        head = _head(b"content-type: text/event-stream", b"transfer-encoding: chunked")
+        conn.sendall(head + b"".join(_chunk(event) for event in anthropic_events()))
+        time.sleep(1.0)
+        conn.sendall(b"0\r\n\r\n")
+
+    with (
+        RawServer(handler) as server,
+        running_proxy(server.url, read_timeout=10.0) as proxy,
+        httpx.stream(
+            "POST", proxy.url + PATHS["anthropic"], json=request_body(stream=True), timeout=10
+        ) as response,
+    ):
+        received = b""
+        for chunk in response.iter_raw():
+            received += chunk
+            if b"message_stop" in received:
+                break
+        response.close()  # gone before the end of the body
+        proxy.settle(1)
+
+        assert_counted_once(proxy, 200, None)
+        assert proxy.tokens()["output"] > 0
+
+
 def test_whole_answer_shorter_than_its_content_length_is_a_502(
     raw_proxy: tuple[ProxyUnderTest, list[bytes]],
 ) -> None:

@@ -453,7 +453,10 @@ class LLMProxy:
                 ctx.add_metadata(error_type="upstream_stream_error")
                 yield _stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
-                ctx.add_metadata(error_type="client_disconnect")
+                # After the last event it has the whole answer: SDKs and the load generator
+                # stop reading there, before the upstream's end of body reaches them.
+                if not usage.complete:
+                    ctx.add_metadata(error_type="client_disconnect")
                 raise
             finally:
                 upstream.close()
