@@ -4,7 +4,7 @@ tests/test_proxy.py runs the proxy in front of the mock upstream; the
 reliability tests put it in front of upstreams that misbehave (scripted
 answers, raw sockets that hang, reset or cut a stream short) and need more
 than its ``Stack``: every counter by label, the proxy's own event loop (for
-its asyncio tasks and its httpx connection pool) and the descriptors the
+its asyncio tasks and its upstream connection pool) and the descriptors the
 process holds.
 
     with running_proxy(upstream.url, read_timeout=0.5) as proxy:

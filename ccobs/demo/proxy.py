@@ -232,11 +232,6 @@ class _LeaveWatch:
             self.watcher.cancel()
 
 
-def _describe(exc: BaseException) -> str:
-    """An exception's message, or its class name when it has none (``ReadError('')``)."""
-    return str(exc) or type(exc).__name__
-
-
 class LLMProxy:
     """Relays requests to the upstream and accounts what comes back."""
 
@@ -327,7 +322,7 @@ class LLMProxy:
                 api,
                 502,
                 "upstream_connection_error",
-                f"upstream unreachable: {_describe(exc)}",
+                f"upstream unreachable: {exc}",
             )
 
         if upstream.status_code >= 400 or not streaming:
@@ -375,19 +370,17 @@ class LLMProxy:
                 api,
                 502,
                 "upstream_invalid_response",
-                f"upstream response could not be decoded: {_describe(exc)}",
+                f"upstream response could not be decoded: {exc}",
             )
         except UpstreamTooLarge as exc:
-            return self._fail(
-                ctx, api, 502, "upstream_invalid_response", f"upstream {_describe(exc)}"
-            )
+            return self._fail(ctx, api, 502, "upstream_invalid_response", f"upstream {exc}")
         except UpstreamError as exc:
             return self._fail(
                 ctx,
                 api,
                 502,
                 "upstream_connection_error",
-                f"upstream dropped the response: {_describe(exc)}",
+                f"upstream dropped the response: {exc}",
             )
         finally:
             upstream.close()  # closed even when the client left
@@ -529,7 +522,6 @@ class _RelayedStream(Response):
     def __init__(self, chunks: AsyncGenerator[bytes, None], status_code: int) -> None:
         self.chunks = chunks
         self.status_code = status_code
-        self.background = None
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

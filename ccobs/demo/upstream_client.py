@@ -142,7 +142,7 @@ class _Decoding:
         data = b""
         try:
             for step in self.steps:
-                data = step.decompress(data) + step.flush() if data else step.flush()
+                data = (step.decompress(data) if data else b"") + step.flush()
         except zlib.error as exc:
             raise UpstreamDecodingError(f"body does not match its content-encoding: {exc}") from exc
         return data
