@@ -327,6 +327,54 @@ async def test_whole_answer_past_the_read_limit_is_too_large(
     assert (client.in_use, client.open_connections) == (0, 0)
 
 
+async def test_chunks_that_arrive_together_are_read_as_one_piece(server_factory: Servers) -> None:
+    def handle(conn: socket.socket) -> None:
+        read_http_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n"
+        )
+        time.sleep(0.3)
+        conn.sendall(b"0\r\n\r\n")
+
+    server = server_factory(handle)
+    response = await client_for(server).send("POST", "/", HEADERS, BODY)
+
+    assert [piece async for piece in response.iter_bytes()] == [b"one two three"]
+    response.close()
+
+
+async def test_chunked_answer_split_at_every_byte_is_read_whole_and_reused(
+    server_factory: Servers,
+) -> None:
+    chunked = b"3;x=y\r\nabc\r\n10\r\n" + b"d" * 16 + b"\r\n0\r\nx-trailer: 1\r\n\r\n"
+
+    def handle(conn: socket.socket) -> None:
+        read_http_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for byte in chunked:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.002)
+        serving(answer(b"next"))(conn)
+
+    server = server_factory(handle)
+    client = client_for(server)
+
+    assert await get(client) == (200, b"abc" + b"d" * 16)
+    assert await get(client) == (200, b"next")
+    assert server.accepted == 1
+
+
+async def test_bytes_after_the_last_chunk_spoil_the_connection(server_factory: Servers) -> None:
+    server = server_factory(
+        serving(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nextra")
+    )
+    client = client_for(server)
+
+    assert await get(client) == (200, b"ok")
+    assert client.open_connections == 0
+
+
 async def test_whole_answer_within_the_read_limit_is_read(server_factory: Servers) -> None:
     server = server_factory(serving(answer(b"x" * 1000)))
     response = await client_for(server).send("POST", "/", HEADERS, BODY)
@@ -351,6 +399,9 @@ async def test_whole_answer_within_the_read_limit_is_read(server_factory: Server
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;" + b"e" * MAX_HEAD_BYTES,
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n"
+        + b"x-trailer: 1\r\n" * (MAX_HEAD_BYTES // 10),
     ],
     ids=[
         "not-http",
@@ -364,6 +415,8 @@ async def test_whole_answer_within_the_read_limit_is_read(server_factory: Server
         "chunk-without-crlf",
         "upgrade",
         "head-too-long",
+        "chunk-size-line-too-long",
+        "trailers-too-long",
     ],
 )
 async def test_malformed_answer_is_a_protocol_error(server_factory: Servers, reply: bytes) -> None:

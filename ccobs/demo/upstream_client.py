@@ -230,6 +230,12 @@ class UpstreamResponse:
             self._client._release(connection, reusable=reusable and self._keep_alive)
 
     async def _raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes, framing removed, as each socket read brings them.
+
+        One read, one timeout and one piece per arrival, however many chunks
+        it holds: a stream's events that arrive together go on together, in
+        one write to the client rather than one each.
+        """
         connection = self._connection
         if connection is None:
             return
@@ -237,25 +243,20 @@ class UpstreamResponse:
         read_timeout = self._client.timeouts.read
         try:
             if self._chunked:
+                dechunker = _Dechunker()
                 while True:
                     async with asyncio.timeout(read_timeout):
-                        line = await reader.readuntil(b"\r\n")
-                    size = _chunk_size(line)
-                    if size == 0:
-                        await self._skip_trailers(reader, read_timeout)
-                        return
-                    while size > 0:
-                        async with asyncio.timeout(read_timeout):
-                            data = await reader.read(min(size, _READ_SIZE))
-                        if not data:
-                            raise UpstreamConnectionError(
-                                "upstream closed the connection in the middle of a chunk"
-                            )
-                        size -= len(data)
+                        data = await reader.read(_READ_SIZE)
+                    if not data:
+                        where = "in the middle of a chunk" if dechunker.in_chunk else "mid-body"
+                        raise UpstreamConnectionError(f"upstream closed the connection {where}")
+                    data = dechunker.feed(data)
+                    if data:
                         yield data
-                    async with asyncio.timeout(read_timeout):
-                        if await reader.readexactly(2) != b"\r\n":
-                            raise UpstreamProtocolError("chunk not followed by CRLF")
+                    if dechunker.done:
+                        if dechunker.surplus:  # bytes past the answer: the connection is spoilt
+                            self._keep_alive = False
+                        return
             elif self._length is not None:
                 remaining = self._length
                 while remaining > 0:
@@ -277,24 +278,90 @@ class UpstreamResponse:
                     yield data
         except TimeoutError:
             raise UpstreamTimeout("upstream sent nothing within the read timeout") from None
-        except asyncio.IncompleteReadError:
-            raise UpstreamConnectionError("upstream closed the connection mid-body") from None
-        except asyncio.LimitOverrunError:
-            raise UpstreamProtocolError("chunk-size line too long") from None
         except OSError as exc:
             raise UpstreamConnectionError(f"upstream connection failed: {_describe(exc)}") from exc
 
-    @staticmethod
-    async def _skip_trailers(reader: asyncio.StreamReader, read_timeout: float) -> None:
-        skipped = 0
-        while True:
-            async with asyncio.timeout(read_timeout):
-                line = await reader.readuntil(b"\r\n")
-            if line == b"\r\n":
-                return
-            skipped += len(line)
-            if skipped > MAX_HEAD_BYTES:
-                raise UpstreamProtocolError("chunked trailers too long")
+
+_SIZE, _DATA, _CRLF, _TRAILERS, _DONE = range(5)
+
+
+class _Dechunker:
+    """The chunked transfer coding (RFC 9112 7.1) undone on bytes as they arrive.
+
+    A parser over a buffer rather than an awaited read per size line, chunk and
+    CRLF: each of those awaits took a timeout of its own, and passed its chunk
+    on alone. Chunk extensions and trailers are skipped; size lines and
+    trailers are bounded by ``MAX_HEAD_BYTES``.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._state = _SIZE
+        self._remaining = 0
+        self._trailer_bytes = 0
+        self.surplus = 0
+        """Bytes that came after the last chunk's trailers (none from a sound upstream)."""
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    @property
+    def in_chunk(self) -> bool:
+        return self._state in (_DATA, _CRLF)
+
+    def feed(self, data: bytes) -> bytes:
+        """The body bytes that ``data`` completes; bad framing is an UpstreamProtocolError."""
+        buffer = self._buffer
+        buffer += data
+        out: list[bytearray] = []
+        pos = 0
+        end = len(buffer)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, end - pos)
+                out.append(buffer[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining:
+                    break
+                self._state = _CRLF
+            elif state == _CRLF:
+                if end - pos < 2:
+                    break
+                if buffer[pos : pos + 2] != b"\r\n":
+                    raise UpstreamProtocolError("chunk not followed by CRLF")
+                pos += 2
+                self._state = _SIZE
+            elif state == _DONE:
+                self.surplus += end - pos
+                pos = end
+            else:
+                line_end = buffer.find(b"\r\n", pos)
+                if line_end < 0:
+                    self._check_line(end - pos)
+                    break
+                line = bytes(buffer[pos : line_end + 2])
+                pos = line_end + 2
+                if state == _SIZE:
+                    self._check_line(len(line))
+                    self._remaining = _chunk_size(line)
+                    self._state = _DATA if self._remaining else _TRAILERS
+                elif line == b"\r\n":
+                    self._state = _DONE
+                else:
+                    self._trailer_bytes += len(line)
+                    self._check_line(0)
+        del buffer[:pos]
+        return b"".join(out)
+
+    def _check_line(self, length: int) -> None:
+        if self._state == _SIZE:
+            if length > MAX_HEAD_BYTES:
+                raise UpstreamProtocolError("chunk-size line too long")
+        elif self._trailer_bytes + length > MAX_HEAD_BYTES:
+            raise UpstreamProtocolError("chunked trailers too long")
 
 
 def _chunk_size(line: bytes) -> int:
@@ -402,11 +469,17 @@ class UpstreamClient:
             block,
             len(body),
         )
-        try:
-            async with asyncio.timeout(self.timeouts.pool):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise UpstreamTimeout("no upstream connection free within the pool timeout") from None
+        # A timeout only for a wait that can happen: each costs a timer on the event loop.
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.timeouts.pool):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    "no upstream connection free within the pool timeout"
+                ) from None
+        else:
+            await self._slots.acquire()  # returns at once
         self.in_use += 1
         connection: _Connection | None = None
         try:
@@ -469,8 +542,11 @@ class UpstreamClient:
             else:
                 writer.write(request)
                 writer.write(body)
-            async with asyncio.timeout(self.timeouts.write):
-                await writer.drain()
+            if writer.transport.get_write_buffer_size():  # else drain returns at once
+                async with asyncio.timeout(self.timeouts.write):
+                    await writer.drain()
+            else:
+                await writer.drain()  # still raises for a connection already lost
         except TimeoutError:
             raise UpstreamTimeout("sending the request to the upstream timed out") from None
         except (ConnectionResetError, BrokenPipeError):
