@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -387,13 +387,18 @@ class LLMProxy:
         status = upstream.status_code
         if status >= 400:
             ctx.add_metadata(error_type=error_type_for_status(status))
-        else:
-            try:
-                self._account(ctx, model, response_tokens(api, content))
-            except UsageError as exc:
-                ctx.add_metadata(error_type="upstream_invalid_response")
-                logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
-        return _relay_headers(Response(content, status_code=status), upstream)
+            return _relay_headers(Response(content, status_code=status), upstream)
+        response = _AccountedResponse(
+            content, status, lambda: self._account_whole(ctx, api, model, content)
+        )
+        return _relay_headers(response, upstream)
+
+    def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
+        try:
+            self._account(ctx, model, response_tokens(api, content))
+        except UsageError as exc:
+            ctx.add_metadata(error_type="upstream_invalid_response")
+            logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
 
     def _stream(
         self, ctx: RequestContext, api: Api, path: str, model: str, upstream: UpstreamResponse
@@ -509,6 +514,26 @@ class LLMProxy:
             logger.warning("model_unpriced", model=model, cost_recorded_usd=0.0)
 
 
+class _AccountedResponse(Response):
+    """A whole answer, accounted once it is sent, however the sending ends.
+
+    Reading the usage out of the body and recording tokens and cost takes
+    tens of microseconds that the client need not wait for; the access-log
+    line and the request's metrics are written after this returns, so they
+    still carry them.
+    """
+
+    def __init__(self, content: bytes, status_code: int, account: Callable[[], None]) -> None:
+        super().__init__(content, status_code=status_code)
+        self.account = account
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.account()
+
+
 class _RelayedStream(Response):
     """The relayed stream: stopped when the client leaves, its generator closed however it ends.
 
@@ -540,6 +565,24 @@ class _RelayedStream(Response):
         finally:
             watch.stop()
             await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
+
+
+class _ApiRoute:
+    """One API endpoint as a plain ASGI app: the request handed straight to its handler.
+
+    FastAPI's route would solve dependencies, and Starlette's function endpoint
+    adds an exception-handler wrapper (two closures, two coroutines) to every
+    call; the handlers need neither, as they take the raw request and raise no
+    ``HTTPException``. An error still goes up to Starlette's error middleware
+    and ccobs's, as before.
+    """
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def create_proxy_app(
@@ -600,10 +643,12 @@ def create_proxy_app(
     app.state.access_log = storage
     if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
         app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
-    # Plain Starlette routes: FastAPI's per-request dependency solving buys nothing for
-    # a handler that takes the raw Request, and costs it on every proxied call.
-    app.router.routes.append(Route(ANTHROPIC_PATH, proxy.anthropic_messages, methods=["POST"]))
-    app.router.routes.append(Route(OPENAI_PATH, proxy.openai_chat_completions, methods=["POST"]))
+    # Plain Starlette routes serving plain ASGI apps (see _ApiRoute), ahead of FastAPI's
+    # documentation routes so the router tries them first.
+    app.router.routes[:0] = [
+        Route(ANTHROPIC_PATH, _ApiRoute(proxy.anthropic_messages), methods=["POST"]),
+        Route(OPENAI_PATH, _ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
+    ]
 
     @app.get("/health")
     async def health() -> dict[str, str]:
