@@ -68,8 +68,17 @@ def run(rounds: int = 7, seconds: float = 3.0, connections: int = 16) -> dict[st
     return result
 
 
-def in_process(rounds: int = 7, requests: int = 3000) -> dict[str, float]:
-    """Median µs per ``GET /ping`` with each variant's app called directly through ASGI."""
+def in_process(rounds: int = 40, requests: int = 500) -> dict[str, float]:
+    """µs per ``GET /ping`` with each variant's app called directly through ASGI.
+
+    Many short rounds, the variants taking turns within each (in a rotating
+    order), so that drift on this shared machine, which moves all of them
+    alike within a round, cancels out of each round's differences. ``plain``
+    is its median µs per request; every other variant is ``plain`` plus the
+    median of its per-round differences from ``plain``, so ``x - plain`` is
+    the steady "added" cost (medians of each variant taken separately swung by
+    ±5 µs from run to run for the same code).
+    """
     from benchmarks import apps
 
     built = {name: getattr(apps, name)() for name in VARIANTS}
@@ -109,14 +118,19 @@ def in_process(rounds: int = 7, requests: int = 3000) -> dict[str, float]:
             log_level(name)
             await per_request(app, 300)
         times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        for _ in range(rounds):
-            for name, app in built.items():
+        for r in range(rounds):
+            for name in VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]:
                 log_level(name)
-                times[name].append(await per_request(app, requests))
+                times[name].append(await per_request(built[name], requests))
         return times
 
     times = asyncio.run(measure())
-    return {name: median(t) * 1e6 for name, t in times.items()}
+    plain = median(times["plain"])
+    result = {"plain": plain * 1e6}
+    for name in VARIANTS[1:]:
+        added = median([t - p for t, p in zip(times[name], times["plain"], strict=True)])
+        result[name] = (plain + added) * 1e6
+    return result
 
 
 def in_process_json() -> dict[str, float]:

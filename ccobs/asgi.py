@@ -11,15 +11,31 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from collections.abc import Awaitable, Collection
-from typing import Any
+from threading import get_ident
+from time import perf_counter
 
 import anyio
 import anyio.to_thread
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccobs.context import RequestContext, _RequestScope, new_request_id
+from ccobs.context import (
+    _DEBUG,
+    _INFO,
+    _LOG_REQUEST_ID,
+    _REQUEST_LOGGER,
+    _STDLIB_FACTORY,
+    _STRUCTLOG_CONFIG,
+    RequestContext,
+    _current_context,
+    _log_request_end,
+    _request_line_enabled,
+    _store_request,
+    new_request_id,
+)
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pusher import BackgroundPusher
 from ccobs.redaction import redact_text
@@ -37,7 +53,6 @@ _FINAL_PUSH_GRACE_FACTOR = 3
 _UNWIND_TIMEOUT = 10.0
 """How long lifespan shutdown waits for cancelled requests to finish recording."""
 """The final push on shutdown may take this many push timeouts (connect, send, answer)."""
-_NO_CONTEXT: dict[str, Any] = {}
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -105,9 +120,33 @@ class ObservabilityMiddleware:
         self.skip_paths = frozenset(skip_paths)
         self.storage = storage
         self.pusher = pusher
-        self._add_active = metrics.active_requests_adder()
+        self._thread: int | None = None
+        """The thread counting its requests in ``_in_flight``: the first to serve one."""
         self._in_flight = 0
+        """Requests in flight on ``_thread``, which alone writes it, so without a lock."""
+        self._in_flight_elsewhere = 0
+        """Requests in flight on other threads (an app served by two loops), under ``_lock``."""
+        self._lock = threading.Lock()
         self._unwound: anyio.Event | None = None
+        # A single process's active-requests gauge reads ``requests_in_flight`` when
+        # it is scraped, so requests move no gauge; under multiprocess mode each
+        # request moves its process's value in the shared files.
+        watched = metrics.watch_in_flight(self)
+        self._recorded_responses = metrics.recorded_responses()
+        self._add_active = None if watched else metrics.active_requests_adder()
+
+    def requests_in_flight(self) -> int:
+        """The requests this middleware is instrumenting now, on every thread."""
+        return self._in_flight + self._in_flight_elsewhere
+
+    def _count_elsewhere(self, amount: int) -> None:
+        """Count a request starting or ending outside ``_thread``; the first thread becomes it."""
+        with self._lock:
+            if self._thread is None and amount > 0:
+                self._thread = get_ident()
+                self._in_flight += amount
+            else:
+                self._in_flight_elsewhere += amount
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -117,8 +156,11 @@ class ObservabilityMiddleware:
                 await self.app(scope, receive, send)
             return
         # The request's whole instrumentation is in this one coroutine: every
-        # coroutine or ``async with`` more is created and awaited on every request.
-        self._in_flight += 1
+        # coroutine, ``async with`` or call more costs on every request.
+        if get_ident() == self._thread:
+            self._in_flight += 1
+        else:
+            self._count_elsewhere(1)
         try:
             # The header scan inline: most requests carry no id, and those get a
             # new one without the acceptance checks.
@@ -142,65 +184,98 @@ class ObservabilityMiddleware:
                     message["headers"] = [*message.get("headers", ()), echoed]
                 return send(message)
 
+            # What ``async with request_context(request_id, self.storage)`` does, inline:
+            # no coroutines, no calls beyond the context's own construction.
             method = scope.get("method", "GET")
-            # What ``async with request_context(request_id, self.storage, self.metrics)``
-            # does, without the two coroutines it would create and await.
-            request = _RequestScope(request_id, self.storage, None, _NO_CONTEXT, self._add_active)
-            ctx = request.enter()
+            storage = self.storage
+            started_at = time.time() if storage is not None else None  # for the record only
+            # Metadata rather than logger bindings: binding a logger per
+            # request costs more than the rest of the middleware together.
+            metadata = {"method": method, "path": scope["path"]}
+            ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
+            ctx_token = _current_context.set(ctx)
+            id_token = _LOG_REQUEST_ID.set(request_id)
+            # ``_levels_decide()`` inline.
+            levels_decide = isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
+            # INFO first: where it is off, so is DEBUG, and the success line is not written.
+            info = not levels_decide or _request_line_enabled(_INFO)
+            if info and (not levels_decide or _request_line_enabled(_DEBUG)):
+                _REQUEST_LOGGER.debug("request_start")
+            add_active = self._add_active
+            if add_active is not None:
+                add_active(1)
+            error: BaseException | None = None
             try:
-                # Metadata rather than logger bindings: binding a logger per
-                # request costs more than the rest of the middleware together.
-                metadata = ctx.metadata
-                metadata["method"] = method
-                metadata["path"] = scope["path"]
                 try:
                     await self.app(scope, receive, send_with_request_id)
                 except BaseException as exc:
-                    self._record(ctx, scope, method, status, exc)
+                    error = exc
                     raise
-                self._record(ctx, scope, method, status, None)
+                finally:
+                    # Recorded here, before the request's line is written, inline: a
+                    # method's call costs as much as several of these lines.
+                    endpoint = getattr(scope.get("route"), "path", None)
+                    if endpoint.__class__ is not str or not endpoint:
+                        endpoint = route_template(scope)
+                    # No status: an exception before the response started, the server's 500.
+                    status_code = 500 if status is None else status
+                    metadata = ctx.metadata
+                    model = metadata.get("model")
+                    service_type = metadata.setdefault("service_type", self.service_type)
+                    error_type = metadata.get("error_type")
+                    if error_type is None:
+                        if error is not None:
+                            error_type = type(error).__name__
+                        elif status_code >= 400:
+                            error_type = f"http_{status_code}"
+                    metadata["endpoint"] = endpoint
+                    metadata["status"] = status_code
+                    duration = perf_counter() - ctx.start_time
+                    labels = (method, endpoint, model, status_code, service_type)
+                    try:
+                        record = self._recorded_responses.get(labels)
+                    except TypeError:  # an unhashable model
+                        record = None
+                    if record is not None and duration >= 0.0:
+                        record(duration)
+                    else:
+                        self.metrics.record_response(*labels, duration)
+                    if error_type is not None:
+                        metadata["error_type"] = error_type
+                        self.metrics.record_error(error_type, endpoint, model, service_type)
             except BaseException as exc:
-                request.exit(exc)
+                error = exc
                 raise
-            request.exit(None)
+            finally:
+                try:
+                    # ``_log_request_end`` is called only for a line that may be written.
+                    if info or error is not None or "error_type" in ctx.metadata:
+                        _log_request_end(ctx, error, levels_decide)
+                finally:
+                    error = None  # no cycle through the traceback to this frame
+                    storage = ctx.storage
+                    if storage is not None:
+                        duration_ms = ctx.duration_ms
+                    if add_active is not None:
+                        add_active(-1)
+                    _LOG_REQUEST_ID.reset(id_token)
+                    _current_context.reset(ctx_token)
+                    if storage is not None:
+                        _store_request(ctx, storage, started_at, duration_ms)
         finally:
-            self._in_flight -= 1
-            if not self._in_flight and self._unwound is not None:
+            if get_ident() == self._thread:
+                self._in_flight -= 1
+            else:
+                self._count_elsewhere(-1)
+            if self._unwound is not None and not self.requests_in_flight():
                 self._unwound.set()
-
-    def _record(
-        self,
-        ctx: RequestContext,
-        scope: Scope,
-        method: str,
-        status: int | None,
-        exc: BaseException | None,
-    ) -> None:
-        endpoint = route_template(scope)
-        if status is None:  # an exception before the response started: the server's 500
-            status = 500
-        metadata = ctx.metadata
-        model = metadata.get("model")
-        service_type = metadata.setdefault("service_type", self.service_type)
-        error_type = metadata.get("error_type")
-        if error_type is None and exc is not None:
-            error_type = type(exc).__name__
-        if error_type is None and status >= 400:
-            error_type = f"http_{status}"
-        metadata["endpoint"] = endpoint
-        metadata["status"] = status
-        metrics = self.metrics
-        metrics.record_response(method, endpoint, model, status, service_type, ctx.duration_seconds)
-        if error_type is not None:
-            metadata["error_type"] = error_type
-            metrics.record_error(error_type, endpoint, model, service_type)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_start() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup" and self.pusher is not None:
                 self.pusher.start()
-            elif message["type"] == "lifespan.shutdown" and self._in_flight:
+            elif message["type"] == "lifespan.shutdown" and self.requests_in_flight():
                 # Past its graceful timeout uvicorn cancels the requests still running
                 # and starts the shutdown without awaiting them: let them record their
                 # metrics and access-log records before the app closes its stores and

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import Context, ContextVar
 from dataclasses import dataclass, field
@@ -49,7 +49,16 @@ and reset directly: ``bind_contextvars`` and ``reset_contextvars`` rebuild the
 variable's name and look it up on every call, which a request pays twice.
 """
 
-_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None)
+
+class _CopiedStructlogConfig:
+    """``structlog.get_config()`` seen through the attribute :data:`_STRUCTLOG_CONFIG` reads."""
+
+    @property
+    def logger_factory(self) -> Any:
+        return structlog.get_config()["logger_factory"]
+
+
+_STRUCTLOG_CONFIG: Any = getattr(structlog._config, "_CONFIG", None) or _CopiedStructlogConfig()
 """structlog's live configuration, read where ``structlog.get_config()`` would copy it
 into a new dict on every request; private, so ``get_config()`` is the fallback."""
 
@@ -101,8 +110,8 @@ _IDS_PER_DRAW = 64
 
 
 def _draw_request_ids() -> Iterator[str]:
-    block = os.urandom(16 * _IDS_PER_DRAW).hex()
-    return iter([block[i : i + 32] for i in range(0, len(block), 32)])
+    # Split by ``hex`` itself (a space every 16 bytes): no Python loop over the ids.
+    return iter(os.urandom(16 * _IDS_PER_DRAW).hex(" ", 16).split(" "))
 
 
 _request_ids: Iterator[str] = iter(())
@@ -133,22 +142,62 @@ def new_request_id() -> str:
         return next(ids)
 
 
-def _lowest_written_level() -> int:
-    """The lowest level a ``ccobs.request`` line is written at; 0 when only a call can tell.
+_request_line_enabled = _STDLIB_REQUEST_LOGGER.isEnabledFor
+"""Whether a ``ccobs.request`` line at a level passes the stdlib logger: the check
+``structlog.stdlib.filter_by_level`` makes, answered from the logger's own cache."""
 
-    When structlog renders through the standard library (``configure_logging``
-    does), the stdlib logger's level answers in a fraction of a microsecond,
-    so filtered lines cost nothing, where building a bound logger and making
-    a filtered call costs ~10 µs, a tenth of a trivial request. Any other
-    structlog configuration is asked by making the call.
+
+def _levels_decide() -> bool:
+    """Whether the stdlib logger's level decides which ``ccobs.request`` lines are written.
+
+    True when structlog renders through the standard library (``configure_logging``
+    does): then :data:`_request_line_enabled` answers in a fraction of a
+    microsecond, so filtered lines cost nothing, where building a bound logger
+    and making a filtered call costs ~10 µs, a tenth of a trivial request. Under
+    any other structlog configuration every line is written, and filtered (or
+    not) by the call itself.
     """
-    if _STRUCTLOG_CONFIG is not None:
-        factory = _STRUCTLOG_CONFIG.logger_factory
-    else:  # pragma: no cover
-        factory = structlog.get_config()["logger_factory"]
-    if isinstance(factory, _STDLIB_FACTORY):
-        return _STDLIB_REQUEST_LOGGER.getEffectiveLevel()
-    return 0
+    return isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
+
+
+def _log_request_end(ctx: RequestContext, exc: BaseException | None, levels_decide: bool) -> None:
+    """Write the request's ``request_success`` or ``request_error`` line.
+
+    ``request_error`` when ``exc`` ended it (at ERROR, with a traceback for a
+    fault, none for a cancellation) or the handler named an ``error_type``
+    (at WARNING); ``request_success`` at INFO otherwise. The level is checked
+    only for the line at hand and before the line's fields are built.
+    """
+    metadata = ctx.metadata
+    if exc is not None:
+        metadata.setdefault("error_type", type(exc).__name__)
+        if not levels_decide or _request_line_enabled(_ERROR):
+            fields = dict(metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
+            fields["duration_ms"] = round(ctx.duration_ms, 3)
+            # Tracebacks for real faults; a cancellation (client gone) needs none.
+            ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
+    elif "error_type" in metadata:  # answered, but with an error the handler named
+        if not levels_decide or _request_line_enabled(_WARNING):
+            ctx.logger.warning(
+                "request_error", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
+            )
+    elif not levels_decide or _request_line_enabled(_INFO):
+        ctx.logger.info("request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3)))
+
+
+def _store_request(
+    ctx: RequestContext, storage: AccessLogStorage, started_at: float | None, duration_ms: float
+) -> None:
+    """Hand the request's access-log record to ``storage``.
+
+    ``started_at`` is the wall-clock start (``time.time()``), read only when the
+    request started with a storage; None when a storage was set on the context
+    during the request, whose start is then the wall clock less the duration.
+    """
+    if started_at is None:
+        started_at = time.time() - duration_ms / 1000.0
+    started = datetime.fromtimestamp(started_at, UTC)
+    _store(storage, ctx.request_id, started, duration_ms, ctx.metadata)
 
 
 class _RequestScope:
@@ -156,17 +205,16 @@ class _RequestScope:
 
     A class rather than a generator-based ``asynccontextmanager``: entering and
     leaving it runs on every request, and a generator frame plus its wrapper
-    cost several times more than two method calls. The work is in the plain
-    methods :meth:`enter` and :meth:`exit`, which the ASGI middleware calls
-    directly and so saves the two coroutines ``async with`` would create.
+    cost several times more than two method calls. The ASGI middleware does
+    the same work inline, through the same helpers (:func:`_log_request_end`,
+    :func:`_store_request`), without even the method calls.
     """
 
     __slots__ = (
-        "_add_active",
         "_ctx",
         "_ctx_token",
         "_id_token",
-        "_log_level",
+        "_levels_decide",
         "_metrics",
         "_started_at",
     )
@@ -177,12 +225,8 @@ class _RequestScope:
         storage: AccessLogStorage | None,
         metrics: Any | None,
         initial_context: dict[str, Any],
-        add_active: Callable[[float], None] | None = None,
     ) -> None:
-        # ``add_active`` (the middleware's, from ``active_requests_adder``) moves the
-        # gauge in place of ``metrics``: two calls a request fewer.
         self._metrics = metrics
-        self._add_active = add_active
         if initial_context:
             _check_keys(initial_context)
             # A lazy proxy, bound only when a line is written.
@@ -197,53 +241,33 @@ class _RequestScope:
     def enter(self) -> RequestContext:
         """Start the clock, bind the context and request id, hold the active gauge."""
         ctx = self._ctx
-        self._started_at = time.time()
+        # The wall clock only for an access-log record.
+        self._started_at = time.time() if ctx.storage is not None else None
         ctx.start_time = time.perf_counter()
         self._ctx_token = _current_context.set(ctx)
         self._id_token = _LOG_REQUEST_ID.set(ctx.request_id)
-        level = self._log_level = _lowest_written_level()
-        if level <= _DEBUG:
+        levels_decide = self._levels_decide = _levels_decide()
+        if not levels_decide or _request_line_enabled(_DEBUG):
             ctx.logger.debug("request_start")
-        if self._add_active is not None:
-            self._add_active(1)
-        elif self._metrics is not None:
+        if self._metrics is not None:
             self._metrics.inc_active_requests()
         return ctx
 
     def exit(self, exc: BaseException | None) -> None:
         """Write the success or error line, release the gauge and bindings, store the record."""
         ctx = self._ctx
-        metadata = ctx.metadata
         try:
-            if exc is not None:
-                metadata.setdefault("error_type", type(exc).__name__)
-                if self._log_level <= _ERROR:
-                    fields = dict(metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
-                    fields["duration_ms"] = round(ctx.duration_ms, 3)
-                    # Tracebacks for real faults; a cancellation (client gone) needs none.
-                    ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
-            elif "error_type" in metadata:  # answered, but with an error the handler named
-                if self._log_level <= _WARNING:
-                    ctx.logger.warning(
-                        "request_error", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-                    )
-            elif self._log_level <= _INFO:
-                ctx.logger.info(
-                    "request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-                )
+            _log_request_end(ctx, exc, self._levels_decide)
         finally:
             storage = ctx.storage
             if storage is not None:
                 duration_ms = ctx.duration_ms
-            if self._add_active is not None:
-                self._add_active(-1)
-            elif self._metrics is not None:
+            if self._metrics is not None:
                 self._metrics.dec_active_requests()
             _LOG_REQUEST_ID.reset(self._id_token)
             _current_context.reset(self._ctx_token)
             if storage is not None:
-                started_at = datetime.fromtimestamp(self._started_at, UTC)
-                _store(storage, ctx.request_id, started_at, duration_ms, metadata)
+                _store_request(ctx, storage, self._started_at, duration_ms)
 
     async def __aenter__(self) -> RequestContext:
         return self.enter()

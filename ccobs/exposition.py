@@ -237,7 +237,8 @@ def _direct_kind(collector: Any) -> str | None:
     """``counter``/``gauge``/``histogram`` when ``collector`` can be read without ``collect()``.
 
     Only the plain classes holding in-process values (``MutexValue``); anything
-    else, subclasses and multiprocess values included, is collected.
+    else, subclasses, multiprocess values and a gauge read through
+    ``set_function`` (ccobs's active-requests gauge) included, is collected.
     """
     from prometheus_client import Counter, Gauge, Histogram, values
     from prometheus_client.values import MutexValue
@@ -247,6 +248,8 @@ def _direct_kind(collector: Any) -> str | None:
     if kind is None or not isinstance(getattr(collector, "_labelnames", None), tuple):
         return None
     if not collector._labelnames:
+        if "_child_samples" in collector.__dict__:  # a Gauge with set_function: collected
+            return None
         cell = collector._buckets[0] if kind == "histogram" else collector._value
         if type(cell) is not MutexValue:
             return None

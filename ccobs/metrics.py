@@ -17,10 +17,11 @@ import platform
 import sys
 import threading
 import time
+import weakref
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -65,6 +66,9 @@ _MAX = sys.float_info.max
 """The largest amount recorded: a larger ``int`` cannot be added to a float series."""
 _FAST_NUMBERS = (int, float)
 
+_Op = Callable[[float], None]
+"""A child's storage operation: an increment or an observation."""
+
 _LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
 
 
@@ -93,8 +97,10 @@ def _fast_inc(child: Any) -> Callable[[float], None]:
     there, so incrementing it is exactly what ``child.inc`` does minus the
     argument checks. Falls back to ``child.inc`` if prometheus_client changes.
     """
+    if _is_mutex_value(child):  # a histogram's bucket or sum: the value cell itself
+        return _locked_add(child)
     value = getattr(child, "_value", None)
-    if value.__class__ is MutexValue and isinstance(getattr(value, "_value", None), float):
+    if _is_mutex_value(value):
         return _locked_add(value)
     inc = getattr(value, "inc", None)
     return inc if callable(inc) else child.inc  # type: ignore[no-any-return]
@@ -121,26 +127,99 @@ def _locked_add(value: Any) -> Callable[[float], None]:
     return inc
 
 
+def _histogram_cells(child: Any) -> tuple[list[float], list[Any], Any] | None:
+    """A histogram child's bucket bounds, bucket cells and sum cell, when they are plain cells.
+
+    None unless every cell is prometheus_client's in-process value (a float
+    under a lock) and the last bound is ``+Inf``; prometheus_client's own
+    ``observe`` then records the child (see :func:`_fast_observe`).
+    """
+    try:
+        bounds = list(child._upper_bounds)
+        cells = list(child._buckets)
+        total = child._sum
+    except (AttributeError, TypeError):
+        return None
+    if len(bounds) != len(cells) or not bounds or bounds[-1] != math.inf:
+        return None
+    if not all(_is_mutex_value(cell) for cell in (total, *cells)):
+        return None
+    return bounds, cells, total
+
+
 def _fast_observe(child: Any) -> Callable[[float], None]:
     """``child.observe`` with a binary search for the bucket instead of a linear scan.
 
     Only for values already checked to be finite and non-negative, which the
-    last bucket (``+Inf``) always holds. Falls back to ``child.observe``.
+    last bucket (``+Inf``) always holds. Adds to the sum and the bucket under
+    one lock, the sum cell's, where ``child.observe`` takes each cell's own:
+    every addition to a plain child's cells is made here or in
+    :func:`_fast_response`, both under that lock, so no two additions to a
+    cell ever overlap (prometheus_client reads a cell's float whole, with or
+    without its own lock). Falls back to ``child.observe`` for other cells.
     """
-    try:
-        bounds = list(child._upper_bounds)
-        buckets = [_fast_inc(bucket) for bucket in child._buckets]
-        add_to_sum = _fast_inc(child._sum)
-    except (AttributeError, TypeError):
+    found = _histogram_cells(child)
+    if found is None:
         return child.observe  # type: ignore[no-any-return]
-    if len(bounds) != len(buckets) or not bounds or bounds[-1] != math.inf:
-        return child.observe  # type: ignore[no-any-return]
+    bounds, cells, total = found
+    lock = total._lock
 
     def observe(amount: float) -> None:
-        add_to_sum(amount)
-        buckets[bisect_left(bounds, amount)](1)
+        lock.acquire()
+        try:
+            total._value += amount
+            cells[bisect_left(bounds, amount)]._value += 1.0
+        finally:
+            lock.release()
 
     return observe
+
+
+def _fast_response(counter: Any, histogram: Any) -> Callable[[float], None] | None:
+    """Count one request on ``counter`` and observe its duration on ``histogram``, in one call.
+
+    What :meth:`PrometheusMetrics.record_response` does on every request:
+    the count under the counter cell's lock, as every other increment of that
+    cell (see :func:`_fast_inc`), the duration as :func:`_fast_observe` records
+    it, without a call for each. For durations already checked like
+    :func:`_fast_observe`'s. None unless all are plain in-process cells.
+    """
+    count: Any = getattr(counter, "_value", None)
+    found = _histogram_cells(histogram)
+    if found is None or not _is_mutex_value(count):
+        return None
+    bounds, cells, total = found
+    count_lock, lock = count._lock, total._lock
+
+    def record(duration: float) -> None:
+        count_lock.acquire()
+        try:
+            count._value += 1.0
+        finally:
+            count_lock.release()
+        lock.acquire()
+        try:
+            total._value += duration
+            cells[bisect_left(bounds, duration)]._value += 1.0
+        finally:
+            lock.release()
+
+    return record
+
+
+def _counted_then_observed(count: _Op, observe: _Op) -> _Op:
+    """:func:`_fast_response` made of the two operations, for cells it cannot add to itself."""
+
+    def record(duration: float) -> None:
+        count(1)
+        observe(duration)
+
+    return record
+
+
+def _is_mutex_value(cell: Any) -> bool:
+    """Whether ``cell`` is prometheus_client's in-process value: a float under a lock."""
+    return cell.__class__ is MutexValue and isinstance(getattr(cell, "_value", None), float)
 
 
 def _rememberable(raw: tuple[object, ...], key: tuple[str, ...]) -> bool:
@@ -188,6 +267,52 @@ class _RequestChildren:
         self.costs = costs
 
 
+class InFlightSource(Protocol):
+    """What counts requests in flight for the active-requests gauge (the ASGI middleware)."""
+
+    def requests_in_flight(self) -> int: ...
+
+
+class _ActiveRequests:
+    """The active-requests gauge of a single process, worked out when the gauge is read.
+
+    Its value is what :meth:`PrometheusMetrics.set_active_requests`, ``inc`` and
+    ``dec`` made it, plus the requests the watched sources (ASGI middlewares)
+    count in flight: a middleware then moves no gauge per request, which saves
+    two locked additions on every request, and a scrape still sees every
+    request in flight. A ``set`` remembers the count in flight at that moment,
+    so the gauge reads exactly the value set and moves from there as requests
+    finish or start, as it did when each request moved it. ``_lock`` and
+    ``_value`` are what :func:`_locked_add` moves.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0.0
+        self._in_flight_at_set = 0
+        self._sources: weakref.WeakSet[InFlightSource] = weakref.WeakSet()
+
+    def watch(self, source: InFlightSource) -> None:
+        with self._lock:
+            self._sources.add(source)
+
+    def _in_flight(self) -> int:
+        with self._lock:
+            sources = list(self._sources)
+        return sum(source.requests_in_flight() for source in sources)
+
+    def set(self, value: float) -> None:
+        in_flight = self._in_flight()
+        with self._lock:
+            self._value = value
+            self._in_flight_at_set = in_flight
+
+    def get(self) -> float:
+        in_flight = self._in_flight()
+        with self._lock:
+            return self._value + (in_flight - self._in_flight_at_set)
+
+
 class PrometheusMetrics:
     """Prometheus metrics collector for operational monitoring of an LLM proxy.
 
@@ -231,9 +356,8 @@ class PrometheusMetrics:
         self._bundles: dict[tuple[object, ...], _RequestChildren] = {}
         # record_response's pairs of the two operations above, for raw arguments
         # both caches remember.
-        self._response_fast: dict[
-            tuple[object, ...], tuple[Callable[[float], None], Callable[[float], None]]
-        ] = {}
+        self._response_fast: dict[tuple[object, ...], tuple[_Op, _Op, _Op]] = {}
+        self._response_ops: dict[tuple[object, ...], _Op] = {}
         # The same, keyed by resolved labels: bounded like the series, and what
         # arguments the caches above may not keep (overflowing, truncated) use,
         # so that a flood of made-up values costs a guard lookup, not a rebuild.
@@ -241,6 +365,7 @@ class PrometheusMetrics:
         self._observers: dict[tuple[int, tuple[str, ...]], Callable[[float], None]] = {}
         self._misc_lock = threading.Lock()
         self._info_labels: tuple[str, ...] | None = None
+        self._active_value: _ActiveRequests | None = None
         max_length = self.settings.label_value_max_length
         self._model = LabelGuard(
             "model",
@@ -280,7 +405,13 @@ class PrometheusMetrics:
             self._errors = self._counter(ERRORS)
             self._unpriced = self._counter(UNPRICED_REQUESTS)
             self._active = self._gauge(ACTIVE_REQUESTS, "livesum")
-            self._add_active = _fast_inc(self._active)
+            if not self.multiprocess_dir and _is_mutex_value(getattr(self._active, "_value", None)):
+                # In-process values: the gauge is read from here (see _ActiveRequests).
+                self._active_value = _ActiveRequests()
+                self._active.set_function(self._active_value.get)
+                self._add_active = _locked_add(self._active_value)
+            else:  # multiprocess: every process writes its own value to its file
+                self._add_active = _fast_inc(self._active)
             self._info = self._gauge(INFO, "max")
             self._pushes = self._counter(PUSHES)
             self._overflows = self._counter(LABEL_OVERFLOWS)
@@ -475,27 +606,53 @@ class PrometheusMetrics:
             return
         raw = (method, endpoint, model, status, service_type)
         try:
-            count, observe = self._response_fast[raw]
+            count, observe, count_and_observe = self._response_fast[raw]
         except (KeyError, TypeError):
             self.record_request(method, endpoint, model, status, service_type)
             self.record_response_time(duration_seconds, model, endpoint, service_type)
             self._remember_response(raw)
             return
-        count(1)
         value: Any = duration_seconds
-        if (value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX) or self._accept(
-            "response_duration", value, allow_zero=True
-        ):
+        if value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX:
+            count_and_observe(value)
+            return
+        count(1)
+        if self._accept("response_duration", value, allow_zero=True):
             observe(value)
 
     def _remember_response(self, raw: tuple[object, ...]) -> None:
-        """Pair the operations the two caches hold for ``raw``, when both hold one."""
-        model, endpoint, service_type = raw[2], raw[1], raw[4]
+        """Pair the operations the two caches hold for ``raw``, when both hold one.
+
+        With them, one operation doing both (see :func:`_fast_response`). Both
+        caches hold ``raw`` only when every guard admitted its value as it is,
+        so asking the guards again for the labels counts nothing.
+        """
+        _, endpoint, model, _, service_type = raw
         with suppress(TypeError):  # unhashable arguments are resolved every time
             count = self._request_fast.get(raw)
             observe = self._duration_fast.get((model, endpoint, service_type))
-            if count is not None and observe is not None:
-                self._response_fast[raw] = (count, observe)
+            if count is None or observe is None:
+                return
+            request_key = self._request_key(raw)
+            _, endpoint_label, model_label, _, service_label = request_key
+            both = _fast_response(
+                self._request_children.get(request_key),
+                self._duration_children.get((model_label, endpoint_label, service_label)),
+            )
+            if both is None:
+                both = _counted_then_observed(count, observe)
+            self._response_fast[raw] = (count, observe, both)
+            self._response_ops[raw] = both
+
+    def recorded_responses(self) -> Mapping[tuple[object, ...], Callable[[float], None]]:
+        """:meth:`record_response`'s arguments but the duration -> its operation for them.
+
+        The ASGI middleware calls the operation itself, with a duration it
+        knows to be a finite, non-negative float, for a request whose arguments
+        are there; every other request goes through :meth:`record_response`,
+        which adds the arguments it may remember (see :meth:`_remember_response`).
+        """
+        return self._response_ops
 
     def record_time_to_first_token(
         self,
@@ -653,18 +810,19 @@ class PrometheusMetrics:
             ):
                 costs[i](value)
 
-    def _bundle(self, raw: tuple[Any, ...]) -> _RequestChildren:
+    def _request_key(self, raw: tuple[Any, ...]) -> tuple[str, str, str, str, str]:
+        """The request counter's labels for ``raw`` (method, endpoint, model, status, service)."""
         method, endpoint, model, status, service_type = raw
-        model_label = self._model(model)
-        endpoint_label = self._endpoint(endpoint)
-        service_label = self._service_type(service_type)
-        request_key = (
+        return (
             self._method(method),
-            endpoint_label,
-            model_label,
+            self._endpoint(endpoint),
+            self._model(model),
             self._status(status),
-            service_label,
+            self._service_type(service_type),
         )
+
+    def _bundle(self, raw: tuple[Any, ...]) -> _RequestChildren:
+        request_key = self._request_key(raw)
         bundle = self._bundles_by_labels.get(request_key)
         if bundle is None:
             bundle = self._bundles_by_labels[request_key] = self._new_bundle(request_key)
@@ -704,13 +862,30 @@ class PrometheusMetrics:
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""
         if self._enabled and self._accept("active_requests", count, allow_zero=True):
-            self._active.set(count)
+            if self._active_value is not None:
+                self._active_value.set(count)
+            else:
+                self._active.set(count)
+
+    def watch_in_flight(self, source: InFlightSource) -> bool:
+        """Have the active-requests gauge count ``source``'s requests in flight when it is read.
+
+        True when it will: ``source`` then moves no gauge itself. False under
+        multiprocess mode, where the gauge's value lives in each process's
+        file and the caller moves it with :meth:`active_requests_adder`, and
+        when prometheus_client is missing. ``source`` is held weakly.
+        """
+        if not self._enabled or self._active_value is None:
+            return False
+        self._active_value.watch(source)
+        return True
 
     def active_requests_adder(self) -> Callable[[float], None] | None:
         """The active-requests gauge's own increment, for ``+1`` and ``-1``; None when disabled.
 
-        For the ASGI middleware, which moves the gauge twice on every request:
-        calling this directly skips :meth:`inc_active_requests`'s call and check.
+        For an ASGI middleware the gauge cannot watch (see :meth:`watch_in_flight`),
+        which moves the gauge twice on every request: calling this directly skips
+        :meth:`inc_active_requests`'s call and check.
         """
         return self._add_active if self._enabled else None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -303,6 +305,55 @@ async def test_streaming_duration_and_active_gauge_cover_the_last_byte(
     )
     assert duration is not None
     assert duration >= 0.15
+
+
+def test_the_active_gauge_counts_requests_in_flight_on_every_thread(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    """One app served by three event loops at once: the gauge, read at scrape time, sees all."""
+    app = FastAPI()
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    @app.get("/wait")
+    async def wait() -> dict[str, str]:
+        entered.release()
+        await asyncio.to_thread(release.wait, 10)
+        return {}
+
+    instrument(app, metrics)
+
+    async def one_request() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            (await client.get("/wait")).raise_for_status()
+
+    threads = [threading.Thread(target=lambda: asyncio.run(one_request())) for _ in range(3)]
+    try:
+        for thread in threads:  # one at a time: the first one's thread counts without a lock
+            thread.start()
+            assert entered.acquire(timeout=10)
+        assert registry.get_sample_value("ccproxy_active_requests") == 3
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert registry.get_sample_value("ccproxy_active_requests") == 0
+
+
+async def test_under_multiprocess_mode_each_request_moves_the_active_gauge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers' values are summed from their files, so the middleware writes its own."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    registry = CollectorRegistry()
+    app = build_app(PrometheusMetrics(registry=registry))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/stream")
+
+    assert response.text.split() == ["1.0", "1.0", "1.0"]
+    assert registry.get_sample_value("ccproxy_active_requests") == 0
 
 
 async def test_one_access_log_line_per_request(

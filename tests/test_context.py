@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -205,6 +205,21 @@ async def test_storage_receives_one_record_on_exit() -> None:
     assert record.timestamp >= before
     assert record.timestamp.tzinfo is UTC
     assert record.duration_ms >= 0
+
+
+async def test_a_storage_set_during_the_request_gets_its_start_from_the_duration() -> None:
+    """The wall clock is read at the start only for a context with a storage; one given
+    later dates the request by the wall clock at its end less its duration."""
+    storage = ListStorage()
+    before = datetime.now(UTC)
+    async with request_context(request_id="late") as ctx:
+        await asyncio.sleep(0.05)
+        ctx.storage = storage
+    after = datetime.now(UTC)
+
+    [record] = storage.records
+    assert record.duration_ms >= 50
+    assert before <= record.timestamp <= after - timedelta(milliseconds=record.duration_ms)
 
 
 async def test_storage_gets_a_record_for_failed_requests_too() -> None:

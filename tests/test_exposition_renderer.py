@@ -248,3 +248,32 @@ def test_any_label_value_renders_as_prometheus_client_does(values: list[str]) ->
         counter.labels(value).inc()
         hist.labels(value).observe(0.7)
     assert_same_as_prometheus_client(registry)
+
+
+def test_ccobs_metrics_with_requests_in_flight_are_written_by_the_renderer_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The active-requests gauge is read through ``set_function``; that alone must not hand
+    every scrape to prometheus_client's slower encoders."""
+    import prometheus_client.exposition
+    import prometheus_client.openmetrics.exposition
+
+    class InFlight:
+        def requests_in_flight(self) -> int:
+            return 2
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    source = InFlight()
+    assert metrics.watch_in_flight(source)
+    metrics.record_request("GET", "/x", None, 200, "proxy_service")
+    expected = generate_latest(registry), openmetrics_latest(registry)
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("the renderer handed the render to prometheus_client")
+
+    monkeypatch.setattr(prometheus_client.exposition, "generate_latest", refuse)
+    monkeypatch.setattr(prometheus_client.openmetrics.exposition, "generate_latest", refuse)
+    renderer = ExpositionRenderer()
+    assert (renderer.render(registry, TEXT), renderer.render(registry, OPENMETRICS)) == expected
+    assert b"\nccproxy_active_requests 2.0\n" in expected[0]

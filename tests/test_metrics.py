@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -524,3 +527,102 @@ def test_record_completed_request_refuses_bad_values(
         value(registry, "ccproxy_tokens_total", type="input", model="m", service_type="unknown")
         == 0
     )
+
+
+def test_the_middlewares_operation_records_what_record_response_does() -> None:
+    """``recorded_responses()`` holds, per remembered call, one operation doing both updates."""
+    one, many = CollectorRegistry(), CollectorRegistry()
+    direct = PrometheusMetrics(registry=one)
+    separate = PrometheusMetrics(registry=many)
+    labels = ("GET", "/ping", None, 200, "proxy_service")
+    direct.record_response(*labels, 0.3)  # the first call remembers the arguments
+    operation = direct.recorded_responses()[labels]
+    for duration in (0.0, 0.004, 0.3, 7.0, 1e9):
+        operation(duration)
+    for duration in (0.3, 0.0, 0.004, 0.3, 7.0, 1e9):
+        separate.record_request(*labels)
+        separate.record_response_time(duration, None, "/ping", "proxy_service")
+
+    assert samples(one) == samples(many)
+
+
+def test_concurrent_observations_lose_no_update(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    """Sum and bucket share one lock per series; every thread's additions arrive."""
+
+    def record() -> None:
+        for _ in range(2000):
+            metrics.record_response("GET", "/x", "m", 200, "proxy_service", 0.25)
+            metrics.record_response_time(0.25, "m", "/x", "proxy_service")
+
+    threads = [threading.Thread(target=record) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    series = {"model": "m", "endpoint": "/x", "service_type": "proxy_service"}
+    assert value(registry, "ccproxy_response_duration_seconds_count", **series) == 16000
+    assert value(registry, "ccproxy_response_duration_seconds_sum", **series) == 4000.0
+    assert value(registry, "ccproxy_response_duration_seconds_bucket", le="0.25", **series) == 16000
+
+
+class InFlight:
+    """Stands in for the ASGI middleware: requests it counts in flight."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def requests_in_flight(self) -> int:
+        return self.count
+
+
+def test_the_active_gauge_adds_the_requests_its_sources_count_when_read(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    first, second = InFlight(), InFlight()
+    assert metrics.watch_in_flight(first)
+    assert metrics.watch_in_flight(second)
+    first.count, second.count = 2, 1
+    metrics.inc_active_requests()  # request_context(metrics=...) moves the gauge itself
+
+    assert value(registry, "ccproxy_active_requests") == 4
+    first.count = 0
+    assert value(registry, "ccproxy_active_requests") == 2
+
+
+def test_a_set_active_gauge_reads_the_value_set_then_moves_with_requests(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    """As if each request had moved it: set while 3 are in flight, then one finishes."""
+    source = InFlight()
+    metrics.watch_in_flight(source)
+    source.count = 3
+    metrics.set_active_requests(7)
+    assert value(registry, "ccproxy_active_requests") == 7
+    source.count = 2
+    assert value(registry, "ccproxy_active_requests") == 6
+
+
+def test_the_active_gauge_holds_its_sources_weakly(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    source = InFlight()
+    metrics.watch_in_flight(source)
+    source.count = 5
+    del source
+    gc.collect()
+
+    assert value(registry, "ccproxy_active_requests") == 0
+
+
+def test_under_multiprocess_mode_the_active_gauge_watches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process's value lives in its file: the middleware must move it per request."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+
+    assert metrics.watch_in_flight(InFlight()) is False
+    assert metrics.active_requests_adder() is not None
