@@ -1,5 +1,6 @@
 # Two entry points, each complete on a fresh machine:
-#   make demo  - install ccobs into .venv and run the demo (mock upstream, proxy, load generator)
+#   make demo  - install ccobs (with uvloop and httptools) into .venv and run the demo
+#                (mock upstream, proxy, load generator)
 #   make test  - install test dependencies and the Debian binaries, then run the whole suite
 #   make bench - run the benchmarks (needs wrk: apt-get install wrk) and write benchmarks/RESULTS.md
 PYTHON ?= python3
@@ -13,7 +14,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,server]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,11 +1,12 @@
 """Benchmark 3: what the demo proxy adds between a client and the (mock) upstream.
 
-Two uvicorn subprocesses: the mock upstream with constant 1 ms delays (see
-:func:`benchmarks.apps.upstream`) and the instrumented demo proxy in front of
-it. The same upstream answers direct and proxied requests, so the difference
-is the proxy's.
+uvicorn subprocesses: the mock upstream with constant 1 ms delays (see
+:func:`benchmarks.apps.upstream`) and, in front of it, the instrumented demo
+proxy and the pass-through proxies it is compared with (see ``ROUTES``). The
+same upstream answers direct and proxied requests, so the difference is the
+proxy's.
 
-Latency: four keep-alive connections (direct and proxied, non-streaming and
+Latency: one keep-alive connection per route and mode (non-streaming and
 streaming) take turns, one request at a time, round after round, from a
 minimal socket client (:class:`benchmarks.common.HttpProbe`). Added latency
 is the proxied percentile minus the direct one over all rounds; the spread of
@@ -39,16 +40,18 @@ from ccobs.stack.processes import ServerProcess
 PATH = "/v1/messages"
 HEADERS = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
 MARK = b"content_block_delta"
-ROUTES = ("direct", "httpx", "bare", "proxy", "fast")
+ROUTES = ("direct", "httpx", "bare", "proxy", "pure")
 """``direct`` to the upstream; ``bare`` through the uninstrumented pass-through
 proxy (:func:`benchmarks.apps.bare_proxy`); ``httpx`` through the same with httpx
 as its client (:func:`benchmarks.apps.httpx_proxy`, the demo proxy's client before);
-``proxy`` through the ccobs demo proxy; ``fast`` through the same demo proxy served
-by uvicorn with uvloop and httptools (what ``uvicorn[standard]`` installs and
-``ccobs proxy`` then picks), where every other server here runs asyncio and h11."""
+``proxy`` through the ccobs demo proxy. These three are served as ``ccobs proxy``
+serves with ``ccobs[server]`` installed: uvicorn on uvloop and httptools. ``pure``
+is the demo proxy again on uvicorn's pure-Python asyncio and h11, as ``ccobs proxy``
+serves without them; the upstream runs on those too."""
 
-
-FAST_PROXY = uvicorn_code("benchmarks.apps:proxy", loop="uvloop", http="httptools")
+SERVER = {"loop": "uvloop", "http": "httptools"}
+"""How the proxies are served: what uvicorn picks in ``ccobs proxy`` when ``ccobs[server]``
+is installed."""
 
 
 def body(stream: bool) -> bytes:
@@ -109,7 +112,7 @@ def _latency(
                 ("proxy", "direct"),
                 ("bare", "direct"),
                 ("httpx", "direct"),
-                ("fast", "direct"),
+                ("pure", "direct"),
                 ("proxy", "bare"),
             ):
                 name = f"{route}_minus_{base}"
@@ -208,12 +211,18 @@ def run(
     with python_server("upstream", uvicorn_code("benchmarks.apps:upstream")) as upstream:
         env = {UPSTREAM_URL_ENV: upstream.url}
         with (
-            python_server("httpx", uvicorn_code("benchmarks.apps:httpx_proxy"), env=env) as hx,
-            python_server("bare", uvicorn_code("benchmarks.apps:bare_proxy"), env=env) as bare,
-            python_server("proxy", uvicorn_code("benchmarks.apps:proxy"), env=env) as proxy,
-            python_server("fast", FAST_PROXY, env=env) as fast,
+            python_server(
+                "httpx", uvicorn_code("benchmarks.apps:httpx_proxy", **SERVER), env=env
+            ) as hx,
+            python_server(
+                "bare", uvicorn_code("benchmarks.apps:bare_proxy", **SERVER), env=env
+            ) as bare,
+            python_server(
+                "proxy", uvicorn_code("benchmarks.apps:proxy", **SERVER), env=env
+            ) as proxy,
+            python_server("pure", uvicorn_code("benchmarks.apps:proxy"), env=env) as pure,
         ):
-            servers = {"direct": upstream, "httpx": hx, "bare": bare, "proxy": proxy, "fast": fast}
+            servers = {"direct": upstream, "httpx": hx, "bare": bare, "proxy": proxy, "pure": pure}
             urls = {route: server.url for route, server in servers.items()}
             pids = {route: _pid(server) for route, server in servers.items()}
             latency = _latency(urls, rounds, per_round)
