@@ -26,7 +26,7 @@ from benchmarks.common import CLOCK_TICKS, cpu_ticks, median, python_server, uvi
 VARIANTS = ("plain", "ccobs", "instrumentator", "ccobs_access_log")
 
 
-def run(rounds: int = 7, seconds: float = 3.0, connections: int = 16) -> dict[str, Any]:
+def run(rounds: int = 11, seconds: float = 3.0, connections: int = 16) -> dict[str, Any]:
     servers = {}
     stack = []
     try:
