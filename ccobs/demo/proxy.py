@@ -39,7 +39,7 @@ from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
 from ccobs.catalog import RATE_LIMITED_ERROR_TYPE
-from ccobs.demo.sse import SSEDecoder, encode_event
+from ccobs.demo.sse import ServerSentEvent, SSEDecoder, encode_event
 from ccobs.demo.upstream_client import (
     Timeouts,
     UpstreamClient,
@@ -406,28 +406,38 @@ class LLMProxy:
         usage = StreamUsage(api)
         decoder = SSEDecoder()
 
+        def read(events: list[ServerSentEvent], arrived: float) -> None:
+            """Take the usage and first token out of events that arrived at ``arrived``."""
+            for event in events:
+                try:
+                    if usage.feed(event):
+                        self._first_token(ctx, model, path, arrived)
+                except UsageError as exc:
+                    ctx.metadata.setdefault("error_type", "upstream_invalid_response")
+                    logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
+
         async def relay() -> AsyncGenerator[bytes, None]:
             events_seen = False
             # Bytes of the event still open. Only whole events are passed on, so an error
             # event appended after a cut can never be glued onto half an event before it.
             held = bytearray()
+            # Events passed on but not yet read: the client gets its bytes first.
+            unread: list[ServerSentEvent] = []
+            arrived = 0.0
             try:
                 # Decoded bytes: identity was asked for, but an upstream that compresses
                 # anyway must not reach the client compressed without its content-encoding.
                 async for chunk in upstream.iter_bytes():
+                    arrived = ctx.duration_seconds
                     held += chunk
-                    for event in decoder.feed(chunk):
-                        events_seen = True
-                        try:
-                            if usage.feed(event):
-                                self._first_token(ctx, model, path)
-                        except UsageError as exc:
-                            ctx.metadata.setdefault("error_type", "upstream_invalid_response")
-                            logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
+                    unread = decoder.feed(chunk)
+                    events_seen = events_seen or bool(unread)
                     ready = len(held) - decoder.open_bytes
                     if ready > 0:
                         yield bytes(held[:ready])
                         del held[:ready]
+                    read(unread, arrived)
+                    unread = []
                 if usage.complete or usage.error is not None:
                     if held:  # trailing bytes after the last event
                         yield bytes(held)
@@ -451,6 +461,7 @@ class LLMProxy:
                 ctx.add_metadata(error_type="upstream_stream_error")
                 yield _stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
+                read(unread, arrived)  # events it was sent count
                 # After the last event it has the whole answer: SDKs and the load generator
                 # stop reading there, before the upstream's end of body reaches them.
                 if not usage.complete:
@@ -470,8 +481,7 @@ class LLMProxy:
         if usage.usage_seen:
             self._account(ctx, model, usage.tokens)
 
-    def _first_token(self, ctx: RequestContext, model: str, path: str) -> None:
-        seconds = ctx.duration_seconds
+    def _first_token(self, ctx: RequestContext, model: str, path: str, seconds: float) -> None:
         ctx.add_metadata(ttft_ms=round(seconds * 1000.0, 3))
         self.metrics.record_time_to_first_token(seconds, model, path, self.config.service_type)
 
