@@ -27,10 +27,9 @@ from ccobs.context import (
     _INFO,
     _LOG_REQUEST_ID,
     _REQUEST_LOGGER,
-    _STDLIB_FACTORY,
-    _STRUCTLOG_CONFIG,
     RequestContext,
     _current_context,
+    _levels_decide,
     _log_request_end,
     _request_line_enabled,
     _store_request,
@@ -195,8 +194,7 @@ class ObservabilityMiddleware:
             ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
             ctx_token = _current_context.set(ctx)
             id_token = _LOG_REQUEST_ID.set(request_id)
-            # ``_levels_decide()`` inline.
-            levels_decide = isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
+            levels_decide = _levels_decide()
             # INFO first: where it is off, so is DEBUG, and the success line is not written.
             info = not levels_decide or _request_line_enabled(_INFO)
             if info and (not levels_decide or _request_line_enabled(_DEBUG)):
@@ -214,9 +212,7 @@ class ObservabilityMiddleware:
                 finally:
                     # Recorded here, before the request's line is written, inline: a
                     # method's call costs as much as several of these lines.
-                    endpoint = getattr(scope.get("route"), "path", None)
-                    if endpoint.__class__ is not str or not endpoint:
-                        endpoint = route_template(scope)
+                    endpoint = route_template(scope)
                     # No status: an exception before the response started, the server's 500.
                     status_code = 500 if status is None else status
                     metadata = ctx.metadata

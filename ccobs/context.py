@@ -238,7 +238,7 @@ class _RequestScope:
             request_id or new_request_id(), 0.0, logger, dict(initial_context), storage
         )
 
-    def enter(self) -> RequestContext:
+    async def __aenter__(self) -> RequestContext:
         """Start the clock, bind the context and request id, hold the active gauge."""
         ctx = self._ctx
         # The wall clock only for an access-log record.
@@ -253,7 +253,12 @@ class _RequestScope:
             self._metrics.inc_active_requests()
         return ctx
 
-    def exit(self, exc: BaseException | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         """Write the success or error line, release the gauge and bindings, store the record."""
         ctx = self._ctx
         try:
@@ -268,17 +273,6 @@ class _RequestScope:
             _current_context.reset(self._ctx_token)
             if storage is not None:
                 _store_request(ctx, storage, self._started_at, duration_ms)
-
-    async def __aenter__(self) -> RequestContext:
-        return self.enter()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.exit(exc)
 
 
 def request_context(

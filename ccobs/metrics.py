@@ -97,8 +97,6 @@ def _fast_inc(child: Any) -> Callable[[float], None]:
     there, so incrementing it is exactly what ``child.inc`` does minus the
     argument checks. Falls back to ``child.inc`` if prometheus_client changes.
     """
-    if _is_mutex_value(child):  # a histogram's bucket or sum: the value cell itself
-        return _locked_add(child)
     value = getattr(child, "_value", None)
     if _is_mutex_value(value):
         return _locked_add(value)
@@ -111,8 +109,7 @@ def _locked_add(value: Any) -> Callable[[float], None]:
 
     ``MutexValue.inc`` takes its lock with ``with``, and entering and leaving a
     ``with`` block costs twice the lock's own ``acquire`` and ``release``
-    calls; every request makes five such increments (count, duration sum and
-    bucket, active gauge up and down).
+    calls, and every request counted pays for it.
     """
     lock = value._lock
     acquire, release = lock.acquire, lock.release
@@ -153,10 +150,10 @@ def _fast_observe(child: Any) -> Callable[[float], None]:
     Only for values already checked to be finite and non-negative, which the
     last bucket (``+Inf``) always holds. Adds to the sum and the bucket under
     one lock, the sum cell's, where ``child.observe`` takes each cell's own:
-    every addition to a plain child's cells is made here or in
-    :func:`_fast_response`, both under that lock, so no two additions to a
-    cell ever overlap (prometheus_client reads a cell's float whole, with or
-    without its own lock). Falls back to ``child.observe`` for other cells.
+    every addition to a plain child's cells is made here, under that lock, so
+    no two additions to a cell ever overlap (prometheus_client reads a cell's
+    float whole, with or without its own lock). Falls back to
+    ``child.observe`` for other cells.
     """
     found = _histogram_cells(child)
     if found is None:
@@ -175,40 +172,8 @@ def _fast_observe(child: Any) -> Callable[[float], None]:
     return observe
 
 
-def _fast_response(counter: Any, histogram: Any) -> Callable[[float], None] | None:
-    """Count one request on ``counter`` and observe its duration on ``histogram``, in one call.
-
-    What :meth:`PrometheusMetrics.record_response` does on every request:
-    the count under the counter cell's lock, as every other increment of that
-    cell (see :func:`_fast_inc`), the duration as :func:`_fast_observe` records
-    it, without a call for each. For durations already checked like
-    :func:`_fast_observe`'s. None unless all are plain in-process cells.
-    """
-    count: Any = getattr(counter, "_value", None)
-    found = _histogram_cells(histogram)
-    if found is None or not _is_mutex_value(count):
-        return None
-    bounds, cells, total = found
-    count_lock, lock = count._lock, total._lock
-
-    def record(duration: float) -> None:
-        count_lock.acquire()
-        try:
-            count._value += 1.0
-        finally:
-            count_lock.release()
-        lock.acquire()
-        try:
-            total._value += duration
-            cells[bisect_left(bounds, duration)]._value += 1.0
-        finally:
-            lock.release()
-
-    return record
-
-
 def _counted_then_observed(count: _Op, observe: _Op) -> _Op:
-    """:func:`_fast_response` made of the two operations, for cells it cannot add to itself."""
+    """Count a request, then observe its duration: one call for the ASGI middleware."""
 
     def record(duration: float) -> None:
         count(1)
@@ -356,7 +321,7 @@ class PrometheusMetrics:
         self._bundles: dict[tuple[object, ...], _RequestChildren] = {}
         # record_response's pairs of the two operations above, for raw arguments
         # both caches remember.
-        self._response_fast: dict[tuple[object, ...], tuple[_Op, _Op, _Op]] = {}
+        self._response_fast: dict[tuple[object, ...], tuple[_Op, _Op]] = {}
         self._response_ops: dict[tuple[object, ...], _Op] = {}
         # The same, keyed by resolved labels: bounded like the series, and what
         # arguments the caches above may not keep (overflowing, truncated) use,
@@ -606,26 +571,24 @@ class PrometheusMetrics:
             return
         raw = (method, endpoint, model, status, service_type)
         try:
-            count, observe, count_and_observe = self._response_fast[raw]
+            count, observe = self._response_fast[raw]
         except (KeyError, TypeError):
             self.record_request(method, endpoint, model, status, service_type)
             self.record_response_time(duration_seconds, model, endpoint, service_type)
             self._remember_response(raw)
             return
-        value: Any = duration_seconds
-        if value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX:
-            count_and_observe(value)
-            return
         count(1)
-        if self._accept("response_duration", value, allow_zero=True):
+        value: Any = duration_seconds
+        if (value.__class__ in _FAST_NUMBERS and 0 <= value <= _MAX) or self._accept(
+            "response_duration", value, allow_zero=True
+        ):
             observe(value)
 
     def _remember_response(self, raw: tuple[object, ...]) -> None:
         """Pair the operations the two caches hold for ``raw``, when both hold one.
 
-        With them, one operation doing both (see :func:`_fast_response`). Both
-        caches hold ``raw`` only when every guard admitted its value as it is,
-        so asking the guards again for the labels counts nothing.
+        Both caches hold ``raw`` only when every guard admitted its value as it
+        is, so the pair records exactly what the two methods would.
         """
         _, endpoint, model, _, service_type = raw
         with suppress(TypeError):  # unhashable arguments are resolved every time
@@ -633,16 +596,8 @@ class PrometheusMetrics:
             observe = self._duration_fast.get((model, endpoint, service_type))
             if count is None or observe is None:
                 return
-            request_key = self._request_key(raw)
-            _, endpoint_label, model_label, _, service_label = request_key
-            both = _fast_response(
-                self._request_children.get(request_key),
-                self._duration_children.get((model_label, endpoint_label, service_label)),
-            )
-            if both is None:
-                both = _counted_then_observed(count, observe)
-            self._response_fast[raw] = (count, observe, both)
-            self._response_ops[raw] = both
+            self._response_fast[raw] = (count, observe)
+            self._response_ops[raw] = _counted_then_observed(count, observe)
 
     def recorded_responses(self) -> Mapping[tuple[object, ...], Callable[[float], None]]:
         """:meth:`record_response`'s arguments but the duration -> its operation for them.
@@ -810,19 +765,18 @@ class PrometheusMetrics:
             ):
                 costs[i](value)
 
-    def _request_key(self, raw: tuple[Any, ...]) -> tuple[str, str, str, str, str]:
-        """The request counter's labels for ``raw`` (method, endpoint, model, status, service)."""
-        method, endpoint, model, status, service_type = raw
-        return (
-            self._method(method),
-            self._endpoint(endpoint),
-            self._model(model),
-            self._status(status),
-            self._service_type(service_type),
-        )
-
     def _bundle(self, raw: tuple[Any, ...]) -> _RequestChildren:
-        request_key = self._request_key(raw)
+        method, endpoint, model, status, service_type = raw
+        model_label = self._model(model)
+        endpoint_label = self._endpoint(endpoint)
+        service_label = self._service_type(service_type)
+        request_key = (
+            self._method(method),
+            endpoint_label,
+            model_label,
+            self._status(status),
+            service_label,
+        )
         bundle = self._bundles_by_labels.get(request_key)
         if bundle is None:
             bundle = self._bundles_by_labels[request_key] = self._new_bundle(request_key)
