@@ -2,7 +2,8 @@
 #   make demo  - install ccobs (with uvloop and httptools) into .venv and run the demo
 #                (mock upstream, proxy, load generator)
 #   make test  - install test dependencies and the Debian binaries, then run the whole suite
-#   make bench - run the benchmarks (needs wrk: apt-get install wrk) and write benchmarks/RESULTS.md
+#   make bench - install wrk and valgrind when missing, run the benchmarks and write
+#                benchmarks/RESULTS.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -34,5 +35,6 @@ test: install debian-deps lint
 	$(BIN)/python -m pytest
 
 bench: install
+	scripts/install-debian-deps.sh bench
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.run

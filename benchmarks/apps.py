@@ -8,6 +8,8 @@ ccobs's per-request access-log line at INFO, written to ``/dev/null``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -52,6 +54,42 @@ def ccobs_access_log() -> FastAPI:
     _logging("INFO")
     app = _app()
     lib.instrument(app, lib.get_metrics(settings=lib.ObservabilitySettings()))
+    return app
+
+
+def echo_request_id() -> FastAPI:
+    """Uninstrumented, behind a middleware that only echoes a new ``x-request-id``.
+
+    The floor under ccobs's middleware: the same send wrapper and the same
+    one response header, which the server must check and write, and nothing
+    else (no context, no metrics, no logging decisions).
+    """
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from ccobs.context import new_request_id
+
+    class EchoRequestId:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            echoed = (b"x-request-id", new_request_id().encode())
+
+            def send_with_request_id(message: Message) -> Any:
+                if message["type"] == "http.response.start":
+                    message = dict(message)
+                    message["headers"] = [*message.get("headers", ()), echoed]
+                return send(message)
+
+            await self.app(scope, receive, send_with_request_id)
+
+    _logging("WARNING")
+    app = _app()
+    build_inner_stack = app.build_middleware_stack  # placed where instrument() places ccobs
+    app.build_middleware_stack = lambda: EchoRequestId(build_inner_stack())  # type: ignore[method-assign]
     return app
 
 

@@ -8,8 +8,10 @@ in yet another process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -64,17 +66,25 @@ def python_server(
     *,
     ready_path: str = "/health",
     env: Mapping[str, str] | None = None,
+    launcher: Sequence[str] = (),
+    timeout: float = 30.0,
 ) -> Iterator[ServerProcess]:
-    """Run ``code`` (Python; ``PORT`` is set in its globals) as a server subprocess."""
+    """Run ``code`` (Python; ``PORT`` is set in its globals) as a server subprocess.
+
+    ``launcher`` is a command the interpreter runs under (``valgrind ...``),
+    and ``timeout`` how long the server may take to answer ``ready_path``.
+    """
     workdir = Path(tempfile.mkdtemp(prefix=f"ccobs-bench-{name}-"))
+    binary, *launcher_args = [*launcher, PYTHON]
     try:
         server = start_server(
-            PYTHON,
-            lambda _dir, port: ["-c", f"PORT = {port}\n{code}"],
+            binary,
+            lambda _dir, port: [*launcher_args, "-c", f"PORT = {port}\n{code}"],
             workdir=workdir,
             ready_path=ready_path,
             name=name,
             env=bench_env(env),
+            timeout=timeout,
         )
         try:
             yield server
@@ -194,6 +204,40 @@ def run_json(
         raise RuntimeError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def closed_loop_gets(port: int, path: str, total: int, connections: int) -> None:
+    """``total`` keep-alive GETs of ``path`` on loopback, ``connections`` at a time.
+
+    Each connection sends its next request once the last one is answered in
+    full; for a load whose size, not duration, is fixed (wrk fixes duration).
+    """
+
+    async def one_connection(left: list[int]) -> None:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        request = f"GET {path} HTTP/1.1\r\nhost: {LOOPBACK}\r\n\r\n".encode()
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200 "):
+                    raise RuntimeError(f"GET {path}: {head.splitlines()[0]!r}")
+                length = _CONTENT_LENGTH.search(head)
+                if length is None:
+                    raise RuntimeError(f"GET {path}: no content-length")
+                await reader.readexactly(int(length.group(1)))
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        left = [total]
+        await asyncio.gather(*(one_connection(left) for _ in range(connections)))
+
+    asyncio.run(main())
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
 def rss_bytes() -> int:

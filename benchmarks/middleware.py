@@ -9,19 +9,35 @@ from run to run with scheduling alone, far more than the few percent a
 middleware costs; so the server's own CPU time per request (utime + stime from
 ``/proc/<pid>/stat`` over each run, divided by the requests it completed) is
 measured too. It is the cost a CPU-bound server pays per request, and what
-its throughput capacity follows. Finally each app is called in-process through
+its throughput capacity follows. Each app is also called in-process through
 ASGI, with no server and no sockets, variants taking turns in one interpreter:
-the steadiest measure of what the instrumentation itself adds per request.
+the steadiest timing of what the instrumentation itself adds per request.
+Finally each server is counted in instructions under callgrind while it
+serves: what the instrumentation costs served, the server's share included
+(an echoed header is checked and written by the server), with no noise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from benchmarks.common import CLOCK_TICKS, cpu_ticks, median, python_server, uvicorn_code, wrk
+from benchmarks.common import (
+    CLOCK_TICKS,
+    closed_loop_gets,
+    cpu_ticks,
+    median,
+    python_server,
+    uvicorn_code,
+    wrk,
+)
 
 VARIANTS = ("plain", "ccobs", "instrumentator", "ccobs_access_log")
 
@@ -133,11 +149,68 @@ def in_process(rounds: int = 40, requests: int = 500) -> dict[str, float]:
     return result
 
 
+SERVED_INSTRUCTION_VARIANTS = ("plain", "echo_request_id", "ccobs", "instrumentator")
+
+
+def served_instructions(
+    requests: int = 1000, warmup: int = 300, connections: int = 16
+) -> dict[str, float]:
+    """Instructions each variant's server executes per ``GET /ping``, counted by callgrind.
+
+    The served cost without the machine's noise: uvicorn runs under valgrind's
+    callgrind, served over loopback sockets as in :func:`run`; its counts are
+    zeroed after ``warmup`` requests and dumped after ``requests`` more, so
+    start-up is left out. Instruction counts are the same on a busy or quiet
+    machine (within ~0.5% from run to run, with a fixed hash seed), where the
+    CPU time of :func:`run` swings by more than the middleware costs; they do
+    not see cache misses or the kernel's part, so a served CPU ratio may
+    exceed the instruction ratio. Two variants at a time, one per core.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def count(name: str) -> float:
+        return _instructions_per_request(name, requests, warmup, connections)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = pool.map(count, SERVED_INSTRUCTION_VARIANTS)
+        return dict(zip(SERVED_INSTRUCTION_VARIANTS, counts, strict=True))
+
+
+def _instructions_per_request(name: str, requests: int, warmup: int, connections: int) -> float:
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if valgrind is None or control is None:
+        raise RuntimeError("valgrind is not installed: apt-get install valgrind")
+    with tempfile.TemporaryDirectory(prefix="ccobs-bench-callgrind-") as directory:
+        out = Path(directory) / "callgrind.out"
+        launcher = (valgrind, "--tool=callgrind", f"--callgrind-out-file={out}.%p")
+        code = uvicorn_code(f"benchmarks.apps:{name}")
+        env = {"PYTHONHASHSEED": "0"}  # dict layouts, and so lookups, alike in every run
+        with python_server(f"cg-{name}", code, launcher=launcher, env=env, timeout=300) as server:
+            pid = server.pid
+            assert pid is not None
+            closed_loop_gets(server.port, "/ping", warmup, connections)
+            subprocess.run([control, "--zero", str(pid)], check=True, capture_output=True)
+            closed_loop_gets(server.port, "/ping", requests, connections)
+            subprocess.run([control, "--dump", str(pid)], check=True, capture_output=True)
+            dump = Path(f"{out}.{pid}.1")
+            for _ in range(100):  # callgrind_control returns once the dump is asked for
+                if dump.exists() and _SUMMARY.search(dump.read_text()):
+                    break
+                time.sleep(0.1)
+            found = _SUMMARY.search(dump.read_text())
+            if found is None:
+                raise RuntimeError(f"no callgrind summary in {dump}")
+            return int(found.group(1)) / requests
+
+
+_SUMMARY = re.compile(r"^summary: (\d+)$", re.MULTILINE)
+
+
 def in_process_json() -> dict[str, float]:
     """:func:`in_process` in a fresh interpreter (the apps configure logging globally)."""
     from benchmarks.common import run_json
 
-    return run_json(["-m", "benchmarks.middleware", "--in-process"])  # type: ignore[no-any-return]
+    return run_json(["-m", "benchmarks.middleware", "--in-process"])
 
 
 if __name__ == "__main__":
@@ -145,5 +218,7 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["--in-process"]:
         print(json.dumps(in_process()))
+    elif sys.argv[1:2] == ["--instructions"]:
+        print(json.dumps(served_instructions(), indent=2))
     else:
         print(json.dumps(run(rounds=2, seconds=2), indent=2))

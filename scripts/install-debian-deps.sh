@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages whose binaries the integration tests start, when any is missing.
+# Installs the Debian packages whose binaries the integration tests start, when any is missing;
+# with "bench", also those the benchmarks run (wrk, valgrind).
 set -euo pipefail
 declare -A package_of=(
   [prometheus]=prometheus
@@ -10,6 +11,9 @@ declare -A package_of=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [amtool]=prometheus-alertmanager
 )
+if [ "${1:-}" = bench ]; then
+  package_of+=([wrk]=wrk [valgrind]=valgrind [callgrind_control]=valgrind)
+fi
 missing=()
 for binary in "${!package_of[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${package_of[$binary]}")

@@ -18,6 +18,7 @@ Real processes on loopback: ``ccobs upstream`` and ``ccobs proxy``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -42,6 +43,12 @@ M_REQUESTS = 12
 HELD = 4
 """Streams held open at least, spread over both workers, before one worker is killed."""
 MAX_HELD = 16
+"""Streams opened at most to get there: one per attempt to reach the worker holding none,
+which fails only while that worker is not serving yet."""
+PIN_SECONDS = 2.0
+"""How long the workers holding a stream stay stopped while one is opened for the other:
+far more than it takes to be accepted, and well inside uvicorn's 5 s worker health check
+(its parent kills a worker that does not answer a ping within it)."""
 SETTLE_TIMEOUT = 15.0
 REPLACE_TIMEOUT = 60.0
 """uvicorn notices a dead worker within a second, but its replacement is a fresh
@@ -127,16 +134,56 @@ def active_by_worker(multiproc_dir: Path) -> dict[int, float]:
     return shares
 
 
+def busy_workers(multiproc_dir: Path) -> set[int]:
+    return {pid for pid, share in active_by_worker(multiproc_dir).items() if share >= 1}
+
+
+def process_state(pid: int) -> str:
+    """The state letter in ``/proc/PID/stat`` (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0]
+
+
+@contextlib.contextmanager
+def stopped(pids: set[int]) -> Iterator[None]:
+    """``pids`` stopped (SIGSTOP) inside the block, continued after it."""
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + PIN_SECONDS
+        while any(process_state(pid) != "T" for pid in pids):
+            assert time.monotonic() < deadline, f"workers {pids} did not stop"
+            time.sleep(0.001)
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 def hold_on_both_workers(proxy: CcobsProcess, multiproc_dir: Path) -> list[Held]:
-    """At least ``HELD`` streams in flight, at least one on each worker."""
+    """At least ``HELD`` streams in flight, at least one on each worker.
+
+    Both workers wait on the one listening socket and the kernel gives a new connection
+    to whichever runs first, which is no fair share: one worker can take ten or twenty
+    in a row. So the stream meant for the worker holding none is opened while the
+    worker holding them is stopped, when no other process can accept it.
+    """
     held: list[Held] = []
     while len(held) < MAX_HELD:
-        held.append(hold_stream(proxy))
-        scrape_until(proxy, ACTIVE_REQUESTS.full_name(), len(held))
-        busy = [share for share in active_by_worker(multiproc_dir).values() if share >= 1]
+        busy = busy_workers(multiproc_dir)
         if len(held) >= HELD and len(busy) >= 2:
             return held
-    raise AssertionError(proxy.explain(f"streams never reached both workers: {busy}"))
+        if len(busy) == 1:
+            with stopped(busy):
+                held.append(hold_stream(proxy))
+                deadline = time.monotonic() + PIN_SECONDS
+                while busy_workers(multiproc_dir) <= busy and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        else:
+            held.append(hold_stream(proxy))
+        scrape_until(proxy, ACTIVE_REQUESTS.full_name(), len(held))
+    shares = active_by_worker(multiproc_dir)
+    raise AssertionError(proxy.explain(f"streams never reached both workers: {shares}"))
 
 
 @dataclass

@@ -56,6 +56,8 @@ PROBE_TIMEOUT = 2.0
 """A new request after SIGTERM is answered (before the server has acted on the signal)
 or refused well within this; waiting longer is the hang the probe looks for."""
 JOB = "ccproxy"
+NO_RESPONSE = "without sending a response"
+"""httpx's words for a connection closed before any byte of a response."""
 
 
 # -- processes --------------------------------------------------------------------------
@@ -355,32 +357,56 @@ class Probe:
     """New requests sent after SIGTERM, one after another, until one is not served."""
 
     served: int
+    dropped: list[str]
+    """Probes that ended without a response, neither served nor refused: connections
+    caught in the instant a worker closed its listening socket (``probe_until_refused``)."""
     error: str
     slowest: float
     draining: bool
     """Whether the proxy was still running (draining its streams) when refused."""
 
 
-def probe_until_refused(proxy: CcobsProcess) -> Probe:
-    """``GET /health`` on new connections until one fails; how it failed, and how fast.
+def dropped_without_response(exc: httpx.HTTPError) -> bool:
+    """The connection was reset or closed before any byte of a response: not a refusal,
+    and not a wait either."""
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return NO_RESPONSE in str(exc)
+    return isinstance(exc, (httpx.ReadError, httpx.WriteError))
 
-    Until the server acts on the signal (uvicorn's parent polls for it every 0.5 s)
-    the probes are served; the first failure must be a refusal, quick, not a wait.
+
+def probe_until_refused(proxy: CcobsProcess) -> Probe:
+    """``GET /health`` on new connections until one fails other than by being dropped.
+
+    Until a worker acts on the signal (uvicorn's parent polls for it every 0.5 s, a
+    worker every 0.1 s) the probes are served; once the listening socket is closed they
+    are refused. A probe that meets the socket in the instant a worker closes it ends
+    a third way, at once and without a response: the worker accepted it in the same
+    event-loop turn and closes it unread as an idle connection, or the kernel completed
+    its handshake and resets it as the last copy of the socket is closed (closing a
+    listening socket resets what it queued; TCP has no "refuse new, keep queued").
+    That is the boundary between served and refused, so probing goes on after it; a
+    timeout, the hang this looks for, ends it like a refusal.
     """
-    served, slowest = 0, 0.0
+    served, slowest, error = 0, 0.0, "never refused"
+    dropped: list[str] = []
     deadline = time.monotonic() + GRACE_SECONDS
     while time.monotonic() < deadline:
         started = time.monotonic()
+        failure: httpx.HTTPError | None = None
         try:
             httpx.get(proxy.url + "/health", timeout=PROBE_TIMEOUT)
         except httpx.HTTPError as exc:
-            draining = proxy.process.poll() is None
-            slowest = max(slowest, time.monotonic() - started)
-            return Probe(served, repr(exc), slowest, draining)
+            failure = exc
         slowest = max(slowest, time.monotonic() - started)
-        served += 1
+        if failure is None:
+            served += 1
+        elif dropped_without_response(failure):
+            dropped.append(repr(failure))
+        else:
+            error = repr(failure)
+            break
         time.sleep(0.02)
-    return Probe(served, "never refused", slowest, proxy.process.poll() is None)
+    return Probe(served, dropped, error, slowest, proxy.process.poll() is None)
 
 
 def run_shutdown(
@@ -486,11 +512,19 @@ def test_every_request_either_completes_or_fails_before_any_response(
 def test_request_after_sigterm_is_refused_not_hung(shutdown: Shutdown) -> None:
     """During the drain the listening socket is closed: a new connection is refused at
     once, so a load balancer retries elsewhere instead of waiting on a socket nobody
-    accepts from (uvicorn's parent kept it open until the last worker exited)."""
+    accepts from (uvicorn's parent kept it open until the last worker exited).
+
+    Every probe ends quickly. Besides being served or refused, a probe may end without a
+    response when it meets the socket in the instant a worker closes it; each worker
+    closes it once, so that happens to at most one probe per worker, and refusal follows.
+    """
     probe = shutdown.probe
     assert "ConnectError" in probe.error, shutdown.explain(f"after SIGTERM: {probe}")
     assert probe.slowest < PROBE_TIMEOUT, shutdown.explain(f"after SIGTERM: {probe}")
     assert probe.draining, shutdown.explain(f"refused only once the proxy was gone: {probe}")
+    assert len(probe.dropped) <= shutdown.workers, shutdown.explain(
+        f"more probes dropped than workers closing the socket: {probe}"
+    )
 
 
 def test_final_push_counts_every_answered_request(shutdown: Shutdown) -> None:
