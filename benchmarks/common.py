@@ -8,10 +8,9 @@ in yet another process.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -206,38 +205,28 @@ def run_json(
     return result
 
 
-def closed_loop_gets(port: int, path: str, total: int, connections: int) -> None:
-    """``total`` keep-alive GETs of ``path`` on loopback, ``connections`` at a time.
+def closed_loop_gets(url: str, path: str, total: int, connections: int) -> None:
+    """``total`` keep-alive GETs of ``path``, ``connections`` at a time, an :class:`HttpProbe` each.
 
     Each connection sends its next request once the last one is answered in
     full; for a load whose size, not duration, is fixed (wrk fixes duration).
     """
+    from concurrent.futures import ThreadPoolExecutor
 
-    async def one_connection(left: list[int]) -> None:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-        request = f"GET {path} HTTP/1.1\r\nhost: {LOOPBACK}\r\n\r\n".encode()
+    taken = itertools.count()  # ``next`` on it is atomic under the GIL
+
+    def connection() -> None:
+        probe = HttpProbe(url)
         try:
-            while left[0] > 0:
-                left[0] -= 1
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                if not head.startswith(b"HTTP/1.1 200 "):
-                    raise RuntimeError(f"GET {path}: {head.splitlines()[0]!r}")
-                length = _CONTENT_LENGTH.search(head)
-                if length is None:
-                    raise RuntimeError(f"GET {path}: no content-length")
-                await reader.readexactly(int(length.group(1)))
+            raw = probe.request_bytes("GET", path)
+            while next(taken) < total:
+                probe.send(raw)
         finally:
-            writer.close()
+            probe.close()
 
-    async def main() -> None:
-        left = [total]
-        await asyncio.gather(*(one_connection(left) for _ in range(connections)))
-
-    asyncio.run(main())
-
-
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+    with ThreadPoolExecutor(max_workers=connections) as pool:
+        for running in [pool.submit(connection) for _ in range(connections)]:
+            running.result()
 
 
 def rss_bytes() -> int:

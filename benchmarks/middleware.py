@@ -188,9 +188,9 @@ def _instructions_per_request(name: str, requests: int, warmup: int, connections
         with python_server(f"cg-{name}", code, launcher=launcher, env=env, timeout=300) as server:
             pid = server.pid
             assert pid is not None
-            closed_loop_gets(server.port, "/ping", warmup, connections)
+            closed_loop_gets(server.url, "/ping", warmup, connections)
             subprocess.run([control, "--zero", str(pid)], check=True, capture_output=True)
-            closed_loop_gets(server.port, "/ping", requests, connections)
+            closed_loop_gets(server.url, "/ping", requests, connections)
             subprocess.run([control, "--dump", str(pid)], check=True, capture_output=True)
             dump = Path(f"{out}.{pid}.1")
             for _ in range(100):  # callgrind_control returns once the dump is asked for
