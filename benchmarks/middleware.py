@@ -154,7 +154,7 @@ SERVED_INSTRUCTION_VARIANTS = ("plain", "echo_request_id", "ccobs", "instrumenta
 
 def served_instructions(
     requests: int = 1000, warmup: int = 300, connections: int = 16
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Instructions each variant's server executes per ``GET /ping``, counted by callgrind.
 
     The served cost without the machine's noise: uvicorn runs under valgrind's
@@ -165,6 +165,7 @@ def served_instructions(
     CPU time of :func:`run` swings by more than the middleware costs; they do
     not see cache misses or the kernel's part, so a served CPU ratio may
     exceed the instruction ratio. Two variants at a time, one per core.
+    Returns each variant's count and the settings it was counted with.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -172,8 +173,9 @@ def served_instructions(
         return _instructions_per_request(name, requests, warmup, connections)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        counts = pool.map(count, SERVED_INSTRUCTION_VARIANTS)
-        return dict(zip(SERVED_INSTRUCTION_VARIANTS, counts, strict=True))
+        counts = list(pool.map(count, SERVED_INSTRUCTION_VARIANTS))
+    found = dict(zip(SERVED_INSTRUCTION_VARIANTS, counts, strict=True))
+    return {"requests": requests, "warmup": warmup, "connections": connections, **found}
 
 
 def _instructions_per_request(name: str, requests: int, warmup: int, connections: int) -> float:
@@ -193,11 +195,11 @@ def _instructions_per_request(name: str, requests: int, warmup: int, connections
             closed_loop_gets(server.url, "/ping", requests, connections)
             subprocess.run([control, "--dump", str(pid)], check=True, capture_output=True)
             dump = Path(f"{out}.{pid}.1")
+            found = None
             for _ in range(100):  # callgrind_control returns once the dump is asked for
-                if dump.exists() and _SUMMARY.search(dump.read_text()):
+                if dump.exists() and (found := _SUMMARY.search(dump.read_text())):
                     break
                 time.sleep(0.1)
-            found = _SUMMARY.search(dump.read_text())
             if found is None:
                 raise RuntimeError(f"no callgrind summary in {dump}")
             return int(found.group(1)) / requests

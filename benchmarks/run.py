@@ -171,7 +171,8 @@ def middleware_section(data: dict[str, Any]) -> list[str]:
         *(f"| {names[key]} | {us[key]:.1f} | {us[key] - us['plain']:+.1f} |" for key in names),
         "",
         "And served as above, each variant's server counted in instructions by callgrind",
-        "(valgrind; 1000 requests from 16 keep-alive connections after 300 to warm up, a fixed",
+        f"(valgrind; {ins['requests']} requests from {ins['connections']} keep-alive connections"
+        f" after {ins['warmup']} to warm up, a fixed",
         "hash seed), which the machine's load does not move: `echo x-request-id only` is the",
         "uninstrumented app behind a middleware that does nothing but echo a new request id",
         "the way ccobs does (send wrapper, one response header).",
