@@ -22,6 +22,7 @@ import anyio.to_thread
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ccobs.catalog import http_error_type
 from ccobs.context import (
     _DEBUG,
     _INFO,
@@ -223,7 +224,7 @@ class ObservabilityMiddleware:
                         if error is not None:
                             error_type = type(error).__name__
                         elif status_code >= 400:
-                            error_type = f"http_{status_code}"
+                            error_type = http_error_type(status_code)
                     metadata["endpoint"] = endpoint
                     metadata["status"] = status_code
                     duration = perf_counter() - ctx.start_time

@@ -17,9 +17,72 @@ DEFAULT_NAMESPACE = "ccproxy"
 TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
 COST_TYPES: tuple[str, ...] = ("input", "output", "cache", "total")
 
+# -- the error_type vocabulary -----------------------------------------------------------
+# Every ``error_type`` value ccobs records, in one place: the proxy writes these, the
+# alert rules' exclusions are derived from them, the docs list them.
+
+INVALID_REQUEST = "invalid_request"
+"""A request the proxy answered itself with 400 or 413 (malformed JSON, no model, too big)."""
+CLIENT_DISCONNECT = "client_disconnect"
+"""The client left before its answer was complete."""
 RATE_LIMITED_ERROR_TYPE = "rate_limited"
 """The ``error_type`` of a request the upstream refused with 429; the rules and dashboards
 single it out."""
+OVERLOADED = "overloaded"
+"""The upstream answered 529 (Anthropic's overloaded)."""
+UPSTREAM_TIMEOUT = "upstream_timeout"
+UPSTREAM_CONNECTION_ERROR = "upstream_connection_error"
+UPSTREAM_STREAM_ERROR = "upstream_stream_error"
+"""A stream that broke off."""
+UPSTREAM_INCOMPLETE_STREAM = "upstream_incomplete_stream"
+"""A stream that ended cleanly but before its last event."""
+UPSTREAM_INVALID_RESPONSE = "upstream_invalid_response"
+"""An answer whose body could not be decoded or read for usage."""
+
+ERROR_TYPES: tuple[str, ...] = (
+    INVALID_REQUEST,
+    CLIENT_DISCONNECT,
+    RATE_LIMITED_ERROR_TYPE,
+    OVERLOADED,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_CONNECTION_ERROR,
+    UPSTREAM_STREAM_ERROR,
+    UPSTREAM_INCOMPLETE_STREAM,
+    UPSTREAM_INVALID_RESPONSE,
+)
+"""The fixed error types. Besides them: ``upstream_<status>`` (other upstream error
+statuses), ``upstream_<type>`` (the type of an error event in a stream), ``http_<status>``
+(an error status from an instrumented app that named no type) and an exception's class
+name (an instrumented app that raised)."""
+
+
+def upstream_status_error_type(status: int) -> str:
+    """The ``error_type`` of an upstream error status."""
+    if status == 429:
+        return RATE_LIMITED_ERROR_TYPE
+    if status == 529:
+        return OVERLOADED
+    return f"upstream_{status}"
+
+
+def upstream_event_error_type(kind: str) -> str:
+    """The ``error_type`` of an error event in an upstream stream (``overloaded_error``...)."""
+    return f"upstream_{kind}"
+
+
+def http_error_type(status: int) -> str:
+    """The ``error_type`` of an error status from an app that named no type of its own."""
+    return f"http_{status}"
+
+
+CLIENT_ERROR_TYPES: tuple[str, ...] = (
+    INVALID_REQUEST,
+    CLIENT_DISCONNECT,
+    "http_4..",
+    "upstream_4..",
+)
+"""The error types that are the client's doing and do not count against the availability
+SLO, as PromQL regular-expression alternatives (``http_4..`` matches every 4xx)."""
 
 UNKNOWN = "unknown"
 """Label value recorded when a caller passes no model or service type."""

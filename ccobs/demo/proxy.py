@@ -38,7 +38,17 @@ from ccobs import (
 from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
-from ccobs.catalog import RATE_LIMITED_ERROR_TYPE
+from ccobs.catalog import (
+    CLIENT_DISCONNECT,
+    INVALID_REQUEST,
+    UPSTREAM_CONNECTION_ERROR,
+    UPSTREAM_INCOMPLETE_STREAM,
+    UPSTREAM_INVALID_RESPONSE,
+    UPSTREAM_STREAM_ERROR,
+    UPSTREAM_TIMEOUT,
+    upstream_event_error_type,
+    upstream_status_error_type,
+)
 from ccobs.demo.sse import ServerSentEvent, SSEDecoder, encode_event
 from ccobs.demo.upstream_client import (
     Timeouts,
@@ -123,13 +133,8 @@ class ProxyConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-def error_type_for_status(status: int) -> str:
-    """The ``error_type`` label of an upstream error status."""
-    if status == 429:
-        return RATE_LIMITED_ERROR_TYPE
-    if status == 529:
-        return "overloaded"
-    return f"upstream_{status}"
+error_type_for_status = upstream_status_error_type
+"""The ``error_type`` label of an upstream error status (kept under its old name)."""
 
 
 def error_body(api: Api, status: int, message: str) -> dict[str, Any]:
@@ -297,7 +302,7 @@ class LLMProxy:
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
-            ctx.add_metadata(error_type="client_disconnect")
+            ctx.add_metadata(error_type=CLIENT_DISCONNECT)
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         finally:
             watch.stop()
@@ -315,13 +320,13 @@ class LLMProxy:
         try:
             upstream = await self.client.send("POST", path, headers, body)
         except UpstreamTimeout:
-            return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
+            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
         except UpstreamError as exc:
             return self._fail(
                 ctx,
                 api,
                 502,
-                "upstream_connection_error",
+                UPSTREAM_CONNECTION_ERROR,
                 f"upstream unreachable: {exc}",
             )
 
@@ -346,7 +351,7 @@ class LLMProxy:
 
     def _reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
         """A bad request answered by the proxy itself."""
-        ctx.add_metadata(error_type="invalid_request")
+        ctx.add_metadata(error_type=INVALID_REQUEST)
         return JSONResponse(error_body(api, status, message), status_code=status)
 
     def _fail(
@@ -363,23 +368,23 @@ class LLMProxy:
         try:
             content = await upstream.read(self.config.max_response_bytes)
         except UpstreamTimeout:
-            return self._fail(ctx, api, 504, "upstream_timeout", "upstream timed out")
+            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
         except UpstreamDecodingError as exc:  # a content-encoding its body does not match
             return self._fail(
                 ctx,
                 api,
                 502,
-                "upstream_invalid_response",
+                UPSTREAM_INVALID_RESPONSE,
                 f"upstream response could not be decoded: {exc}",
             )
         except UpstreamTooLarge as exc:
-            return self._fail(ctx, api, 502, "upstream_invalid_response", f"upstream {exc}")
+            return self._fail(ctx, api, 502, UPSTREAM_INVALID_RESPONSE, f"upstream {exc}")
         except UpstreamError as exc:
             return self._fail(
                 ctx,
                 api,
                 502,
-                "upstream_connection_error",
+                UPSTREAM_CONNECTION_ERROR,
                 f"upstream dropped the response: {exc}",
             )
         finally:
@@ -397,7 +402,7 @@ class LLMProxy:
         try:
             self._account(ctx, model, response_tokens(api, content))
         except UsageError as exc:
-            ctx.add_metadata(error_type="upstream_invalid_response")
+            ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
 
     def _stream(
@@ -413,7 +418,7 @@ class LLMProxy:
                     if usage.feed(event):
                         self._first_token(ctx, model, path, arrived)
                 except UsageError as exc:
-                    ctx.metadata.setdefault("error_type", "upstream_invalid_response")
+                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
                     logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
 
         async def relay() -> AsyncGenerator[bytes, None]:
@@ -445,27 +450,27 @@ class LLMProxy:
                     # Ended cleanly but early (a close-delimited body, a proxy between): the
                     # open event is dropped, and without an error event the client would
                     # take what it got for a whole answer.
-                    ctx.add_metadata(error_type="upstream_incomplete_stream")
+                    ctx.add_metadata(error_type=UPSTREAM_INCOMPLETE_STREAM)
                     yield _stream_error_event(api, "upstream stream ended before its last event")
                 else:  # not a stream at all (JSON to a stream request): relayed as it came
-                    ctx.metadata.setdefault("error_type", "upstream_invalid_response")
+                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
                     if held:
                         yield bytes(held)
             except UpstreamTimeout:
-                ctx.add_metadata(error_type="upstream_timeout")
+                ctx.add_metadata(error_type=UPSTREAM_TIMEOUT)
                 yield _stream_error_event(api, "upstream timed out mid-stream")
             except UpstreamDecodingError:
-                ctx.add_metadata(error_type="upstream_invalid_response")
+                ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
                 yield _stream_error_event(api, "upstream stream could not be decoded")
             except UpstreamError:
-                ctx.add_metadata(error_type="upstream_stream_error")
+                ctx.add_metadata(error_type=UPSTREAM_STREAM_ERROR)
                 yield _stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
                 read(unread, arrived)  # events it was sent count
                 # After the last event it has the whole answer: SDKs and the load generator
                 # stop reading there, before the upstream's end of body reaches them.
                 if not usage.complete:
-                    ctx.add_metadata(error_type="client_disconnect")
+                    ctx.add_metadata(error_type=CLIENT_DISCONNECT)
                 raise
             finally:
                 upstream.close()
@@ -475,9 +480,9 @@ class LLMProxy:
 
     def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
         if usage.error is not None:
-            ctx.metadata.setdefault("error_type", f"upstream_{usage.error}")
+            ctx.metadata.setdefault("error_type", upstream_event_error_type(usage.error))
         elif not usage.complete:
-            ctx.metadata.setdefault("error_type", "upstream_incomplete_stream")
+            ctx.metadata.setdefault("error_type", UPSTREAM_INCOMPLETE_STREAM)
         if usage.usage_seen:
             self._account(ctx, model, usage.tokens)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ccobs.catalog import DEFAULT_NAMESPACE, MetricSpec
+from ccobs.catalog import CLIENT_ERROR_TYPES, DEFAULT_NAMESPACE, MetricSpec
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -62,7 +62,7 @@ class MixinConfig:
     vm_datasource_uid: str = "victoriametrics"
     """Grafana uid of the VictoriaMetrics data source the pipeline dashboard compares with."""
     error_ratio_slo: float = 0.99
-    error_ratio_excluded: str = "invalid_request|client_disconnect|http_4..|upstream_4.."
+    error_ratio_excluded: str = "|".join(CLIENT_ERROR_TYPES)
     burn_rate_windows: tuple[BurnRateWindow, ...] = (
         BurnRateWindow("1h", "5m", 14.4, "critical", "2m"),
         BurnRateWindow("6h", "30m", 6.0, "critical", "15m"),
