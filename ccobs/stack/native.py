@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -180,6 +182,31 @@ class Stack:
             )
         return statuses
 
+    def proxy_target_note(self) -> str | None:
+        """How the proxy target stands now: asked of Prometheus, else probed; None if not up.
+
+        Worked out when asked, never saved at ``up``: a target nobody served at
+        ``up`` is usually scraped a minute later (``ccobs demo`` started beside it).
+        """
+        state = self.read_state()
+        if state is None:
+            return None
+        target = state.proxy_target
+        prometheus = next((s for s in state.services if s.name == "prometheus"), None)
+        scraped = _scrape_state(prometheus.url, target) if prometheus is not None else None
+        if scraped is not None:
+            health, error = scraped
+            if health == "up":
+                return f"proxy target {target}: Prometheus scrapes it (up)"
+            if health == "down":
+                return f"proxy target {target}: Prometheus's last scrape failed: {error}"
+        if self._reachable(target):
+            return f"proxy target {target}: listening; Prometheus has not scraped it yet"
+        return (
+            f"proxy target {target}: nothing listens there yet; "
+            "Prometheus will scrape it once it does (e.g. `ccobs demo`)"
+        )
+
     # --- up -------------------------------------------------------------------
 
     def up(self) -> StackState:
@@ -202,11 +229,6 @@ class Stack:
                 notes.append(
                     "grafana: no `grafana` or `grafana-server` on PATH, not started; "
                     f"import {dashboards}/*.json into a Grafana of your own"
-                )
-            if not self._reachable(self.config.proxy_target):
-                notes.append(
-                    f"proxy target {self.config.proxy_target}: nothing listens there yet; "
-                    "Prometheus will scrape it once it does (e.g. `ccobs demo`)"
                 )
             launcher = _Launcher(self, notes)
             try:
@@ -580,6 +602,21 @@ def _set_route_timings(
             route[key] = value
     for child in route.get("routes") or []:
         _set_route_timings(child, timings, root=False)
+
+
+def _scrape_state(prometheus_url: str, target: str) -> tuple[str, str] | None:
+    """(health, last error) of the active target ``target`` in Prometheus, if it has one."""
+    try:
+        with urllib.request.urlopen(
+            f"{prometheus_url}/api/v1/targets?state=active", timeout=2.0
+        ) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for item in targets:
+        if item.get("labels", {}).get("instance") == target:
+            return str(item.get("health")), str(item.get("lastError") or "")
+    return None
 
 
 def _address(server: ServerProcess) -> str:
