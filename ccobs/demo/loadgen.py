@@ -440,11 +440,14 @@ async def _closed_loop(
     planner: _Planner,
     recorder: _Recorder,
     deadline: float | None,
+    stop: asyncio.Event,
 ) -> None:
     """``concurrency`` workers sending back to back until the count or the time runs out."""
     assert config.concurrency is not None
 
     def more() -> bool:
+        if stop.is_set():
+            return False
         if config.requests is not None:
             return recorder.sent < config.requests
         return deadline is not None and time.monotonic() < deadline
@@ -466,6 +469,7 @@ async def _open_loop(
     planner: _Planner,
     recorder: _Recorder,
     deadline: float | None,
+    stop: asyncio.Event,
 ) -> None:
     """One arrival every ``1/rate`` s, at most ``max_in_flight`` outstanding."""
     assert config.rate is not None
@@ -485,14 +489,24 @@ async def _open_loop(
             due = start + index * interval
             if deadline is not None and due >= deadline:
                 break
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if await _stopped_within(stop, max(0.0, due - time.monotonic())):
+                break
             await slots.acquire()
-            if deadline is not None and time.monotonic() >= deadline:
+            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
                 slots.release()
                 break
             recorder.started()
             group.create_task(one(planner.next()))
             index += 1
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as ``stop`` is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def run_load(
@@ -502,14 +516,18 @@ async def run_load(
     client: httpx.AsyncClient | None = None,
     progress_interval: float = 1.0,
     prices: PriceTable | None = None,
+    stop: asyncio.Event | None = None,
 ) -> LoadSummary:
     """Send the configured load and summarise it.
 
     ``on_progress`` gets a snapshot every ``progress_interval`` seconds and
     once at the end. A ``client`` passed in is used as is and left open;
     otherwise one sized for the load is created and closed. Cost uses
-    ``prices`` (default: :meth:`PriceTable.default`).
+    ``prices`` (default: :meth:`PriceTable.default`). Setting ``stop`` ends the
+    load early but gracefully: nothing new is sent, and the requests in flight
+    finish (and are summarised) rather than being cut off.
     """
+    stop = stop or asyncio.Event()
     planner = _Planner(config)
     width = config.concurrency if config.concurrency is not None else config.max_in_flight
     own_client = client is None
@@ -530,9 +548,9 @@ async def run_load(
     ticker = asyncio.create_task(report()) if on_progress is not None else None
     try:
         if config.concurrency is not None:
-            await _closed_loop(config, http, planner, recorder, deadline)
+            await _closed_loop(config, http, planner, recorder, deadline, stop)
         else:
-            await _open_loop(config, http, planner, recorder, deadline)
+            await _open_loop(config, http, planner, recorder, deadline, stop)
     finally:
         recorder.end = time.monotonic()
         if ticker is not None:
