@@ -1,7 +1,7 @@
 """The catalogue of every metric ccobs emits: names, types, labels and help.
 
 This module is the single source of truth for metric names. The metrics
-collector, the dashboards, the alert rules, the README table and the tests all
+collector, the dashboards, the alert rules, docs/reference.md's table and the tests all
 read it, so a renamed metric cannot drift between them.
 """
 
@@ -223,7 +223,7 @@ DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
 
 
 def metrics_table_markdown(namespace: str = DEFAULT_NAMESPACE) -> str:
-    """The README's metric table: name, type, labels, meaning."""
+    """The metric table of docs/reference.md: name, type, labels, meaning."""
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for spec in ALL_METRICS:
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "(none)"

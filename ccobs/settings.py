@@ -145,11 +145,11 @@ FIELD_DOCS: dict[str, str] = {
     "access_log_client_info": "Also store the client address and user agent (personal data).",
     "access_log_api_token": "When set, serves `/logs/query|analytics|stream` to this bearer token.",
 }
-"""One line per field: the README's settings table is built from it."""
+"""One line per field: the settings table of docs/reference.md is built from it."""
 
 
 def settings_table_markdown() -> str:
-    """The README's settings table: field, environment variable, default, meaning."""
+    """The settings table of docs/reference.md: field, environment variable, default, meaning."""
     defaults = ObservabilitySettings(pushgateway_instance="HOST")
     rows = [
         "| field | environment variable | default | meaning |",

@@ -86,7 +86,7 @@ class StackAlreadyRunning(StackError):
 class StackPorts:
     """Loopback port of each service; 0 picks a free one.
 
-    The defaults are the services' usual ports, so bookmarks and the README's
+    The defaults are the services' usual ports, so bookmarks and docs/stack.md's
     URLs work; the Debian packages' own services listen there too, which is
     what :meth:`free` (``--free-ports``) is for.
     """
