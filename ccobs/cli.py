@@ -114,8 +114,8 @@ def proxy_worker_app() -> ASGIApp:
     environment this command prepared but not its logging set-up, so each one
     configures logging from the same settings before building the app.
     """
-    from ccobs.demo.proxy import create_app_from_env
     from ccobs.logging import configure_logging
+    from ccobs.proxy.relay import create_app_from_env
 
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiprocess_dir:
@@ -204,8 +204,8 @@ def _serve_workers(config: uvicorn.Config) -> None:
 def _proxy_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ccobs.demo.proxy import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
     from ccobs.logging import configure_logging
+    from ccobs.proxy.relay import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
 
     settings = ObservabilitySettings.load(config_file=args.config)
     ProxyConfig(upstream_url=args.upstream)  # fail here, with the message, not in a worker

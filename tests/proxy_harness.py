@@ -39,9 +39,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
-from ccobs.demo.proxy import LLMProxy, ProxyConfig, create_proxy_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.relay import LLMProxy, ProxyConfig, create_proxy_app
 from ccobs.settings import ObservabilitySettings
 
 __all__ = [

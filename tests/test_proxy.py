@@ -22,7 +22,6 @@ from asgi_server import serve_asgi
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import (
     Delay,
     MockUpstream,
@@ -33,6 +32,7 @@ from ccobs.demo.upstream import (
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pricing import PriceTable
+from ccobs.proxy.relay import ProxyConfig, create_proxy_app
 from ccobs.settings import ObservabilitySettings
 
 MODEL = "claude-sonnet-4-6"

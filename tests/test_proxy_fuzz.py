@@ -40,10 +40,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy_harness import ANTHROPIC_MODEL, OPENAI_MODEL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.relay import ProxyConfig, create_proxy_app
 from ccobs.settings import ObservabilitySettings
 
 FAST = UpstreamConfig(

@@ -46,10 +46,10 @@ from realservers import (
 )
 
 from ccobs.circuit_breaker import BreakerState, CircuitBreaker
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.relay import ProxyConfig, create_proxy_app
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 

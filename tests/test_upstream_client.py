@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from proxy_harness import RawServer, read_http_request
 
-from ccobs.demo.upstream_client import (
+from ccobs.proxy.upstream_client import (
     MAX_HEAD_BYTES,
     Timeouts,
     UpstreamClient,

@@ -48,7 +48,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
-from ccobs.demo.sse import encode_event
+from ccobs.proxy.sse import encode_event
 
 __all__ = [
     "Api",

@@ -49,8 +49,9 @@ from ccobs.catalog import (
     upstream_event_error_type,
     upstream_status_error_type,
 )
-from ccobs.demo.sse import ServerSentEvent, SSEDecoder, encode_event
-from ccobs.demo.upstream_client import (
+from ccobs.pricing import PriceTable
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, encode_event
+from ccobs.proxy.upstream_client import (
     Timeouts,
     UpstreamClient,
     UpstreamDecodingError,
@@ -59,8 +60,7 @@ from ccobs.demo.upstream_client import (
     UpstreamTimeout,
     UpstreamTooLarge,
 )
-from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
-from ccobs.pricing import PriceTable
+from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ccobs.demo.sse import ServerSentEvent
+from ccobs.proxy.sse import ServerSentEvent
 
 Api = Literal["anthropic", "openai"]
 
