@@ -136,7 +136,8 @@ def proxy() -> FastAPI:
     import os
 
     import ccobs as lib
-    from ccobs.proxy.relay import ProxyConfig, create_proxy_app
+    from ccobs.proxy.app import create_proxy_app
+    from ccobs.proxy.config import ProxyConfig
 
     _logging("WARNING")
     return create_proxy_app(
@@ -202,7 +203,7 @@ def bare_proxy() -> FastAPI:
 
     from starlette.routing import Route
 
-    from ccobs.proxy.relay import ProxyConfig
+    from ccobs.proxy.config import ProxyConfig
     from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 
     _logging("WARNING")

@@ -38,7 +38,8 @@ from ccobs.access_log import (
 from ccobs.access_log.api import access_log_routes
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.metrics import PrometheusMetrics
-from ccobs.proxy.relay import ProxyConfig, create_proxy_app
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogRecord
 

@@ -31,7 +31,7 @@ from ccobs.mixin.rules import (
     error_ratio_record,
 )
 from ccobs.mixin.runbook import github_anchor, runbook_queries
-from ccobs.proxy.relay import error_type_for_status
+from ccobs.proxy.errors import error_type_for_status
 
 CUSTOM = MixinConfig(
     namespace="llmgw",

@@ -31,7 +31,8 @@ from ccobs.metrics import PrometheusMetrics
 from ccobs.mixin.config import BurnRateWindow, MixinConfig
 from ccobs.mixin.dashboards import build_dashboards
 from ccobs.mixin.grafana import interpolate, iter_queries
-from ccobs.proxy.relay import ProxyConfig, create_proxy_app
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.stack.native import Stack, StackConfig, StackPorts

@@ -1,4 +1,4 @@
-"""The demo proxy's upstream client against real loopback sockets speaking scripted HTTP/1.1.
+"""The proxy's upstream client against real loopback sockets speaking scripted HTTP/1.1.
 
 Each test runs a raw TCP server (a thread per connection) that reads the
 client's request and writes exactly the bytes under test, so framing,

@@ -1,9 +1,11 @@
-"""The demo LLM proxy: Anthropic and OpenAI APIs passed through, instrumented only with ccobs.
+"""The proxy's relay: a request passed to the upstream, its answer passed back and accounted.
 
-This is the example users copy, so it uses nothing but the public ccobs API:
-``instrument`` for the request metrics, ``current_request_context`` to label
-the request with its model and add tokens and cost to its access-log line,
-and ``PrometheusMetrics.record_*`` for tokens, cost and time to first token.
+It uses nothing but the public ccobs API, so it doubles as the example users
+copy: ``instrument`` for the request metrics, ``current_request_context`` to
+label the request with its model and add tokens and cost to its access-log
+line, and ``PrometheusMetrics.record_*`` for tokens, cost and time to first
+token. The app around it (routes, lifespan, access-log store) is
+:mod:`ccobs.proxy.app`.
 
 Streams are relayed event by event as they arrive, never buffered whole; the
 proxy only reads along to pick up usage and the first token. When a stream
@@ -15,29 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
-import anyio
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ccobs import (
     PrometheusMetrics,
     RequestContext,
     current_request_context,
-    get_metrics,
-    instrument,
 )
-from ccobs.access_log import BatchingAccessLog, open_access_log
-from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
-from ccobs.asgi import DEFAULT_SKIP_PATHS
 from ccobs.catalog import (
     CLIENT_DISCONNECT,
     INVALID_REQUEST,
@@ -47,12 +38,12 @@ from ccobs.catalog import (
     UPSTREAM_STREAM_ERROR,
     UPSTREAM_TIMEOUT,
     upstream_event_error_type,
-    upstream_status_error_type,
 )
 from ccobs.pricing import PriceTable
-from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, encode_event
+from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, ProxyConfig
+from ccobs.proxy.errors import error_body, error_type_for_status, stream_error_event
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
-    Timeouts,
     UpstreamClient,
     UpstreamDecodingError,
     UpstreamError,
@@ -61,16 +52,8 @@ from ccobs.proxy.upstream_client import (
     UpstreamTooLarge,
 )
 from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
-from ccobs.settings import ObservabilitySettings
-from ccobs.storage import AccessLogStorage
 
 logger = structlog.get_logger("ccobs.demo.proxy")
-
-DEFAULT_UPSTREAM = "https://api.anthropic.com"
-UPSTREAM_ENV = "CCOBS_PROXY_UPSTREAM_URL"
-PRICES_ENV = "CCOBS_PRICES_FILE"
-ANTHROPIC_PATH = "/v1/messages"
-OPENAI_PATH = "/v1/chat/completions"
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
 _NOT_FORWARDED = frozenset(
@@ -94,61 +77,6 @@ _NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
 _MAX_UNPRICED_LOGGED = 1000
 _MAX_MODEL_CHARS = 256
 """Longer model names are cut to this length in the access log, metrics and cost lookup."""
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Where the proxy sends traffic and how long it waits.
-
-    The read timeout is long because a model can think for minutes between
-    two streamed chunks; the connect timeout is short because a dead
-    upstream should fail fast.
-    """
-
-    upstream_url: str = DEFAULT_UPSTREAM
-    connect_timeout: float = 10.0
-    read_timeout: float = 600.0
-    write_timeout: float = 60.0
-    pool_timeout: float = 10.0
-    max_connections: int = 200
-    max_keepalive_connections: int = 50
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_response_bytes: int = 256 * 1024 * 1024
-    """A non-streamed answer is held whole to read its usage; past this many bytes it is a 502."""
-    service_type: str = "proxy_service"
-
-    def __post_init__(self) -> None:
-        if not self.upstream_url.startswith(("http://", "https://")):
-            raise ValueError(f"upstream_url must be an http(s) URL, got {self.upstream_url!r}")
-        for name in ("connect_timeout", "read_timeout", "write_timeout", "pool_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in (
-            "max_connections",
-            "max_keepalive_connections",
-            "max_body_bytes",
-            "max_response_bytes",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-
-error_type_for_status = upstream_status_error_type
-"""The ``error_type`` label of an upstream error status (kept under its old name)."""
-
-
-def error_body(api: Api, status: int, message: str) -> dict[str, Any]:
-    """An error body in the shape the client's SDK expects from this API."""
-    if api == "anthropic":
-        kind = {400: "invalid_request_error", 413: "request_too_large"}.get(status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": message}}
-    kind = "invalid_request_error" if status < 500 else "api_error"
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-def _stream_error_event(api: Api, message: str) -> bytes:
-    body = error_body(api, 502, message)
-    return encode_event(body, "error") if api == "anthropic" else encode_event(body)
 
 
 def _forward_headers(
@@ -267,7 +195,7 @@ class LLMProxy:
     async def relay(self, request: Request, api: Api, path: str) -> Response:
         ctx = current_request_context()
         if ctx is None:  # only when mounted without instrument(); keep working
-            raise RuntimeError("the demo proxy must be instrumented with ccobs.instrument()")
+            raise RuntimeError("the proxy must be instrumented with ccobs.instrument()")
         body = await self._read_body(request)
         if body is None:
             return self._reject(ctx, api, 413, "request body too large")
@@ -451,20 +379,20 @@ class LLMProxy:
                     # open event is dropped, and without an error event the client would
                     # take what it got for a whole answer.
                     ctx.add_metadata(error_type=UPSTREAM_INCOMPLETE_STREAM)
-                    yield _stream_error_event(api, "upstream stream ended before its last event")
+                    yield stream_error_event(api, "upstream stream ended before its last event")
                 else:  # not a stream at all (JSON to a stream request): relayed as it came
                     ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
                     if held:
                         yield bytes(held)
             except UpstreamTimeout:
                 ctx.add_metadata(error_type=UPSTREAM_TIMEOUT)
-                yield _stream_error_event(api, "upstream timed out mid-stream")
+                yield stream_error_event(api, "upstream timed out mid-stream")
             except UpstreamDecodingError:
                 ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
-                yield _stream_error_event(api, "upstream stream could not be decoded")
+                yield stream_error_event(api, "upstream stream could not be decoded")
             except UpstreamError:
                 ctx.add_metadata(error_type=UPSTREAM_STREAM_ERROR)
-                yield _stream_error_event(api, "upstream stream broke off")
+                yield stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
                 read(unread, arrived)  # events it was sent count
                 # After the last event it has the whole answer: SDKs and the load generator
@@ -598,96 +526,3 @@ class _ApiRoute:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handler(Request(scope, receive, send))
         await response(scope, receive, send)
-
-
-def create_proxy_app(
-    config: ProxyConfig | None = None,
-    *,
-    metrics: PrometheusMetrics | None = None,
-    settings: ObservabilitySettings | None = None,
-    prices: PriceTable | None = None,
-    storage: AccessLogStorage | None = None,
-) -> FastAPI:
-    """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
-
-    Without ``storage``, the settings' ``access_log_db`` (if any) opens a store
-    the app owns: it is flushed and closed when the app shuts down, after the
-    last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
-    """
-    config = config or ProxyConfig()
-    if metrics is None:
-        metrics = get_metrics(settings=settings)
-    effective = settings or metrics.settings
-    owned_store = None
-    if storage is None and effective.access_log_db:
-        storage = owned_store = open_access_log(
-            effective.access_log_db,
-            metrics=metrics,
-            retention_days=effective.access_log_retention_days,
-            queue_size=effective.access_log_queue_size,
-            keep_client_info=effective.access_log_client_info,
-        )
-    client = UpstreamClient(
-        config.upstream_url,
-        Timeouts(
-            connect=config.connect_timeout,
-            read=config.read_timeout,
-            write=config.write_timeout,
-            pool=config.pool_timeout,
-        ),
-        max_connections=config.max_connections,
-        max_keepalive_connections=config.max_keepalive_connections,
-    )
-    proxy = LLMProxy(
-        client,
-        metrics,
-        prices or PriceTable.default(),
-        config,
-        client_info=effective.access_log_client_info,
-    )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        client.close()
-        if owned_store is not None:  # every request has ended: write what they left
-            await anyio.to_thread.run_sync(owned_store.close)
-
-    app = FastAPI(title="ccobs demo proxy", lifespan=lifespan)
-    app.state.proxy = proxy
-    app.state.access_log = storage
-    if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
-        app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
-    # Plain Starlette routes serving plain ASGI apps (see _ApiRoute), ahead of FastAPI's
-    # documentation routes so the router tries them first.
-    app.router.routes[:0] = [
-        Route(ANTHROPIC_PATH, _ApiRoute(proxy.anthropic_messages), methods=["POST"]),
-        Route(OPENAI_PATH, _ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
-    ]
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    instrument(
-        app,
-        metrics,
-        settings,
-        service_type=config.service_type,
-        skip_paths=(*DEFAULT_SKIP_PATHS, *ACCESS_LOG_API_PATHS),
-        storage=storage,
-    )
-    return app
-
-
-def create_app_from_env() -> FastAPI:
-    """The proxy as configured by ``ccobs proxy``, for uvicorn's factory mode and workers.
-
-    Each worker process builds its own app from the environment the command
-    set: the upstream URL, the price file and the usual ``CCOBS_*`` settings.
-    """
-    settings = ObservabilitySettings.load()
-    prices_file = os.environ.get(PRICES_ENV)
-    prices = PriceTable.from_yaml(prices_file) if prices_file else None
-    config = ProxyConfig(upstream_url=os.environ.get(UPSTREAM_ENV, DEFAULT_UPSTREAM))
-    return create_proxy_app(config, settings=settings, prices=prices)

@@ -1,6 +1,6 @@
 """Server-sent events: the wire format both LLM APIs stream in.
 
-Kept separate so the mock upstream (which writes events), the demo proxy
+Kept separate so the mock upstream (which writes events), the proxy
 (which reads along while relaying raw bytes) and the load generator (which
 reads decoded lines) agree on framing byte for byte.
 """

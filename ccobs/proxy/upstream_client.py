@@ -1,4 +1,4 @@
-"""The demo proxy's HTTP/1.1 client for its upstream: pooled, bounded, and cheap per call.
+"""The proxy's HTTP/1.1 client for its upstream: pooled, bounded, and cheap per call.
 
 Why not httpx: measured one request at a time over loopback, an httpx
 ``AsyncClient`` call costs about 1.5 ms of the proxy's time (its transport
@@ -19,6 +19,9 @@ does what a pass-through proxy needs and nothing else, on asyncio streams:
 
 Every failure is an :class:`UpstreamError`, so the proxy maps each kind to one
 status and ``error_type`` without knowing about sockets.
+
+One module although past 600 lines: the pool, the response framing and the
+decoding share each connection's state and are only ever used together.
 """
 
 from __future__ import annotations
