@@ -136,7 +136,8 @@ def proxy() -> FastAPI:
     import os
 
     import ccobs as lib
-    from ccobs.demo.proxy import ProxyConfig, create_proxy_app
+    from ccobs.proxy.app import create_proxy_app
+    from ccobs.proxy.config import ProxyConfig
 
     _logging("WARNING")
     return create_proxy_app(
@@ -190,7 +191,7 @@ def bare_proxy() -> FastAPI:
     """A pass-through proxy with no observability: the floor for the demo proxy.
 
     The same framework (FastAPI, a plain Starlette route), upstream client
-    (:class:`ccobs.demo.upstream_client.UpstreamClient`, the demo proxy's
+    (:class:`ccobs.proxy.upstream_client.UpstreamClient`, the demo proxy's
     limits) and streaming relay as the demo proxy, minus everything ccobs adds:
     no middleware, no request context, no usage parsing, no metrics, no logs.
     What the demo proxy costs beyond this is observability (and the demo's own
@@ -202,8 +203,8 @@ def bare_proxy() -> FastAPI:
 
     from starlette.routing import Route
 
-    from ccobs.demo.proxy import ProxyConfig
-    from ccobs.demo.upstream_client import Timeouts, UpstreamClient
+    from ccobs.proxy.config import ProxyConfig
+    from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 
     _logging("WARNING")
     config = ProxyConfig()

@@ -1,37 +1,30 @@
 """The ``ccobs`` command line: settings, the mock upstream, the proxy, the load generator, the demo.
 
-Imports of the demo modules happen inside the commands, so ``ccobs settings``
-stays fast and works even where the demo's dependencies misbehave.
+Only arguments are parsed here; each command's work lives in the module named
+for it (serving the proxy in :mod:`ccobs.proxy.serve`). Imports of the demo
+modules happen inside the commands, so ``ccobs settings`` stays fast and works
+even where the demo's dependencies misbehave.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
-import inspect
-import logging
-import os
-import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ccobs import __version__
+from ccobs.proxy.serve import (
+    GRACEFUL_SHUTDOWN_SECONDS,
+    proxy_worker_app,  # re-exported: ``ccobs.cli:proxy_worker_app`` was the factory string
+    serve,
+)
 from ccobs.settings import ObservabilitySettings, SettingsError
 
-if TYPE_CHECKING:
-    import uvicorn
-    from starlette.types import ASGIApp
-
-GRACEFUL_SHUTDOWN_SECONDS = 25.0
-"""Default drain time of ``ccobs proxy`` on SIGTERM, under the 30 s Kubernetes and most
-orchestrators give before SIGKILL, so the final push and access-log flush still happen."""
+__all__ = ["build_parser", "main", "proxy_worker_app"]
 
 
 def _positive_float(text: str) -> float:
@@ -104,139 +97,17 @@ def _upstream_command(args: argparse.Namespace) -> int:
     return 0
 
 
-PROXY_APP = "ccobs.cli:proxy_worker_app"
-
-
-def proxy_worker_app() -> ASGIApp:
-    """The app each ``ccobs proxy`` server process runs (uvicorn's factory).
-
-    ``--workers`` processes are spawned, not forked: they inherit the
-    environment this command prepared but not its logging set-up, so each one
-    configures logging from the same settings before building the app.
-    """
-    from ccobs.demo.proxy import create_app_from_env
-    from ccobs.logging import configure_logging
-
-    multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if multiprocess_dir:
-        _forget_dead_workers(multiprocess_dir)
-    settings = ObservabilitySettings.load()
-    configure_logging(settings.log_level, settings.log_format)
-    # configure_logging hands uvicorn's loggers to ours, which would turn uvicorn's
-    # access log back on; the proxy writes its own access-log line per request.
-    logging.getLogger("uvicorn.access").propagate = False
-    return create_app_from_env()
-
-
-def _forget_dead_workers(path: str) -> None:
-    """Drop the live-gauge files of workers that are gone without saying so.
-
-    A worker that is SIGKILLed or OOM-killed cannot mark itself dead, and
-    uvicorn replaces it: without this its requests in flight would stay in
-    ``active_requests`` until the whole service restarts. Its counters stay,
-    since their counts were served. Runs in each worker as it starts, so the
-    replacement cleans up after the worker it replaces.
-    """
-    from prometheus_client import multiprocess
-
-    for name in glob.glob(os.path.join(glob.escape(path), "gauge_live*_*.db")):
-        pid = Path(name).stem.rpartition("_")[2]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            multiprocess.mark_process_dead(int(pid), path)  # type: ignore[no-untyped-call]
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's process
-        return True
-    return True
-
-
-def _prepare_multiprocess_dir(path: str) -> None:
-    """Create ``path`` or empty it of a previous run's prometheus_client files.
-
-    Files left by a run that could not shut down (SIGKILL, OOM, power loss)
-    would add that run's counts to this one's and keep its in-flight requests
-    in ``active_requests`` forever; totals start from zero with each run, as
-    they do for a single process.
-    """
-    os.makedirs(path, exist_ok=True)
-    for name in glob.glob(os.path.join(glob.escape(path), "*.db")):
-        os.remove(name)
-
-
-def _exit_zero_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # uvicorn drains, then re-raises the SIGTERM it caught; ending here makes a
-    # graceful stop exit 0, as the multi-worker parent already does.
-    raise SystemExit(0)
-
-
-def _serve_workers(config: uvicorn.Config) -> None:
-    """uvicorn's multi-process supervisor, closing its listening socket first on shutdown.
-
-    The parent holds a copy of the socket the workers accept on. uvicorn keeps it
-    open until every worker has drained, so meanwhile the kernel still completes
-    new connections nobody will accept: they hang, then are reset. Closed
-    before the workers are told to stop, new connections are refused at once.
-    """
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    class Supervisor(Multiprocess):
-        def terminate_all(self) -> None:
-            for sock in self.sockets:
-                sock.close()
-            super().terminate_all()
-
-    sock = config.bind_socket()
-    extra: dict[str, Any] = {}
-    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
-        extra["target"] = uvicorn.Server(config).run
-    try:
-        Supervisor(config, sockets=[sock], **extra).run()
-    finally:
-        sock.close()
-
-
 def _proxy_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ccobs.demo.proxy import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
-    from ccobs.logging import configure_logging
-
-    settings = ObservabilitySettings.load(config_file=args.config)
-    ProxyConfig(upstream_url=args.upstream)  # fail here, with the message, not in a worker
-    os.environ[UPSTREAM_ENV] = args.upstream
-    if args.prices:
-        os.environ[PRICES_ENV] = str(Path(args.prices).resolve())
-    if args.config:
-        os.environ["CCOBS_CONFIG"] = str(Path(args.config).resolve())
-    if args.access_log_db:
-        os.environ["CCOBS_ACCESS_LOG_DB"] = str(Path(args.access_log_db).resolve())
-    configure_logging(settings.log_level, settings.log_format)
-    multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if multiprocess_dir:
-        _prepare_multiprocess_dir(multiprocess_dir)
-    elif args.workers > 1:
-        # Workers share counts through files, in a fresh directory per run.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ccobs-metrics-")
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "log_config": None,
-        "access_log": False,
-        "timeout_graceful_shutdown": args.graceful_timeout,
-    }
-    if args.workers > 1:
-        _serve_workers(uvicorn.Config(PROXY_APP, **options))
-        return 0
-    signal.signal(signal.SIGTERM, _exit_zero_on_sigterm)
-    uvicorn.run(PROXY_APP, **options)
+    serve(
+        upstream=args.upstream,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        graceful_timeout=args.graceful_timeout,
+        prices=args.prices,
+        config_file=args.config,
+        access_log_db=args.access_log_db,
+    )
     return 0
 
 
@@ -382,6 +253,35 @@ def _stack_command(args: argparse.Namespace) -> int:
         return 1
 
 
+def _config_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--config", metavar="FILE", help="YAML settings file (default: $CCOBS_CONFIG)"
+    )
+
+
+def _listen_options(command: argparse.ArgumentParser, port: int, port_help: str = "port") -> None:
+    """``--host`` and ``--port`` of a command that serves."""
+    command.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    command.add_argument("--port", type=_port, default=port, help=f"{port_help} (default {port})")
+
+
+def _seed_option(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--seed", type=int, help=f"seed for {what}")
+
+
+def _access_log_db_option(command: argparse.ArgumentParser, text: str) -> None:
+    command.add_argument("--access-log-db", metavar="PATH", help=text)
+
+
+def _state_dir_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--state-dir",
+        default=".ccobs-stack",
+        metavar="DIR",
+        help="data, logs and the state file (default ./.ccobs-stack)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccobs",
@@ -390,18 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ccobs {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def config_option(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--config", metavar="FILE", help="YAML settings file (default: $CCOBS_CONFIG)"
-        )
-
     settings = commands.add_parser(
         "settings",
         help="print the effective settings",
         description="Validate and print, as YAML, the settings ccobs would use: defaults, then "
         "the YAML file, then CCOBS_* variables. Exits 2 naming the field of an invalid value.",
     )
-    config_option(settings)
+    _config_option(settings)
     settings.set_defaults(handler=_settings_command)
 
     upstream = commands.add_parser(
@@ -410,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a mock of the Anthropic Messages and OpenAI Chat Completions APIs, "
         "streaming included, with seedable latency and injected errors.",
     )
-    upstream.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    upstream.add_argument("--port", type=_port, default=8001, help="port (default 8001)")
+    _listen_options(upstream, 8001)
     upstream.add_argument(
         "--error-rate",
         type=_share,
@@ -424,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument(
         "--ttft", type=_positive_float, help="median time to first token, s (default 0.4)"
     )
-    upstream.add_argument("--seed", type=int, help="seed for repeatable behaviour")
+    _seed_option(upstream, "repeatable behaviour")
     upstream.set_defaults(handler=_upstream_command)
 
     proxy = commands.add_parser(
@@ -434,8 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on /metrics and one JSON access-log line per request. Point a client at it, e.g. "
         "ANTHROPIC_BASE_URL=http://127.0.0.1:8000 claude",
     )
-    proxy.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    proxy.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    _listen_options(proxy, 8000)
     proxy.add_argument(
         "--upstream",
         default="https://api.anthropic.com",
@@ -458,13 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {GRACEFUL_SHUTDOWN_SECONDS:g})",
     )
     proxy.add_argument("--prices", metavar="FILE", help="YAML price overrides")
-    proxy.add_argument(
-        "--access-log-db",
-        metavar="PATH",
-        help="store one record per request in this SQLite (or *.duckdb) file "
+    _access_log_db_option(
+        proxy,
+        "store one record per request in this SQLite (or *.duckdb) file "
         "(default: $CCOBS_ACCESS_LOG_DB; unset: none)",
     )
-    config_option(proxy)
+    _config_option(proxy)
     proxy.set_defaults(handler=_proxy_command)
 
     loadgen = commands.add_parser(
@@ -495,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loadgen.add_argument("--openai-share", type=_share, default=0.0, help="share sent to OpenAI")
     loadgen.add_argument("--stream-share", type=_share, default=0.5, help="share streamed")
-    loadgen.add_argument("--seed", type=int, help="seed for a repeatable request mix")
+    _seed_option(loadgen, "a repeatable request mix")
     loadgen.add_argument("--timeout", type=_positive_float, default=60.0, help="per request, s")
     loadgen.add_argument("--api-key", help="sent as x-api-key (never printed)")
     loadgen.set_defaults(handler=_loadgen_command)
@@ -512,17 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--error-rate", type=_share, default=0.02, help="injected upstream errors (default 0.02)"
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    demo.add_argument("--port", type=_port, default=8000, help="proxy port (default 8000)")
+    _listen_options(demo, 8000, "proxy port")
     demo.add_argument("--pushgateway-url", metavar="URL", help="also push metrics there")
-    demo.add_argument("--seed", type=int, help="seed for repeatable traffic")
+    _seed_option(demo, "repeatable traffic")
     demo.add_argument(
         "--log-file", default="ccobs-demo.log", help="JSON log lines (default ccobs-demo.log)"
     )
-    demo.add_argument(
-        "--access-log-db", metavar="PATH", help="store one record per request in this database"
-    )
-    config_option(demo)
+    _access_log_db_option(demo, "store one record per request in this database")
+    _config_option(demo)
     demo.set_defaults(handler=_demo_command)
 
     logs = commands.add_parser(
@@ -583,21 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack_commands = stack.add_subparsers(dest="stack_command", metavar="COMMAND", required=True)
 
-    def state_dir_option(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--state-dir",
-            default=".ccobs-stack",
-            metavar="DIR",
-            help="data, logs and the state file (default ./.ccobs-stack)",
-        )
-
     stack_up = stack_commands.add_parser(
         "up",
         help="start the stack and wait until every service is healthy",
         description="Start the stack, wait until every service answers healthy, print the "
         "URLs. Refuses to start a second stack in the same --state-dir.",
     )
-    state_dir_option(stack_up)
+    _state_dir_option(stack_up)
     stack_up.add_argument(
         "--proxy-target",
         default="127.0.0.1:8000",
@@ -626,14 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stop every process `up` started (SIGTERM, then SIGKILL) and check that "
         "none is left; data and logs stay.",
     )
-    state_dir_option(stack_down)
+    _state_dir_option(stack_down)
     stack_status = stack_commands.add_parser(
         "status",
         help="pid, liveness and health of each service",
         description="Show each service's pid, whether it runs and answers healthy; exits 1 "
         "when the stack is not running or a service is unhealthy.",
     )
-    state_dir_option(stack_status)
+    _state_dir_option(stack_status)
     for command in (stack_up, stack_down, stack_status):
         command.set_defaults(handler=_stack_command)
     return parser

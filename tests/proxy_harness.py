@@ -1,4 +1,4 @@
-"""The demo proxy on loopback in front of any upstream, and what it recorded, read back.
+"""The proxy on loopback in front of any upstream, and what it recorded, read back.
 
 tests/test_proxy.py runs the proxy in front of the mock upstream; the
 reliability tests put it in front of upstreams that misbehave (scripted
@@ -39,9 +39,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
-from ccobs.demo.proxy import LLMProxy, ProxyConfig, create_proxy_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
+from ccobs.proxy.relay import LLMProxy
 from ccobs.settings import ObservabilitySettings
 
 __all__ = [

@@ -36,9 +36,10 @@ from ccobs.access_log import (
     parse_time,
 )
 from ccobs.access_log.api import access_log_routes
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogRecord
 

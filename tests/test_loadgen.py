@@ -29,7 +29,6 @@ from ccobs.demo.loadgen import (
     run_load,
     run_loadgen_cli,
 )
-from ccobs.demo.sse import ServerSentEvent, SSEDecoder, encode_event, iter_events
 from ccobs.demo.upstream import (
     Decision,
     Delay,
@@ -39,6 +38,7 @@ from ccobs.demo.upstream import (
     get_upstream,
 )
 from ccobs.pricing import PriceTable
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, encode_event, iter_events
 
 FAST = UpstreamConfig(
     seed=1,

@@ -23,7 +23,6 @@ import yaml
 from realservers import require_binary
 
 from ccobs.catalog import ALL_METRICS, COST_TYPES, RATE_LIMITED_ERROR_TYPE
-from ccobs.demo.proxy import error_type_for_status
 from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
 from ccobs.mixin.rules import (
     SEVERITIES,
@@ -32,6 +31,7 @@ from ccobs.mixin.rules import (
     error_ratio_record,
 )
 from ccobs.mixin.runbook import github_anchor, runbook_queries
+from ccobs.proxy.errors import error_type_for_status
 
 CUSTOM = MixinConfig(
     namespace="llmgw",

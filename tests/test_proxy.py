@@ -1,4 +1,4 @@
-"""The demo proxy, driven by the official anthropic and openai SDKs, against the mock upstream.
+"""The proxy, driven by the official anthropic and openai SDKs, against the mock upstream.
 
 Every server here is real (uvicorn on loopback); the metrics are read back
 from the proxy's own registry, the access log from its JSON log lines.
@@ -22,7 +22,6 @@ from asgi_server import serve_asgi
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import (
     Delay,
     MockUpstream,
@@ -33,6 +32,8 @@ from ccobs.demo.upstream import (
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
 from ccobs.pricing import PriceTable
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.settings import ObservabilitySettings
 
 MODEL = "claude-sonnet-4-6"

@@ -1,4 +1,4 @@
-"""Fuzzing the demo proxy's request bodies and headers: it refuses or forwards, never crashes.
+"""Fuzzing the proxy's request bodies and headers: it refuses or forwards, never crashes.
 
 Clients send anything: wrong types for every field, nested garbage, huge or
 non-UTF-8 bodies, odd content types, header values with non-ASCII bytes. For
@@ -40,10 +40,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy_harness import ANTHROPIC_MODEL, OPENAI_MODEL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.settings import ObservabilitySettings
 
 FAST = UpstreamConfig(

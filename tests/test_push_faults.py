@@ -1,4 +1,4 @@
-"""The demo proxy, pushing in the background, while its push target fails (issue 7).
+"""The proxy, pushing in the background, while its push target fails (issue 7).
 
 Every fault is real and on loopback: a closed port (refused), a listener that
 accepts and never answers (hang), one that answers after the timeout or just
@@ -46,10 +46,11 @@ from realservers import (
 )
 
 from ccobs.circuit_breaker import BreakerState, CircuitBreaker
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 

@@ -44,11 +44,12 @@ from test_compose import LOOPBACK, run_compose, services
 import ccobs.exposition
 from ccobs.access_log import SQLiteAccessLog
 from ccobs.asgi import REQUEST_ID_HEADER
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.stack import native

@@ -25,13 +25,14 @@ from prometheus_client import CollectorRegistry
 
 from ccobs.access_log import SQLiteAccessLog
 from ccobs.demo.loadgen import LoadConfig, run_load
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.metrics import PrometheusMetrics
 from ccobs.mixin.config import BurnRateWindow, MixinConfig
 from ccobs.mixin.dashboards import build_dashboards
 from ccobs.mixin.grafana import interpolate, iter_queries
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.stack.native import Stack, StackConfig, StackPorts

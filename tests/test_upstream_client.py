@@ -1,4 +1,4 @@
-"""The demo proxy's upstream client against real loopback sockets speaking scripted HTTP/1.1.
+"""The proxy's upstream client against real loopback sockets speaking scripted HTTP/1.1.
 
 Each test runs a raw TCP server (a thread per connection) that reads the
 client's request and writes exactly the bytes under test, so framing,
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from proxy_harness import RawServer, read_http_request
 
-from ccobs.demo.upstream_client import (
+from ccobs.proxy.upstream_client import (
     MAX_HEAD_BYTES,
     Timeouts,
     UpstreamClient,

@@ -38,7 +38,7 @@ from proxy_harness import (
     wait_for_eof,
 )
 
-from ccobs.demo.sse import SSEDecoder, encode_event
+from ccobs.proxy.sse import SSEDecoder, encode_event
 
 PATH = "/v1/messages"
 USAGE = {"input_tokens": 10, "cache_read_input_tokens": 0, "output_tokens": 1}

@@ -38,7 +38,7 @@ from proxy_harness import (
 )
 from starlette.types import Receive, Scope, Send
 
-from ccobs.demo.sse import SSEDecoder, encode_event
+from ccobs.proxy.sse import SSEDecoder, encode_event
 
 PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 JSON = [(b"content-type", b"application/json")]

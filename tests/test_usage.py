@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ccobs.catalog import TOKEN_TYPES
-from ccobs.demo.sse import ServerSentEvent
-from ccobs.demo.usage import (
+from ccobs.proxy.sse import ServerSentEvent
+from ccobs.proxy.usage import (
     StreamUsage,
     TokenCounts,
     UsageError,

@@ -35,9 +35,9 @@ from typing import Any, TextIO
 
 import httpx
 
-from ccobs.demo.sse import iter_events
-from ccobs.demo.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 from ccobs.pricing import PriceTable
+from ccobs.proxy.sse import iter_events
+from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
 
 __all__ = [
     "LoadConfig",

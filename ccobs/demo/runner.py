@@ -24,11 +24,12 @@ from prometheus_client import CollectorRegistry
 
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
-from ccobs.demo.proxy import ProxyConfig, create_proxy_app
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
 from ccobs.settings import ObservabilitySettings
 

@@ -66,7 +66,7 @@ from ccobs.demo.mock_errors import (
     model_and_messages,
     validate,
 )
-from ccobs.demo.sse import encode_event
+from ccobs.proxy.sse import encode_event
 
 __all__ = [
     "Api",

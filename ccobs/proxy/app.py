@@ -1,0 +1,127 @@
+"""The proxy as an app: the relay's routes, ``/health``, the access log, and ccobs's middleware.
+
+``create_proxy_app`` is what tests and embedders call with objects;
+``create_app_from_env`` is what each ``ccobs proxy`` worker calls (uvicorn's
+factory), building the same app from the environment the command set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from ccobs import PrometheusMetrics, get_metrics, instrument
+from ccobs.access_log import BatchingAccessLog, open_access_log
+from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
+from ccobs.asgi import DEFAULT_SKIP_PATHS
+from ccobs.pricing import PriceTable
+from ccobs.proxy.config import (
+    ANTHROPIC_PATH,
+    DEFAULT_UPSTREAM,
+    OPENAI_PATH,
+    PRICES_ENV,
+    UPSTREAM_ENV,
+    ProxyConfig,
+)
+from ccobs.proxy.relay import LLMProxy, _ApiRoute
+from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
+from ccobs.settings import ObservabilitySettings
+from ccobs.storage import AccessLogStorage
+
+
+def create_proxy_app(
+    config: ProxyConfig | None = None,
+    *,
+    metrics: PrometheusMetrics | None = None,
+    settings: ObservabilitySettings | None = None,
+    prices: PriceTable | None = None,
+    storage: AccessLogStorage | None = None,
+) -> FastAPI:
+    """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
+
+    Without ``storage``, the settings' ``access_log_db`` (if any) opens a store
+    the app owns: it is flushed and closed when the app shuts down, after the
+    last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
+    """
+    config = config or ProxyConfig()
+    if metrics is None:
+        metrics = get_metrics(settings=settings)
+    effective = settings or metrics.settings
+    owned_store = None
+    if storage is None and effective.access_log_db:
+        storage = owned_store = open_access_log(
+            effective.access_log_db,
+            metrics=metrics,
+            retention_days=effective.access_log_retention_days,
+            queue_size=effective.access_log_queue_size,
+            keep_client_info=effective.access_log_client_info,
+        )
+    client = UpstreamClient(
+        config.upstream_url,
+        Timeouts(
+            connect=config.connect_timeout,
+            read=config.read_timeout,
+            write=config.write_timeout,
+            pool=config.pool_timeout,
+        ),
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_keepalive_connections,
+    )
+    proxy = LLMProxy(
+        client,
+        metrics,
+        prices or PriceTable.default(),
+        config,
+        client_info=effective.access_log_client_info,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        client.close()
+        if owned_store is not None:  # every request has ended: write what they left
+            await anyio.to_thread.run_sync(owned_store.close)
+
+    app = FastAPI(title="ccobs proxy", lifespan=lifespan)
+    app.state.proxy = proxy
+    app.state.access_log = storage
+    if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
+        app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
+    # Plain Starlette routes serving plain ASGI apps (see _ApiRoute), ahead of FastAPI's
+    # documentation routes so the router tries them first.
+    app.router.routes[:0] = [
+        Route(ANTHROPIC_PATH, _ApiRoute(proxy.anthropic_messages), methods=["POST"]),
+        Route(OPENAI_PATH, _ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
+    ]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    instrument(
+        app,
+        metrics,
+        settings,
+        service_type=config.service_type,
+        skip_paths=(*DEFAULT_SKIP_PATHS, *ACCESS_LOG_API_PATHS),
+        storage=storage,
+    )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The proxy as configured by ``ccobs proxy``, for uvicorn's factory mode and workers.
+
+    Each worker process builds its own app from the environment the command
+    set: the upstream URL, the price file and the usual ``CCOBS_*`` settings.
+    """
+    settings = ObservabilitySettings.load()
+    prices_file = os.environ.get(PRICES_ENV)
+    prices = PriceTable.from_yaml(prices_file) if prices_file else None
+    config = ProxyConfig(upstream_url=os.environ.get(UPSTREAM_ENV, DEFAULT_UPSTREAM))
+    return create_proxy_app(config, settings=settings, prices=prices)

@@ -1,0 +1,528 @@
+"""The proxy's relay: a request passed to the upstream, its answer passed back and accounted.
+
+It uses nothing but the public ccobs API, so it doubles as the example users
+copy: ``instrument`` for the request metrics, ``current_request_context`` to
+label the request with its model and add tokens and cost to its access-log
+line, and ``PrometheusMetrics.record_*`` for tokens, cost and time to first
+token. The app around it (routes, lifespan, access-log store) is
+:mod:`ccobs.proxy.app`.
+
+Streams are relayed event by event as they arrive, never buffered whole; the
+proxy only reads along to pick up usage and the first token. When a stream
+breaks off or ends early, the event left half-sent is dropped and an error
+event in the API's format ends the stream, so the client sees the failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+
+import structlog
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from ccobs import (
+    PrometheusMetrics,
+    RequestContext,
+    current_request_context,
+)
+from ccobs.catalog import (
+    CLIENT_DISCONNECT,
+    INVALID_REQUEST,
+    UPSTREAM_CONNECTION_ERROR,
+    UPSTREAM_INCOMPLETE_STREAM,
+    UPSTREAM_INVALID_RESPONSE,
+    UPSTREAM_STREAM_ERROR,
+    UPSTREAM_TIMEOUT,
+    upstream_event_error_type,
+)
+from ccobs.pricing import PriceTable
+from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, ProxyConfig
+from ccobs.proxy.errors import error_body, error_type_for_status, stream_error_event
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
+from ccobs.proxy.upstream_client import (
+    UpstreamClient,
+    UpstreamDecodingError,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
+from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
+
+logger = structlog.get_logger("ccobs.demo.proxy")
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "content-encoding",
+        "x-request-id",
+    }
+)
+_NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
+_MAX_UNPRICED_LOGGED = 1000
+_MAX_MODEL_CHARS = 256
+"""Longer model names are cut to this length in the access log, metrics and cost lookup."""
+
+
+def _forward_headers(
+    raw: Iterable[tuple[bytes, bytes]], request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers as the bytes it sent, minus hop-by-hop and proxy-owned ones.
+
+    Bytes, as received: a value with non-ASCII bytes (a UTF-8 user agent) is
+    valid HTTP and is passed on unchanged.
+    """
+    forwarded = [(k, v) for k, v in raw if k.lower() not in _NOT_FORWARDED_RAW]
+    # Identity encoding, so the proxy can read usage out of the bytes it relays.
+    forwarded.append((b"accept-encoding", b"identity"))
+    forwarded.append((b"x-request-id", request_id.encode()))
+    return forwarded
+
+
+def _relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
+    """Give ``response`` the upstream's headers byte for byte, minus hop-by-hop ones.
+
+    Raw bytes again: Starlette would encode ``str`` header values as latin-1,
+    which a UTF-8 value does not survive.
+    """
+    response.raw_headers.extend(
+        (k.lower(), v) for k, v in upstream.headers if k.lower() not in _NOT_FORWARDED_RAW
+    )
+    return response
+
+
+def _is_event_stream(upstream: UpstreamResponse) -> bool:
+    content_type = upstream.header(b"content-type") or b""
+    return content_type.partition(b";")[0].strip().lower() == b"text/event-stream"
+
+
+_WATCH_AFTER_SECONDS = 0.05
+"""How long an upstream call runs before the proxy starts watching for the client leaving."""
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded for a client that left before its answer (nginx's convention)."""
+
+
+class _LeaveWatch:
+    """Cancels the current task when the client disconnects (its body has been read already).
+
+    A plain asyncio task beside the request's: an anyio task group, which
+    Starlette's ``StreamingResponse`` uses for the same, costs ~10x more. Even
+    a task costs more than the rest of the proxy's accounting together, so
+    while waiting for the answer it starts only after ``after`` seconds: an
+    answer faster than that is in before a departed client could save
+    anything, and a client gone sooner is noticed then. While streaming
+    (``after=None``) it watches from the start, as a stream sent on to a
+    departed client goes nowhere without an error.
+    """
+
+    def __init__(self, receive: Receive, after: float | None) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.receive = receive
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        if after is None:
+            self._start()
+        else:
+            self.timer = asyncio.get_running_loop().call_later(after, self._start)
+
+    def _start(self) -> None:
+        self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.task.cancel()
+
+    def client_left(self) -> bool:
+        """Called on ``CancelledError``: True, and the cancellation absorbed, if it was ours."""
+        watcher = self.watcher
+        if watcher is None or not watcher.done() or watcher.cancelled():  # someone else's
+            return False
+        self.task.uncancel()
+        return True
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+class LLMProxy:
+    """Relays requests to the upstream and accounts what comes back."""
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        metrics: PrometheusMetrics,
+        prices: PriceTable,
+        config: ProxyConfig,
+        *,
+        client_info: bool = False,
+    ) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.prices = prices
+        self.config = config
+        self.client_info = client_info
+        self._unpriced_logged: set[str] = set()
+
+    async def anthropic_messages(self, request: Request) -> Response:
+        """POST /v1/messages: the Anthropic Messages API."""
+        return await self.relay(request, "anthropic", ANTHROPIC_PATH)
+
+    async def openai_chat_completions(self, request: Request) -> Response:
+        """POST /v1/chat/completions: the OpenAI-compatible Chat Completions API."""
+        return await self.relay(request, "openai", OPENAI_PATH)
+
+    async def relay(self, request: Request, api: Api, path: str) -> Response:
+        ctx = current_request_context()
+        if ctx is None:  # only when mounted without instrument(); keep working
+            raise RuntimeError("the proxy must be instrumented with ccobs.instrument()")
+        body = await self._read_body(request)
+        if body is None:
+            return self._reject(ctx, api, 413, "request body too large")
+        try:
+            payload = json.loads(body)
+        except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
+            return self._reject(ctx, api, 400, "request body is not valid JSON")
+        except RecursionError:
+            return self._reject(ctx, api, 400, "request body is nested too deeply")
+        if not isinstance(payload, dict):
+            return self._reject(ctx, api, 400, "request body must be a JSON object")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            return self._reject(ctx, api, 400, "model: field required")
+        # The upstream gets the body untouched; the access log and the metrics get a bounded
+        # name, so a client cannot write megabytes into every line its requests leave.
+        model = model[:_MAX_MODEL_CHARS]
+        streaming = payload.get("stream") is True
+        ctx.add_metadata(model=model, streaming=streaming)
+        if self.client_info:  # personal data: only when the operator asked for it
+            ctx.add_metadata(
+                client_addr=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+            )
+
+        headers = _forward_headers(request.headers.raw, ctx.request_id)
+        # Until the answer is in hand, a client that leaves must not keep the upstream call
+        # (and its pooled connection) busy until the read timeout for nobody.
+        watch = _LeaveWatch(request.receive, after=_WATCH_AFTER_SECONDS)
+        try:
+            return await self._answer(ctx, api, path, model, streaming, headers, body)
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
+            ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        finally:
+            watch.stop()
+
+    async def _answer(
+        self,
+        ctx: RequestContext,
+        api: Api,
+        path: str,
+        model: str,
+        streaming: bool,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Response:
+        try:
+            upstream = await self.client.send("POST", path, headers, body)
+        except UpstreamTimeout:
+            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
+        except UpstreamError as exc:
+            return self._fail(
+                ctx,
+                api,
+                502,
+                UPSTREAM_CONNECTION_ERROR,
+                f"upstream unreachable: {exc}",
+            )
+
+        if upstream.status_code >= 400 or not streaming:
+            return await self._whole(ctx, api, model, upstream)
+        return self._stream(ctx, api, path, model, upstream)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The request body, or None past ``max_body_bytes`` (read no further)."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
+        """A bad request answered by the proxy itself."""
+        ctx.add_metadata(error_type=INVALID_REQUEST)
+        return JSONResponse(error_body(api, status, message), status_code=status)
+
+    def _fail(
+        self, ctx: RequestContext, api: Api, status: int, error_type: str, message: str
+    ) -> Response:
+        ctx.add_metadata(error_type=error_type)
+        logger.warning("upstream_failed", error_type=error_type, detail=message[:300])
+        return JSONResponse(error_body(api, status, message), status_code=status)
+
+    async def _whole(
+        self, ctx: RequestContext, api: Api, model: str, upstream: UpstreamResponse
+    ) -> Response:
+        """A non-streaming answer (or any error answer): read it, account it, pass it on."""
+        try:
+            content = await upstream.read(self.config.max_response_bytes)
+        except UpstreamTimeout:
+            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
+        except UpstreamDecodingError as exc:  # a content-encoding its body does not match
+            return self._fail(
+                ctx,
+                api,
+                502,
+                UPSTREAM_INVALID_RESPONSE,
+                f"upstream response could not be decoded: {exc}",
+            )
+        except UpstreamTooLarge as exc:
+            return self._fail(ctx, api, 502, UPSTREAM_INVALID_RESPONSE, f"upstream {exc}")
+        except UpstreamError as exc:
+            return self._fail(
+                ctx,
+                api,
+                502,
+                UPSTREAM_CONNECTION_ERROR,
+                f"upstream dropped the response: {exc}",
+            )
+        finally:
+            upstream.close()  # closed even when the client left
+        status = upstream.status_code
+        if status >= 400:
+            ctx.add_metadata(error_type=error_type_for_status(status))
+            return _relay_headers(Response(content, status_code=status), upstream)
+        response = _AccountedResponse(
+            content, status, lambda: self._account_whole(ctx, api, model, content)
+        )
+        return _relay_headers(response, upstream)
+
+    def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
+        try:
+            self._account(ctx, model, response_tokens(api, content))
+        except UsageError as exc:
+            ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
+            logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
+
+    def _stream(
+        self, ctx: RequestContext, api: Api, path: str, model: str, upstream: UpstreamResponse
+    ) -> Response:
+        usage = StreamUsage(api)
+        decoder = SSEDecoder()
+
+        def read(events: list[ServerSentEvent], arrived: float) -> None:
+            """Take the usage and first token out of events that arrived at ``arrived``."""
+            for event in events:
+                try:
+                    if usage.feed(event):
+                        self._first_token(ctx, model, path, arrived)
+                except UsageError as exc:
+                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
+                    logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
+
+        async def relay() -> AsyncGenerator[bytes, None]:
+            events_seen = False
+            # Bytes of the event still open. Only whole events are passed on, so an error
+            # event appended after a cut can never be glued onto half an event before it.
+            held = bytearray()
+            # Events passed on but not yet read: the client gets its bytes first.
+            unread: list[ServerSentEvent] = []
+            arrived = 0.0
+            try:
+                # Decoded bytes: identity was asked for, but an upstream that compresses
+                # anyway must not reach the client compressed without its content-encoding.
+                async for chunk in upstream.iter_bytes():
+                    arrived = ctx.duration_seconds
+                    held += chunk
+                    unread = decoder.feed(chunk)
+                    events_seen = events_seen or bool(unread)
+                    ready = len(held) - decoder.open_bytes
+                    if ready > 0:
+                        yield bytes(held[:ready])
+                        del held[:ready]
+                    read(unread, arrived)
+                    unread = []
+                if usage.complete or usage.error is not None:
+                    if held:  # trailing bytes after the last event
+                        yield bytes(held)
+                elif events_seen or _is_event_stream(upstream):
+                    # Ended cleanly but early (a close-delimited body, a proxy between): the
+                    # open event is dropped, and without an error event the client would
+                    # take what it got for a whole answer.
+                    ctx.add_metadata(error_type=UPSTREAM_INCOMPLETE_STREAM)
+                    yield stream_error_event(api, "upstream stream ended before its last event")
+                else:  # not a stream at all (JSON to a stream request): relayed as it came
+                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
+                    if held:
+                        yield bytes(held)
+            except UpstreamTimeout:
+                ctx.add_metadata(error_type=UPSTREAM_TIMEOUT)
+                yield stream_error_event(api, "upstream timed out mid-stream")
+            except UpstreamDecodingError:
+                ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
+                yield stream_error_event(api, "upstream stream could not be decoded")
+            except UpstreamError:
+                ctx.add_metadata(error_type=UPSTREAM_STREAM_ERROR)
+                yield stream_error_event(api, "upstream stream broke off")
+            except (GeneratorExit, asyncio.CancelledError):  # the client went away
+                read(unread, arrived)  # events it was sent count
+                # After the last event it has the whole answer: SDKs and the load generator
+                # stop reading there, before the upstream's end of body reaches them.
+                if not usage.complete:
+                    ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+                raise
+            finally:
+                upstream.close()
+                self._finish_stream(ctx, model, usage)
+
+        return _relay_headers(_RelayedStream(relay(), status_code=upstream.status_code), upstream)
+
+    def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
+        if usage.error is not None:
+            ctx.metadata.setdefault("error_type", upstream_event_error_type(usage.error))
+        elif not usage.complete:
+            ctx.metadata.setdefault("error_type", UPSTREAM_INCOMPLETE_STREAM)
+        if usage.usage_seen:
+            self._account(ctx, model, usage.tokens)
+
+    def _first_token(self, ctx: RequestContext, model: str, path: str, seconds: float) -> None:
+        ctx.add_metadata(ttft_ms=round(seconds * 1000.0, 3))
+        self.metrics.record_time_to_first_token(seconds, model, path, self.config.service_type)
+
+    def _account(self, ctx: RequestContext, model: str, tokens: TokenCounts) -> None:
+        """Count tokens and cost, and put both on the request's access-log line."""
+        service_type = self.config.service_type
+        for token_type, count in tokens.by_type().items():
+            self.metrics.record_tokens(count, token_type, model, service_type)
+        ctx.add_metadata(
+            input_tokens=tokens.input,
+            output_tokens=tokens.output,
+            cache_read_tokens=tokens.cache_read,
+            cache_write_tokens=tokens.cache_write,
+        )
+        cost = self.prices.cost(
+            model, tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
+        )
+        if cost is None:
+            self._unpriced(model)
+            ctx.add_metadata(cost_total_usd=0.0, unpriced=True)
+            return
+        for cost_type, amount in (
+            ("input", cost.input),
+            ("output", cost.output),
+            ("cache", cost.cache),
+            ("total", cost.total),
+        ):
+            self.metrics.record_cost(amount, model, cost_type, service_type)
+        ctx.add_metadata(
+            cost_input_usd=cost.input,
+            cost_output_usd=cost.output,
+            cost_cache_usd=cost.cache,
+            cost_total_usd=cost.total,
+        )
+
+    def _unpriced(self, model: str) -> None:
+        self.metrics.record_unpriced_request(model, self.config.service_type)
+        if model not in self._unpriced_logged and len(self._unpriced_logged) < _MAX_UNPRICED_LOGGED:
+            self._unpriced_logged.add(model)
+            logger.warning("model_unpriced", model=model, cost_recorded_usd=0.0)
+
+
+class _AccountedResponse(Response):
+    """A whole answer, accounted once it is sent, however the sending ends.
+
+    Reading the usage out of the body and recording tokens and cost takes
+    tens of microseconds that the client need not wait for; the access-log
+    line and the request's metrics are written after this returns, so they
+    still carry them.
+    """
+
+    def __init__(self, content: bytes, status_code: int, account: Callable[[], None]) -> None:
+        super().__init__(content, status_code=status_code)
+        self.account = account
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.account()
+
+
+class _RelayedStream(Response):
+    """The relayed stream: stopped when the client leaves, its generator closed however it ends.
+
+    In place of Starlette's ``StreamingResponse``, which watches for the client
+    with an anyio task group (see :class:`_LeaveWatch`) and leaves a generator
+    interrupted at a ``yield`` to the garbage collector; closing it here
+    releases the upstream connection and does the accounting now, not eventually.
+    Headers are the upstream's, added by :func:`_relay_headers`.
+    """
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None], status_code: int) -> None:
+        self.chunks = chunks
+        self.status_code = status_code
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = _LeaveWatch(receive, after=None)
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            async for chunk in self.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
+        finally:
+            watch.stop()
+            await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
+
+
+class _ApiRoute:
+    """One API endpoint as a plain ASGI app: the request handed straight to its handler.
+
+    FastAPI's route would solve dependencies, and Starlette's function endpoint
+    adds an exception-handler wrapper (two closures, two coroutines) to every
+    call; the handlers need neither, as they take the raw request and raise no
+    ``HTTPException``. An error still goes up to Starlette's error middleware
+    and ccobs's, as before.
+    """
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive, send))
+        await response(scope, receive, send)

@@ -1,0 +1,142 @@
+"""Server-sent events: the wire format both LLM APIs stream in.
+
+Kept separate so the mock upstream (which writes events), the proxy
+(which reads along while relaying raw bytes) and the load generator (which
+reads decoded lines) agree on framing byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SSEDecoder", "ServerSentEvent", "encode_event", "iter_events"]
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One dispatched event: its ``event:`` name (None when absent) and joined ``data:``."""
+
+    event: str | None
+    data: str
+
+    def json(self) -> Any:
+        """The data field parsed as JSON."""
+        return json.loads(self.data)
+
+
+def encode_event(data: object, event: str | None = None) -> bytes:
+    """Frame one event. ``data`` that is not a ``str`` is sent as compact JSON.
+
+    Anthropic names every event (``event: message_start``); OpenAI sends bare
+    ``data:`` lines, so ``event`` is optional.
+    """
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event is not None else ""
+    lines = "".join(f"data: {line}\n" for line in payload.split("\n"))
+    return f"{head}{lines}\n".encode()
+
+
+class _EventBuilder:
+    """The WHATWG field rules for one line at a time.
+
+    A blank line ends an event, ``:`` lines are comments, several ``data:``
+    lines join with newlines, and an event without data is not dispatched.
+    """
+
+    def __init__(self) -> None:
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    @property
+    def idle(self) -> bool:
+        """No event is being built: the stream is between events."""
+        return self._event is None and not self._data
+
+    def line(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            event = (
+                ServerSentEvent(event=self._event, data="\n".join(self._data))
+                if self._data
+                else None
+            )
+            self._event, self._data = None, []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+class SSEDecoder:
+    """Incremental decoder for raw bytes as they come off the socket.
+
+    A proxy relays bytes untouched and only reads along, so it needs events
+    out of arbitrary chunks: lines and UTF-8 characters may be split anywhere.
+    An event still open when the stream ends is never returned, as the spec
+    requires, so a truncated response cannot pass for a complete final event.
+    :attr:`open_bytes` tells a relay how much of what it was fed belongs to
+    that open event, so it can forward whole events only.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._open_lines = 0
+        self._builder = _EventBuilder()
+
+    @property
+    def open_bytes(self) -> int:
+        """How many of the last bytes fed belong to an event not finished yet.
+
+        Zero between events: after a blank line, or a comment (a keep-alive
+        ``: ping``) outside any event.
+        """
+        return self._open_lines + self._pending_size
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Consume ``chunk``; return the events it completed, in order."""
+        pending = self._pending
+        if (
+            b"\n" not in chunk
+            and b"\r" not in chunk
+            and not (pending and pending[-1][-1:] == b"\r")
+        ):
+            # Still inside one line: keep the piece, join once the line ends. Joining on
+            # every chunk would copy a long line again per chunk, quadratic in its length.
+            if chunk:
+                pending.append(chunk)
+                self._pending_size += len(chunk)
+            return []
+        pending.append(chunk)
+        lines = b"".join(pending).splitlines(keepends=True)
+        # An unterminated tail waits for more bytes; so does a tail ending in "\r",
+        # whose "\n" may be the first byte of the next chunk.
+        tail = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        self._pending = [tail] if tail else []
+        self._pending_size = len(tail)
+        events: list[ServerSentEvent] = []
+        builder = self._builder
+        for raw in lines:
+            event = builder.line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+            self._open_lines = 0 if builder.idle else self._open_lines + len(raw)
+            if event is not None:
+                events.append(event)
+        return events
+
+
+async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEvent]:
+    """Parse decoded text lines (e.g. ``httpx.Response.aiter_lines()``) into events."""
+    builder = _EventBuilder()
+    async for raw in lines:
+        event = builder.line(raw.rstrip("\r\n"))
+        if event is not None:
+            yield event
+    # An event cut off by end of stream is discarded (see SSEDecoder).

@@ -1,0 +1,217 @@
+"""Token usage as the Anthropic and OpenAI APIs report it, in one shape.
+
+The proxy accounts tokens from what the upstream returns and the load
+generator checks the same numbers from the client side; both read usage
+through this module, so they cannot disagree on what a field means.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ccobs.proxy.sse import ServerSentEvent
+
+Api = Literal["anthropic", "openai"]
+
+_MAX_TOKEN_COUNT = 2**53
+"""Counts above this are not believed: no request comes near it, and a larger
+``int`` cannot be added to a float counter exactly (past ~1e308, not at all)."""
+
+
+class UsageError(ValueError):
+    """A usage object or stream event that does not have the documented shape."""
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens of one request by the four types ccobs counts."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(
+            self.input + other.input,
+            self.output + other.output,
+            self.cache_read + other.cache_read,
+            self.cache_write + other.cache_write,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write
+
+    def by_type(self) -> dict[str, int]:
+        """Counts keyed by the ``type`` label values of ``tokens_total``."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "cache_write": self.cache_write,
+        }
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKEN_COUNT:
+        raise UsageError(f"usage field {key!r} is not a token count: {value!r}"[:200])
+    return value
+
+
+def anthropic_tokens(usage: Mapping[str, Any]) -> TokenCounts:
+    """Anthropic ``usage``: input excludes cached tokens, which come separately."""
+    if not isinstance(usage, Mapping):
+        raise UsageError(f"usage is not an object: {usage!r}")
+    return TokenCounts(
+        input=_count(usage, "input_tokens"),
+        output=_count(usage, "output_tokens"),
+        cache_read=_count(usage, "cache_read_input_tokens"),
+        cache_write=_count(usage, "cache_creation_input_tokens"),
+    )
+
+
+def openai_tokens(usage: Mapping[str, Any]) -> TokenCounts:
+    """OpenAI ``usage``: ``prompt_tokens`` includes the cached ones, so they are split off."""
+    if not isinstance(usage, Mapping):
+        raise UsageError(f"usage is not an object: {usage!r}")
+    details = usage.get("prompt_tokens_details") or {}
+    if not isinstance(details, Mapping):
+        raise UsageError(f"prompt_tokens_details is not an object: {details!r}")
+    cached = _count(details, "cached_tokens")
+    prompt = _count(usage, "prompt_tokens")
+    return TokenCounts(
+        input=max(prompt - cached, 0),
+        output=_count(usage, "completion_tokens"),
+        cache_read=min(cached, prompt),
+    )
+
+
+def response_tokens(api: Api, body: bytes) -> TokenCounts:
+    """Usage of a non-streaming response body."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise UsageError(f"response is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("response is not JSON: nested too deeply to read") from None
+    if not isinstance(data, dict) or "usage" not in data:
+        raise UsageError("response has no usage")
+    return anthropic_tokens(data["usage"]) if api == "anthropic" else openai_tokens(data["usage"])
+
+
+_ANTHROPIC_EVENTS_READ = frozenset(
+    {"message_start", "content_block_delta", "message_delta", "message_stop", "error"}
+)
+
+
+class StreamUsage:
+    """Follows one streamed response event by event.
+
+    Anthropic reports input and cache tokens in ``message_start`` and the
+    cumulative output count in ``message_delta``; OpenAI sends one final
+    chunk with ``usage`` when the request asked for it
+    (``stream_options.include_usage``). ``first_token`` turns True on the first
+    content delta, which is when time to first token is taken.
+    """
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.tokens = TokenCounts()
+        self.first_token = False
+        self.complete = False
+        self.usage_seen = False
+        self.error: str | None = None
+        """The error type of an ``error`` event in the stream, if one came."""
+
+    def feed(self, event: ServerSentEvent) -> bool:
+        """Take one event; returns True when it carried the first generated token."""
+        if self.api == "anthropic":
+            return self._anthropic(event)
+        return self._openai(event)
+
+    def _json(self, event: ServerSentEvent) -> dict[str, Any]:
+        try:
+            data = event.json()
+        except (ValueError, RecursionError):
+            raise UsageError(f"stream event data is not JSON: {event.data[:80]!r}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"stream event data is not an object: {event.data[:80]!r}")
+        return data
+
+    def _anthropic(self, event: ServerSentEvent) -> bool:
+        if event.event is not None and event.event not in _ANTHROPIC_EVENTS_READ:
+            # ping, content_block_start/stop, and event types added after this was written:
+            # nothing to account, so their data is not even parsed.
+            return False
+        data = self._json(event)
+        kind = data.get("type")
+        if kind == "message_start":
+            message = data.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if usage is not None:
+                self.tokens = anthropic_tokens(usage)
+                self.usage_seen = True
+        elif kind == "content_block_delta":
+            return self._first()
+        elif kind == "message_delta":
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                # Cumulative counts: each message_delta replaces what came before. A null
+                # field means "not reported here" (as the SDKs read it), not zero.
+                reported = {key: value for key, value in usage.items() if value is not None}
+                merged = {**_anthropic_fields(self.tokens), **reported}
+                self.tokens = anthropic_tokens(merged)
+                self.usage_seen = True
+        elif kind == "message_stop":
+            self.complete = True
+        elif kind == "error":
+            error = data.get("error")
+            self.error = str(error.get("type", "error")) if isinstance(error, dict) else "error"
+        return False
+
+    def _openai(self, event: ServerSentEvent) -> bool:
+        if event.data == "[DONE]":
+            self.complete = True
+            return False
+        data = self._json(event)
+        if "error" in data:
+            error = data["error"]
+            self.error = str(error.get("type", "error")) if isinstance(error, dict) else "error"
+            return False
+        if data.get("usage"):
+            self.tokens = openai_tokens(data["usage"])
+            self.usage_seen = True
+        choices = data.get("choices") or []
+        if not isinstance(choices, list):
+            raise UsageError(f"choices is not a list: {choices!r}"[:120])
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise UsageError(f"choice delta is not an object: {delta!r}"[:120])
+            if delta.get("content"):
+                return self._first()
+        return False
+
+    def _first(self) -> bool:
+        if self.first_token:
+            return False
+        self.first_token = True
+        return True
+
+
+def _anthropic_fields(tokens: TokenCounts) -> dict[str, int]:
+    return {
+        "input_tokens": tokens.input,
+        "output_tokens": tokens.output,
+        "cache_read_input_tokens": tokens.cache_read,
+        "cache_creation_input_tokens": tokens.cache_write,
+    }
