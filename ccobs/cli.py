@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,26 @@ def _settings_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """Fail before starting a server whose port is taken, with a way out, as ``stack up`` does.
+
+    Checked by binding the way uvicorn will (``SO_REUSEADDR``), so a port held
+    only by connections in TIME_WAIT is free here too.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Stop what listens "
+                "there, or choose another port with --port P (--port 0 takes a free one)."
+            ) from None
+
+
 def _upstream_command(args: argparse.Namespace) -> int:
     from ccobs.demo.upstream import Delay, UpstreamConfig, run_upstream
 
@@ -93,11 +114,13 @@ def _upstream_command(args: argparse.Namespace) -> int:
         else Delay(args.latency, 0.5, args.latency * 30),
         ttft=defaults.ttft if args.ttft is None else Delay(args.ttft, 0.5, args.ttft * 30),
     )
+    _require_free_port(args.host, args.port)
     run_upstream(args.host, args.port, config)
     return 0
 
 
 def _proxy_command(args: argparse.Namespace) -> int:
+    _require_free_port(args.host, args.port)
     serve(
         upstream=args.upstream,
         host=args.host,
@@ -149,6 +172,7 @@ def _demo_command(args: argparse.Namespace) -> int:
     settings = ObservabilitySettings.load(config_file=args.config)
     if args.access_log_db:
         settings = dataclasses.replace(settings, access_log_db=args.access_log_db)
+    _require_free_port(args.host, args.port)
     run_demo(config, settings)
     return 0
 
@@ -218,7 +242,7 @@ def _stack_command(args: argparse.Namespace) -> int:
             )
             stack = Stack(config, echo=echo)
             state = stack.up()
-            for note in state.notes:
+            for note in [*state.notes, stack.proxy_target_note()]:
                 echo(f"note: {note}")
             echo(f"The stack is up (state in {stack.state_dir}); scraping {config.proxy_target}:")
             for name, url in state.urls().items():
@@ -242,7 +266,7 @@ def _stack_command(args: argparse.Namespace) -> int:
                 + (f"  ({status.problem})" if status.problem else "")
             )
         recorded = stack.read_state()
-        for note in recorded.notes if recorded else ():
+        for note in [*(recorded.notes if recorded else ()), stack.proxy_target_note()]:
             echo(f"note: {note}")
         return 0 if all(status.healthy for status in statuses) else 1
     except StackAlreadyRunning as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,6 +219,29 @@ def test_demo_log_holds_the_proxys_lines_not_the_load_generators_client(
     lines = log_file.read_text().splitlines()
     assert sum('"request_success"' in line for line in lines) > 3
     assert not [line for line in lines if "HTTP Request:" in line]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["demo", "--duration", "1"],
+        ["proxy", "--upstream", "http://127.0.0.1:9"],
+        ["upstream"],
+    ],
+    ids=["demo", "proxy", "upstream"],
+)
+def test_a_taken_port_is_a_clear_error_with_a_way_out(command: list[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = ccobs(*command, "--port", str(port), timeout=30)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "--port 0" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_demo_stops_cleanly_on_ctrl_c(background: list[Background], tmp_path: Path) -> None:

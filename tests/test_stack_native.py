@@ -454,6 +454,7 @@ def test_cli_up_status_down_round_trip(tmp_path: Path, only_stack_binaries: Path
 
         status = _ccobs("status", *where, env=env)
         assert status.returncode == 0, status.stdout + status.stderr
+        assert "note: proxy target 127.0.0.1:9: nothing listens there yet" in status.stdout
         for service in state.services:
             assert re.search(rf"^{service.name} +{service.pid} +yes +yes ", status.stdout, re.M)
 
