@@ -38,19 +38,19 @@ from ccobs.mixin.grafana import (
     RANGE,
     RANGE_SECONDS,
     RATE_INTERVAL,
+    BarGauge,
     Json,
+    Stat,
     Step,
-    bargauge,
+    Table,
+    Timeseries,
     dashboard,
     datasource_ref,
     datasource_variable,
     iter_queries,
     iter_variable_queries,
     query_variable,
-    stat,
-    table,
     target,
-    timeseries,
     value_mapping,
 )
 
@@ -221,25 +221,25 @@ def overview(config: MixinConfig) -> Json:
     q = Queries(config)
     budget = _number(config.error_budget)
     top_line = [
-        stat(
+        Stat(
             "Requests",
             "Requests served over the selected time range.",
             [target(q.increase(REQUESTS), "requests", instant=True)],
             unit="short",
         ),
-        stat(
+        Stat(
             "Tokens",
             "Tokens processed over the selected time range, all types (input, output, cache).",
             [target(q.increase(TOKENS), "tokens", instant=True)],
             unit="short",
         ),
-        stat(
+        Stat(
             "Cost",
             "Spend over the selected time range, from the price table (cost_type total).",
             [target(q.increase(COST, _TOTAL_COST), "cost", instant=True)],
             unit="currencyUSD",
         ),
-        stat(
+        Stat(
             "Error ratio over the range",
             "Share of requests over the selected range that failed with an error counting "
             f"against the {config.error_ratio_slo:.4g} SLO; red once the whole budget is spent.",
@@ -257,7 +257,7 @@ def overview(config: MixinConfig) -> Json:
         rows=[
             top_line,
             [
-                timeseries(
+                Timeseries(
                     "Request rate by model and status",
                     "Requests per second, by model and HTTP status: which traffic and which "
                     "answers the proxy serves.",
@@ -265,7 +265,7 @@ def overview(config: MixinConfig) -> Json:
                     unit="reqps",
                     stack=True,
                 ),
-                timeseries(
+                Timeseries(
                     "Error ratio",
                     "Failed requests per request, excluding client errors "
                     f"({config.error_ratio_excluded}). Dashed lines: the SLO error budget and the "
@@ -276,7 +276,7 @@ def overview(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Response latency p50 / p95 / p99",
                     "Time from request start to the last byte, over all selected traffic. Dashed "
                     "line: the p99 latency alert threshold.",
@@ -287,7 +287,7 @@ def overview(config: MixinConfig) -> Json:
                     unit="s",
                     steps=[(_number(config.latency_p99_seconds), "red")],
                 ),
-                timeseries(
+                Timeseries(
                     "Time to first token p50 / p95",
                     "Time from request start to the first generated token of streaming "
                     "responses: the wait a user sees before text appears.",
@@ -301,14 +301,14 @@ def overview(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Active requests",
                     "Requests in flight, summed over worker processes; long LLM calls make this "
                     "the first sign of a slow upstream.",
                     [target(f"sum by (instance) ({q.selector(ACTIVE_REQUESTS)})", "{{instance}}")],
                     unit="short",
                 ),
-                timeseries(
+                Timeseries(
                     "Response latency p95 by model",
                     "95th percentile of response time per model: finds the model that is slow.",
                     [target(q.quantile(0.95, RESPONSE_DURATION, by=("model",)), "{{model}}")],
@@ -332,13 +332,13 @@ def tokens_cost(config: MixinConfig) -> Json:
         variables=_variables(config),
         rows=[
             [
-                stat(
+                Stat(
                     "Cost over the range",
                     "Spend over the selected time range (cost_type total).",
                     [target(q.increase(COST, _TOTAL_COST), "cost", instant=True)],
                     unit="currencyUSD",
                 ),
-                stat(
+                Stat(
                     "Projected 30-day spend",
                     "Spend over 30 days at the average rate of the selected time range: widen the "
                     "range to smooth out daily cycles.",
@@ -346,7 +346,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                     unit="currencyUSD",
                     steps=[(_number(config.hourly_cost_budget_usd * 24 * 30), "red")],
                 ),
-                stat(
+                Stat(
                     "Cost per hour now",
                     "Spend per hour at the current rate; red above the hourly cost budget the "
                     "cost alert uses.",
@@ -354,7 +354,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                     unit="currencyUSD",
                     steps=[(budget, "red")],
                 ),
-                stat(
+                Stat(
                     "Cache hit ratio over the range",
                     "Input tokens served from the prompt cache, cache_read / (input + cache_read), "
                     "over the selected range: higher is cheaper and faster.",
@@ -363,14 +363,14 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Tokens per second by type and model",
                     "Token throughput by type (input, output, cache_read, cache_write) and model.",
                     [target(q.rate(TOKENS, by=("type", "model")), "{{model}} {{type}}")],
                     unit="short",
                     stack=True,
                 ),
-                timeseries(
+                Timeseries(
                     "Cache hit ratio by model",
                     "cache_read / (input + cache_read) per model; a model at 0 is not using the "
                     "prompt cache.",
@@ -379,7 +379,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Cost per hour by model",
                     "Spend in USD per hour at the current rate, stacked by model; the dashed line "
                     "is the hourly cost budget the cost alert compares the total with.",
@@ -388,7 +388,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                     stack=True,
                     steps=[(budget, "red")],
                 ),
-                bargauge(
+                BarGauge(
                     "Cost over the range by model and cost type",
                     "Spend over the selected range per model, split into input, output and cache "
                     "cost, with their total.",
@@ -403,7 +403,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                bargauge(
+                BarGauge(
                     "Tokens over the range by model and type",
                     "Tokens processed over the selected range per model and token type.",
                     [
@@ -415,7 +415,7 @@ def tokens_cost(config: MixinConfig) -> Json:
                     ],
                     unit="short",
                 ),
-                bargauge(
+                BarGauge(
                     "Unpriced requests over the range by model",
                     "Requests for models missing from the price table: their cost is recorded as "
                     "zero, so the spend above is too low while this is not empty.",
@@ -445,7 +445,7 @@ def errors(config: MixinConfig) -> Json:
         variables=_variables(config),
         rows=[
             [
-                timeseries(
+                Timeseries(
                     "Error ratio against the alert thresholds",
                     "Failed requests per request, excluding client errors "
                     f"({config.error_ratio_excluded}). Dashed lines: the SLO error budget "
@@ -455,7 +455,7 @@ def errors(config: MixinConfig) -> Json:
                     unit="percentunit",
                     steps=_error_ratio_steps(config),
                 ),
-                timeseries(
+                Timeseries(
                     "Rate-limited ratio",
                     f"Requests the upstream refused with 429 (error_type {RATE_LIMITED_ERROR_TYPE})"
                     " per request; the dashed line is the rate-limiting alert threshold.",
@@ -465,7 +465,7 @@ def errors(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Errors by error type",
                     "Failed requests per second by error type, including the client errors the "
                     "error ratio leaves out.",
@@ -473,7 +473,7 @@ def errors(config: MixinConfig) -> Json:
                     unit="reqps",
                     stack=True,
                 ),
-                timeseries(
+                Timeseries(
                     "Failed requests by status",
                     "Requests per second answered with a 4xx or 5xx HTTP status, by status.",
                     [target(q.rate(REQUESTS, 'status=~"[45].."', by=("status",)), "{{status}}")],
@@ -482,14 +482,14 @@ def errors(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Errors by endpoint",
                     "Failed requests per second by route template.",
                     [target(q.rate(ERRORS, by=("endpoint",)), "{{endpoint}}")],
                     unit="reqps",
                     stack=True,
                 ),
-                timeseries(
+                Timeseries(
                     "Errors by model",
                     "Failed requests per second by model: an outage of one model shows here.",
                     [target(q.rate(ERRORS, by=("model",)), "{{model}}")],
@@ -498,7 +498,7 @@ def errors(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                table(
+                Table(
                     "Errors over the range",
                     "Failed requests over the selected range by error type, endpoint and model, "
                     "most frequent first.",
@@ -543,7 +543,7 @@ def pipeline(config: MixinConfig) -> Json:
         ),
         rows=[
             [
-                stat(
+                Stat(
                     "Proxy scrape up",
                     "Prometheus' up series of the proxy's scrape targets: DOWN means the last "
                     "scrape failed. Empty when the proxy only pushes.",
@@ -554,7 +554,7 @@ def pipeline(config: MixinConfig) -> Json:
                     steps=[(None, "red"), (1, "green")],
                     mappings=[value_mapping({"0": ("DOWN", "red"), "1": ("UP", "green")})],
                 ),
-                timeseries(
+                Timeseries(
                     "Pushgateway push age",
                     "Seconds since the last successful push to Pushgateway per job and instance; "
                     "the dashed line is the stale-push alert threshold. Empty when the proxy is "
@@ -570,7 +570,7 @@ def pipeline(config: MixinConfig) -> Json:
                     h=6,
                     steps=[(_number(config.push_stale_seconds), "red")],
                 ),
-                timeseries(
+                Timeseries(
                     "Pushes by protocol and outcome",
                     "Pushes per minute by protocol and outcome; failure includes pushes skipped "
                     "while the circuit breaker is open.",
@@ -586,7 +586,7 @@ def pipeline(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Newest sample age per data source",
                     "Seconds since the newest info sample in each store. Both lines should stay "
                     "within a scrape or push interval (plus VictoriaMetrics' 30 s search latency "
@@ -596,7 +596,7 @@ def pipeline(config: MixinConfig) -> Json:
                     unit="s",
                     datasource=MIXED_DATASOURCE,
                 ),
-                timeseries(
+                Timeseries(
                     "Request rate per data source",
                     "The same request rate read from both stores: the lines should overlap; a gap "
                     "means one store lost or duplicated samples.",
@@ -606,14 +606,14 @@ def pipeline(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Label overflows by label",
                     "Label values folded into 'other' per second because the label reached its "
                     "cardinality bound: raise the bound or fix the caller.",
                     [target(q.rate(LABEL_OVERFLOWS, by=("label",)), "{{label}}")],
                     unit="cps",
                 ),
-                timeseries(
+                Timeseries(
                     "Rejected values by metric",
                     "Recorded values refused per second because they were negative, NaN or "
                     "infinite: a bug in the caller's measurements.",
@@ -622,7 +622,7 @@ def pipeline(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                timeseries(
+                Timeseries(
                     "Access-log records written and dropped",
                     "Access-log records written to the database per second, and records lost "
                     "by reason: queue_full (writes fall behind), write_error (the database "
@@ -636,7 +636,7 @@ def pipeline(config: MixinConfig) -> Json:
                 ),
             ],
             [
-                table(
+                Table(
                     "ccobs versions",
                     "ccobs and Python versions and platform of every running proxy instance: "
                     "confirms a rollout reached every instance.",
