@@ -16,4 +16,4 @@ def test_readme_tables_match_settings_and_metric_catalogue() -> None:
     spec.loader.exec_module(sync_readme)
     readme = (ROOT / "README.md").read_text()
 
-    assert sync_readme.synced(readme) == readme, "run: python scripts/sync_readme.py"
+    assert sync_readme.synced(readme) == readme, "run: make generate"
