@@ -4,11 +4,12 @@
 #   make test  - install test dependencies and the Debian binaries, then run the whole suite
 #   make bench - install wrk and valgrind when missing, run the benchmarks and write
 #                benchmarks/RESULTS.md
+#   make generate - regenerate every committed generated file (the drift tests name it)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install debian-deps bench
+.PHONY: demo test lint install debian-deps bench generate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,14 @@ lint: install
 
 test: install debian-deps lint
 	$(BIN)/python -m pytest
+
+# Every committed generated file, from its source in code: dashboards/ and alerts/
+# (ccobs/mixin), stack/prometheus.yml (ccobs/stack/compose.py) and the reference
+# tables (scripts/sync_readme.py). A drift test fails until this has been run.
+generate: install
+	$(BIN)/ccobs mixin build --out .
+	$(BIN)/python -m ccobs.stack.compose .
+	$(BIN)/python scripts/sync_readme.py
 
 bench: install
 	scripts/install-debian-deps.sh bench

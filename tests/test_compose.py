@@ -172,7 +172,7 @@ def provisioned_datasources() -> list[dict[str, Any]]:
 
 def dashboard_files() -> list[Path]:
     files = sorted(DASHBOARDS_DIR.glob("*.json"))
-    assert files, f"no dashboard JSON in {DASHBOARDS_DIR}; run: ccobs mixin build --out ."
+    assert files, f"no dashboard JSON in {DASHBOARDS_DIR}; run: make generate"
     return files
 
 
@@ -497,7 +497,7 @@ def test_bind_mounts_are_read_only(model: dict[str, Any]) -> None:
 def test_prometheus_config_is_a_fresh_render_of_the_template() -> None:
     committed = (ROOT / PROMETHEUS_CONFIG_PATH).read_text(encoding="utf-8")
 
-    assert committed == compose_prometheus_config(), "run: python -m ccobs.stack.compose"
+    assert committed == compose_prometheus_config(), "run: make generate"
 
 
 def test_prometheus_mounts_the_rendered_config(model: dict[str, Any]) -> None:

@@ -28,9 +28,9 @@ def test_committed_files_equal_a_fresh_build() -> None:
     fresh = build(MixinConfig())
 
     committed = committed_files()
-    assert sorted(committed) == sorted(fresh), "run: ccobs mixin build --out ."
+    assert sorted(committed) == sorted(fresh), "run: make generate"
     stale = [name for name in fresh if committed[name] != fresh[name]]
-    assert stale == [], "run: ccobs mixin build --out ."
+    assert stale == [], "run: make generate"
 
 
 def test_cli_builds_another_namespace_into_a_folder(tmp_path: Path) -> None:

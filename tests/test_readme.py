@@ -28,7 +28,7 @@ def test_reference_tables_match_settings_and_metric_catalogue() -> None:
     spec.loader.exec_module(sync_readme)
     reference = (ROOT / "docs/reference.md").read_text()
 
-    assert sync_readme.synced(reference) == reference, "run: python scripts/sync_readme.py"
+    assert sync_readme.synced(reference) == reference, "run: make generate"
 
 
 def _prose(path: Path) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards import build_dashboards
-from ccobs.mixin.rules import build_rule_files
+from ccobs.mixin.render import build_rule_files
 
 
 def build(config: MixinConfig) -> dict[str, str]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, ClassVar
 
 Json = dict[str, Any]
 """One JSON object of the dashboard model."""
@@ -141,71 +142,82 @@ def thresholds(*steps: Step) -> Json:
     }
 
 
-def _panel(
-    kind: str,
-    title: str,
-    description: str,
-    targets: Sequence[Json],
-    *,
-    unit: str,
-    w: int,
-    h: int,
-    datasource: Json,
-    defaults: Json,
-    options: Json,
-) -> Json:
-    if not 0 < w <= GRID_WIDTH:
-        raise ValueError(f"panel {title!r}: width {w} is outside 1..{GRID_WIDTH}")
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": dict(datasource),
-        "gridPos": {"h": h, "w": w, "x": 0, "y": 0},
-        "fieldConfig": {"defaults": {"unit": unit, **defaults}, "overrides": []},
-        "options": options,
-        "targets": [{**t, "refId": _REF_IDS[i]} for i, t in enumerate(targets)],
-    }
+@dataclass(frozen=True)
+class Panel:
+    """What every panel kind shares: title, description, queries, unit and size.
+
+    The JSON envelope is built once, in :meth:`json`; a kind only says what
+    differs, in :meth:`field_defaults` and :meth:`options` (and a table its
+    transformations). Panels carry no position: :func:`layout` places them.
+    """
+
+    title: str
+    description: str
+    targets: Sequence[Json]
+    _: KW_ONLY
+    unit: str
+    w: int
+    h: int
+    datasource: Json = field(default_factory=lambda: dict(DATASOURCE))
+    kind: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.w <= GRID_WIDTH:
+            raise ValueError(f"panel {self.title!r}: width {self.w} is outside 1..{GRID_WIDTH}")
+
+    def field_defaults(self) -> Json:
+        """``fieldConfig.defaults`` besides the unit."""
+        raise NotImplementedError
+
+    def options(self) -> Json:
+        raise NotImplementedError
+
+    def json(self) -> Json:
+        """The panel as Grafana's JSON model, at position (0, 0)."""
+        return {
+            "type": self.kind,
+            "title": self.title,
+            "description": self.description,
+            "datasource": dict(self.datasource),
+            "gridPos": {"h": self.h, "w": self.w, "x": 0, "y": 0},
+            "fieldConfig": {
+                "defaults": {"unit": self.unit, **self.field_defaults()},
+                "overrides": [],
+            },
+            "options": self.options(),
+            "targets": [{**t, "refId": _REF_IDS[i]} for i, t in enumerate(self.targets)],
+        }
 
 
-def timeseries(
-    title: str,
-    description: str,
-    targets: Sequence[Json],
-    *,
-    unit: str,
-    w: int = 12,
-    h: int = 8,
-    steps: Sequence[Step] = (),
-    stack: bool = False,
-    datasource: Json = DATASOURCE,
-) -> Json:
+@dataclass(frozen=True, kw_only=True)
+class Timeseries(Panel):
     """A time series; explicit ``steps`` are drawn as dashed lines, the alert thresholds."""
-    custom = {
-        "drawStyle": "line",
-        "lineWidth": 1,
-        "fillOpacity": 10,
-        "showPoints": "never",
-        "spanNulls": False,
-        "axisSoftMin": 0,
-        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
-        "thresholdsStyle": {"mode": "dashed" if steps else "off"},
-    }
-    return _panel(
-        "timeseries",
-        title,
-        description,
-        targets,
-        unit=unit,
-        w=w,
-        h=h,
-        datasource=datasource,
-        defaults={
+
+    kind: ClassVar[str] = "timeseries"
+    w: int = 12
+    h: int = 8
+    steps: Sequence[Step] = ()
+    stack: bool = False
+
+    def field_defaults(self) -> Json:
+        custom = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 10,
+            "showPoints": "never",
+            "spanNulls": False,
+            "axisSoftMin": 0,
+            "stacking": {"group": "A", "mode": "normal" if self.stack else "none"},
+            "thresholdsStyle": {"mode": "dashed" if self.steps else "off"},
+        }
+        return {
             "color": {"mode": "palette-classic"},
             "custom": custom,
-            "thresholds": thresholds(*steps),
-        },
-        options={
+            "thresholds": thresholds(*self.steps),
+        }
+
+    def options(self) -> Json:
+        return {
             "legend": {
                 "calcs": [],
                 "displayMode": "list",
@@ -213,107 +225,79 @@ def timeseries(
                 "showLegend": True,
             },
             "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    )
+        }
 
 
 _REDUCE_LAST: Json = {"calcs": ["lastNotNull"], "fields": "", "values": False}
 
 
-def stat(
-    title: str,
-    description: str,
-    targets: Sequence[Json],
-    *,
-    unit: str,
-    w: int = 6,
-    h: int = 4,
-    steps: Sequence[Step] = (),
-    mappings: Sequence[Json] = (),
-) -> Json:
+@dataclass(frozen=True, kw_only=True)
+class Stat(Panel):
     """A single value, coloured by ``steps`` (the thresholds users compare it with)."""
-    defaults: Json = {
-        "color": {"mode": "thresholds"},
-        "mappings": list(mappings),
-        "thresholds": thresholds(*steps),
-    }
-    return _panel(
-        "stat",
-        title,
-        description,
-        targets,
-        unit=unit,
-        w=w,
-        h=h,
-        datasource=DATASOURCE,
-        defaults=defaults,
-        options={
+
+    kind: ClassVar[str] = "stat"
+    w: int = 6
+    h: int = 4
+    steps: Sequence[Step] = ()
+    mappings: Sequence[Json] = ()
+
+    def field_defaults(self) -> Json:
+        return {
+            "color": {"mode": "thresholds"},
+            "mappings": list(self.mappings),
+            "thresholds": thresholds(*self.steps),
+        }
+
+    def options(self) -> Json:
+        return {
             "colorMode": "value",
             "graphMode": "none",
             "justifyMode": "auto",
             "orientation": "auto",
             "reduceOptions": dict(_REDUCE_LAST),
             "textMode": "auto",
-        },
-    )
+        }
 
 
-def bargauge(
-    title: str,
-    description: str,
-    targets: Sequence[Json],
-    *,
-    unit: str,
-    w: int = 12,
-    h: int = 8,
-) -> Json:
+@dataclass(frozen=True, kw_only=True)
+class BarGauge(Panel):
     """Horizontal bars, one per series of an instant query: a ranking over the range."""
-    return _panel(
-        "bargauge",
-        title,
-        description,
-        targets,
-        unit=unit,
-        w=w,
-        h=h,
-        datasource=DATASOURCE,
-        defaults={"color": {"mode": "palette-classic"}, "min": 0, "thresholds": thresholds()},
-        options={
+
+    kind: ClassVar[str] = "bargauge"
+    w: int = 12
+    h: int = 8
+
+    def field_defaults(self) -> Json:
+        return {"color": {"mode": "palette-classic"}, "min": 0, "thresholds": thresholds()}
+
+    def options(self) -> Json:
+        return {
             "displayMode": "gradient",
             "orientation": "horizontal",
             "reduceOptions": dict(_REDUCE_LAST),
             "showUnfilled": True,
-        },
-    )
+        }
 
 
-def table(
-    title: str,
-    description: str,
-    targets: Sequence[Json],
-    *,
-    unit: str,
-    hide_columns: Sequence[str] = ("Time",),
-    w: int = 24,
-    h: int = 6,
-) -> Json:
+@dataclass(frozen=True, kw_only=True)
+class Table(Panel):
     """A table of an instant query's labels; ``hide_columns`` drops e.g. Time and Value."""
-    panel = _panel(
-        "table",
-        title,
-        description,
-        targets,
-        unit=unit,
-        w=w,
-        h=h,
-        datasource=DATASOURCE,
-        defaults={"custom": {"align": "auto"}, "thresholds": thresholds()},
-        options={"showHeader": True, "cellHeight": "sm"},
-    )
-    panel["transformations"] = [
-        {"id": "organize", "options": {"excludeByName": dict.fromkeys(hide_columns, True)}}
-    ]
-    return panel
+
+    kind: ClassVar[str] = "table"
+    w: int = 24
+    h: int = 6
+    hide_columns: Sequence[str] = ("Time",)
+
+    def field_defaults(self) -> Json:
+        return {"custom": {"align": "auto"}, "thresholds": thresholds()}
+
+    def options(self) -> Json:
+        return {"showHeader": True, "cellHeight": "sm"}
+
+    def json(self) -> Json:
+        excluded = dict.fromkeys(self.hide_columns, True)
+        transformations = [{"id": "organize", "options": {"excludeByName": excluded}}]
+        return {**super().json(), "transformations": transformations}
 
 
 def value_mapping(values: Mapping[str, tuple[str, str]]) -> Json:
@@ -327,7 +311,7 @@ def value_mapping(values: Mapping[str, tuple[str, str]]) -> Json:
     }
 
 
-def layout(rows: Sequence[Sequence[Json]]) -> list[Json]:
+def layout(rows: Sequence[Sequence[Panel]]) -> list[Json]:
     """Place panels row by row, left to right, and number them from 1.
 
     Each row starts below the tallest panel of the previous one, so no two
@@ -338,14 +322,14 @@ def layout(rows: Sequence[Sequence[Json]]) -> list[Json]:
     for row in rows:
         x = 0
         for panel in row:
-            w, h = panel["gridPos"]["w"], panel["gridPos"]["h"]
+            w, h = panel.w, panel.h
             if x + w > GRID_WIDTH:
-                raise ValueError(f"row with {panel['title']!r} is wider than {GRID_WIDTH}")
+                raise ValueError(f"row with {panel.title!r} is wider than {GRID_WIDTH}")
             placed.append(
-                {"id": len(placed) + 1, **panel, "gridPos": {"h": h, "w": w, "x": x, "y": y}}
+                {"id": len(placed) + 1, **panel.json(), "gridPos": {"h": h, "w": w, "x": x, "y": y}}
             )
             x += w
-        y += max((p["gridPos"]["h"] for p in row), default=0)
+        y += max((p.h for p in row), default=0)
     return placed
 
 
@@ -356,7 +340,7 @@ def dashboard(
     description: str,
     tags: Sequence[str],
     variables: Sequence[Json],
-    rows: Sequence[Sequence[Json]],
+    rows: Sequence[Sequence[Panel]],
 ) -> Json:
     """A whole dashboard: ``id`` null and no ``__inputs``, so it imports and provisions as is.
 
