@@ -269,16 +269,6 @@ def test_grafana_starts_through_the_password_entrypoint(model: dict[str, Any]) -
     assert Path(mounted["/etc/grafana/ccobs-entrypoint.sh"]) == GRAFANA_ENTRYPOINT
 
 
-def test_grafana_dashboards_are_viewable_without_login_but_read_only(
-    model: dict[str, Any],
-) -> None:
-    environment = services(model)["grafana"]["environment"]
-
-    assert environment["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
-    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
-    assert environment["GF_USERS_ALLOW_SIGN_UP"] == "false"
-
-
 # --- stack/grafana/entrypoint.sh, run with sh as the container runs it ------------
 
 

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ccobs import PrometheusMetrics, get_metrics, instrument
@@ -28,10 +29,17 @@ from ccobs.proxy.config import (
     UPSTREAM_ENV,
     ProxyConfig,
 )
+from ccobs.proxy.passthrough import PASSTHROUGH_ROUTES, Passthrough
 from ccobs.proxy.relay import LLMProxy, _ApiRoute
 from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage
+
+ROOT_PATH = "/"
+
+
+async def _healthy(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
 
 
 def create_proxy_app(
@@ -87,7 +95,10 @@ def create_proxy_app(
         if owned_store is not None:  # every request has ended: write what they left
             await anyio.to_thread.run_sync(owned_store.close)
 
-    app = FastAPI(title="ccobs proxy", lifespan=lifespan)
+    # No documentation routes: every path is the upstream's (see ccobs.proxy.passthrough).
+    app = FastAPI(
+        title="ccobs proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.proxy = proxy
     app.state.access_log = storage
     if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
@@ -103,13 +114,22 @@ def create_proxy_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Claude Code probes its base URL with ``HEAD /`` before its first request: a healthy
+    # answer, and not traffic (skipped below), so a healthy session shows no errors.
+    app.router.routes.append(Route(ROOT_PATH, _healthy, methods=["GET", "HEAD"]))
     instrument(
         app,
         metrics,
         settings,
         service_type=config.service_type,
-        skip_paths=(*DEFAULT_SKIP_PATHS, *ACCESS_LOG_API_PATHS),
+        skip_paths=(*DEFAULT_SKIP_PATHS, ROOT_PATH, *ACCESS_LOG_API_PATHS),
         storage=storage,
+    )
+    # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
+    passthrough = Passthrough(proxy)
+    app.router.routes.extend(
+        Route(template, _ApiRoute(passthrough), methods=list(methods))
+        for template, methods in PASSTHROUGH_ROUTES
     )
     return app
 
