@@ -170,8 +170,12 @@ def _demo_command(args: argparse.Namespace) -> int:
         log_file=Path(args.log_file),
     )
     settings = ObservabilitySettings.load(config_file=args.config)
-    if args.access_log_db:
-        settings = dataclasses.replace(settings, access_log_db=args.access_log_db)
+    # The demo keeps an access log unless told where: its dashboards' access-log panels
+    # (records written, dropped) then read a real zero rather than nothing.
+    access_log_db = (
+        args.access_log_db or settings.access_log_db or str(Path(args.log_file).with_suffix(".db"))
+    )
+    settings = dataclasses.replace(settings, access_log_db=access_log_db)
     _require_free_port(args.host, args.port)
     run_demo(config, settings)
     return 0
@@ -434,7 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--log-file", default="ccobs-demo.log", help="JSON log lines (default ccobs-demo.log)"
     )
-    _access_log_db_option(demo, "store one record per request in this database")
+    _access_log_db_option(
+        demo,
+        "store one record per request in this SQLite (or *.duckdb) file "
+        "(default: $CCOBS_ACCESS_LOG_DB, else the log file's name with .db: ccobs-demo.db)",
+    )
     _config_option(demo)
     demo.set_defaults(handler=_demo_command)
 

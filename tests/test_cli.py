@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from realservers import free_port
+
+from ccobs.access_log import LogFilter, open_reader
 
 COMMANDS = ("settings", "upstream", "proxy", "loadgen", "demo", "mixin")
 
@@ -205,6 +208,19 @@ def test_ctrl_c_lets_the_demos_requests_in_flight_finish(
     log = log_file.read_text()
     assert log.count('"request_success"') > 5
     assert "client_disconnect" not in log
+
+
+def test_demo_keeps_an_access_log_beside_its_log_file_by_default(tmp_path: Path) -> None:
+    result = ccobs(
+        "demo", "--duration", "2", "--port", "0", "--seed", "7",
+        "--log-file", str(tmp_path / "demo.log"),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    sent = re.search(r"^requests +(\d+)$", result.stdout, re.M)
+    assert sent is not None, result.stdout
+    records = open_reader(tmp_path / "demo.db").query(LogFilter(limit=10_000))
+    assert len(records) == int(sent.group(1)) > 3  # every request the load generator sent
 
 
 def test_demo_log_holds_the_proxys_lines_not_the_load_generators_client(
