@@ -4,7 +4,8 @@
 every log line inside the block carries it, including lines from tasks
 spawned inside it (asyncio copies context variables into new tasks). Its
 start, success and error events carry accurate timing, and the success or
-error line, with every piece of metadata the handler added, is the request's
+error line, with every piece of metadata the handler added and the facts of
+its :class:`~ccobs.record.RequestRecord` (``ctx.record``), is the request's
 access-log line.
 """
 
