@@ -240,6 +240,10 @@ class ObservabilityMiddleware:
                             error_type = http_error_type(status_code)
                     metadata["endpoint"] = endpoint
                     metadata["status"] = status_code
+                    if facts is not None:
+                        # Before the request is counted, as when the proxy recorded its
+                        # tokens itself: whoever sees the count sees its tokens and cost.
+                        facts.record_metrics(self.metrics, endpoint, model, service_type)
                     duration = perf_counter() - ctx.start_time
                     labels = (method, endpoint, model, status_code, service_type)
                     try:
@@ -250,8 +254,6 @@ class ObservabilityMiddleware:
                         recorded(duration)
                     else:
                         self.metrics.record_response(*labels, duration)
-                    if facts is not None:
-                        facts.record_metrics(self.metrics, endpoint, model, service_type)
                     if error_type is not None:
                         metadata["error_type"] = error_type
                         self.metrics.record_error(error_type, endpoint, model, service_type)
