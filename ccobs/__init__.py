@@ -2,6 +2,7 @@
 
 Prometheus metrics (requests, latency, time to first token, tokens, cost,
 errors), structured logs correlated by request id, request context tracking,
+one typed record per request (``RequestContext.record``) feeding all three,
 and push to a Pushgateway or VictoriaMetrics.
 """
 
@@ -21,6 +22,7 @@ from ccobs.fastapi import instrument
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics, get_metrics, reset_metrics
 from ccobs.pushgateway import PushgatewayClient, get_pushgateway_client, reset_pushgateway_client
+from ccobs.record import RequestRecord, TokenUsage
 from ccobs.settings import ObservabilitySettings, SettingsError
 from ccobs.storage import AccessLogRecord, AccessLogStorage
 
@@ -32,7 +34,9 @@ __all__ = [
     "PrometheusMetrics",
     "PushgatewayClient",
     "RequestContext",
+    "RequestRecord",
     "SettingsError",
+    "TokenUsage",
     "__version__",
     "configure_logging",
     "current_request_context",

@@ -95,10 +95,14 @@ def _route_of_endpoint(scope: Scope) -> object | None:
 class ObservabilityMiddleware:
     """Instruments every HTTP request except ``skip_paths``.
 
-    Handlers enrich the record through ``ccobs.context.current_request_context()``:
-    ``model`` and ``service_type`` become labels, ``error_type`` names the
-    error of a failed request (otherwise the exception class or ``http_<status>``
-    is used), and everything else goes to the access-log line and record.
+    Handlers enrich the request through ``ccobs.context.current_request_context()``.
+    Its ``record`` (:class:`~ccobs.record.RequestRecord`) takes the typed facts:
+    at the request's end its tokens, cost and time to first token are recorded
+    in the metrics, and all its facts go to the access-log line and the stored
+    record. Metadata works as before: ``model`` and ``service_type`` become
+    labels, ``error_type`` names the error of a failed request (otherwise the
+    exception class or ``http_<status>`` is used), and everything else goes to
+    the line and the stored record. The record wins where both name a fact.
     On lifespan startup it starts ``pusher``; on shutdown it stops it with a
     final push and, under multiprocess mode, marks this worker dead so the
     active-requests gauge sums live workers only.
@@ -217,9 +221,18 @@ class ObservabilityMiddleware:
                     # No status: an exception before the response started, the server's 500.
                     status_code = 500 if status is None else status
                     metadata = ctx.metadata
-                    model = metadata.get("model")
                     service_type = metadata.setdefault("service_type", self.service_type)
-                    error_type = metadata.get("error_type")
+                    facts = ctx._record  # None unless the handler used ``ctx.record``
+                    if facts is None:
+                        model = metadata.get("model")
+                        error_type = metadata.get("error_type")
+                    else:  # the record wins over metadata of the same name
+                        model = facts.model
+                        if model is None:
+                            model = metadata.get("model")
+                        error_type = facts.error_type
+                        if error_type is None:
+                            error_type = metadata.get("error_type")
                     if error_type is None:
                         if error is not None:
                             error_type = type(error).__name__
@@ -227,14 +240,18 @@ class ObservabilityMiddleware:
                             error_type = http_error_type(status_code)
                     metadata["endpoint"] = endpoint
                     metadata["status"] = status_code
+                    if facts is not None:
+                        # Before the request is counted, as when the proxy recorded its
+                        # tokens itself: whoever sees the count sees its tokens and cost.
+                        facts.record_metrics(self.metrics, endpoint, model, service_type)
                     duration = perf_counter() - ctx.start_time
                     labels = (method, endpoint, model, status_code, service_type)
                     try:
-                        record = self._recorded_responses.get(labels)
+                        recorded = self._recorded_responses.get(labels)
                     except TypeError:  # an unhashable model
-                        record = None
-                    if record is not None and duration >= 0.0:
-                        record(duration)
+                        recorded = None
+                    if recorded is not None and duration >= 0.0:
+                        recorded(duration)
                     else:
                         self.metrics.record_response(*labels, duration)
                     if error_type is not None:

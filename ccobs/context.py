@@ -4,7 +4,8 @@
 every log line inside the block carries it, including lines from tasks
 spawned inside it (asyncio copies context variables into new tasks). Its
 start, success and error events carry accurate timing, and the success or
-error line, with every piece of metadata the handler added, is the request's
+error line, with every piece of metadata the handler added and the facts of
+its :class:`~ccobs.record.RequestRecord` (``ctx.record``), is the request's
 access-log line.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from ccobs.record import RequestRecord
 from ccobs.storage import AccessLogRecord, AccessLogStorage
 
 _RESERVED_KEYS = frozenset({"event", "request_id", "duration_ms", "exc_info"})
@@ -71,13 +73,41 @@ def _check_keys(keys: Any) -> None:
 
 @dataclass
 class RequestContext:
-    """One request's id, start time (``time.perf_counter()``), logger and metadata."""
+    """One request's id, start time (``time.perf_counter()``), logger, metadata and record.
+
+    ``metadata`` is free-form: whatever a handler adds goes on the access-log
+    line. :attr:`record` holds the request's typed facts (usage, cost, time to
+    first token...), which also reach the metrics and the stored record.
+    """
 
     request_id: str
     start_time: float
     logger: Any
     metadata: dict[str, Any] = field(default_factory=dict)
     storage: Any | None = None
+    _record: RequestRecord | None = field(default=None, init=False, repr=False, compare=False)
+    """The record once :attr:`record` made it; None for a request that never asked."""
+
+    @property
+    def record(self) -> RequestRecord:
+        """The request's :class:`~ccobs.record.RequestRecord`, made on first use.
+
+        Made on first use so a request that records no usage allocates
+        nothing for it. Fill it once; at the request's end its facts go to the
+        metrics (under the middleware, or ``request_context`` given
+        ``metrics``), the access-log line and the stored record::
+
+            record = current_request_context().record
+            record.model = "claude-sonnet-4-6"
+            record.set_usage(input=1200, output=350)
+            record.set_cost(prices.cost(record.model, 1200, 350))
+        """
+        record = self._record
+        if record is None:
+            record = self._record = RequestRecord()
+            # Its facts go on the line where metadata added from now on would.
+            record.line_position = len(self.metadata)
+        return record
 
     @property
     def duration_seconds(self) -> float:
@@ -169,20 +199,47 @@ def _log_request_end(ctx: RequestContext, exc: BaseException | None, levels_deci
     only for the line at hand and before the line's fields are built.
     """
     metadata = ctx.metadata
+    record = ctx._record
     if exc is not None:
         metadata.setdefault("error_type", type(exc).__name__)
         if not levels_decide or _request_line_enabled(_ERROR):
-            fields = dict(metadata, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
+            fields = dict(metadata) if record is None else record.line_fields(metadata)
+            fields["error_message"] = str(exc)[:_ERROR_MESSAGE_MAX]
             fields["duration_ms"] = round(ctx.duration_ms, 3)
             # Tracebacks for real faults; a cancellation (client gone) needs none.
             ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
-    elif "error_type" in metadata:  # answered, but with an error the handler named
+    elif "error_type" in metadata or (record is not None and record.error_type is not None):
+        # Answered, but with an error the handler named.
         if not levels_decide or _request_line_enabled(_WARNING):
-            ctx.logger.warning(
-                "request_error", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-            )
+            fields = dict(metadata) if record is None else record.line_fields(metadata)
+            fields["duration_ms"] = round(ctx.duration_ms, 3)
+            ctx.logger.warning("request_error", **fields)
     elif not levels_decide or _request_line_enabled(_INFO):
-        ctx.logger.info("request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3)))
+        if record is None:
+            ctx.logger.info(
+                "request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
+            )
+        else:
+            fields = record.line_fields(metadata)
+            fields["duration_ms"] = round(ctx.duration_ms, 3)
+            ctx.logger.info("request_success", **fields)
+
+
+def _record_metrics(metadata: dict[str, Any], record: RequestRecord, metrics: Any) -> None:
+    """Feed the record to ``metrics`` for ``request_context``, which has no route or status.
+
+    Labels come from the record, else the metadata (``model``, ``endpoint``,
+    ``service_type``), as the middleware's do; the error counted is the
+    record's own, since without the middleware no other error was ever counted.
+    """
+    model = record.model
+    if model is None:
+        model = metadata.get("model")
+    endpoint = metadata.get("endpoint", "unknown")
+    service_type = metadata.get("service_type")
+    record.record_metrics(metrics, endpoint, model, service_type)
+    if record.error_type is not None:
+        metrics.record_error(record.error_type, endpoint, model, service_type)
 
 
 def _store_request(
@@ -197,7 +254,7 @@ def _store_request(
     if started_at is None:
         started_at = time.time() - duration_ms / 1000.0
     started = datetime.fromtimestamp(started_at, UTC)
-    _store(storage, ctx.request_id, started, duration_ms, ctx.metadata)
+    _store(storage, ctx.request_id, started, duration_ms, ctx.metadata, ctx._record)
 
 
 class _RequestScope:
@@ -259,9 +316,12 @@ class _RequestScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Write the success or error line, release the gauge and bindings, store the record."""
+        """Record the record's metrics, write the line, release the gauge and bindings, store."""
         ctx = self._ctx
         try:
+            record = ctx._record
+            if record is not None and self._metrics is not None:
+                _record_metrics(ctx.metadata, record, self._metrics)
             _log_request_end(ctx, exc, self._levels_decide)
         finally:
             storage = ctx.storage
@@ -287,9 +347,10 @@ def request_context(
     (debug), then ``request_success``, or ``request_error`` when the block
     raised or set an ``error_type``, with ``duration_ms`` and all metadata;
     re-raises any error. With ``metrics``, holds the active-requests gauge for
-    the duration of the block. With ``storage``, hands one
-    :class:`AccessLogRecord` to it on exit. Lines the logging level filters
-    out are never built.
+    the duration of the block and, on exit, records what the handler put in
+    ``ctx.record`` (tokens, cost, time to first token, its error). With
+    ``storage``, hands one :class:`AccessLogRecord` to it on exit. Lines the
+    logging level filters out are never built.
     """
     return _RequestScope(request_id, storage, metrics, initial_context)
 
@@ -300,9 +361,12 @@ def _store(
     started_at: datetime,
     duration_ms: float,
     metadata: dict[str, Any],
+    record: RequestRecord | None = None,
 ) -> None:
     try:
-        storage.store(AccessLogRecord.from_metadata(request_id, started_at, duration_ms, metadata))
+        storage.store(
+            AccessLogRecord.from_request(request_id, started_at, duration_ms, metadata, record)
+        )
     except Exception:  # storage must never fail a request
         structlog.get_logger(_LOGGER_NAME).exception("access_log_store_failed")
 

@@ -32,6 +32,10 @@ def instrument(
     seen and recorded like any other response. When the settings name a push
     URL, a background pusher runs for the app's lifetime and pushes a last
     time on shutdown. Call it before the app serves its first request.
+
+    A handler gets its request's tokens, cost and time to first token into the
+    metrics, the access-log line and the stored record by filling
+    ``current_request_context().record`` (see :mod:`ccobs.record`).
     """
     if app.middleware_stack is not None:
         raise RuntimeError("instrument() must be called before the app handles its first request")

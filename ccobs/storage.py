@@ -11,9 +11,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ccobs.redaction import redact_text
+
+if TYPE_CHECKING:
+    from ccobs.record import RequestRecord
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,33 @@ class AccessLogRecord:
     error_type: str | None = None
     client_addr: str | None = None
     user_agent: str | None = None
+    stop_reason: str | None = None
+    caller: str | None = None
+    client_app: str | None = None
+    session_id: str | None = None
+    upstream_request_id: str | None = None
+    """The five fields above are the ``RequestRecord`` facts a later issue fills (stop
+    reason, caller, client app, session, upstream id): carried on the record for
+    a store or a tail that reads them, not yet kept by the SQL stores."""
+
+    @classmethod
+    def from_request(
+        cls,
+        request_id: str,
+        timestamp: datetime,
+        duration_ms: float,
+        metadata: Mapping[str, Any],
+        record: RequestRecord | None,
+    ) -> AccessLogRecord:
+        """Build the record of a request from its ``RequestRecord`` and its metadata.
+
+        The record's facts win over metadata of the same name; metadata a
+        handler added by hand (``add_metadata(input_tokens=...)``) fills the
+        rest, as in :meth:`from_metadata`, with the same checks on both.
+        """
+        if record is not None:
+            metadata = record.line_fields(metadata)
+        return cls.from_metadata(request_id, timestamp, duration_ms, metadata)
 
     @classmethod
     def from_metadata(

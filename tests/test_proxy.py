@@ -504,6 +504,52 @@ def test_every_request_has_exactly_one_access_log_line(
     assert [line["error_type"] for line in lines if line["status"] == 429] == ["rate_limited"]
 
 
+README_LINE_KEYS = [
+    "timestamp", "level", "logger", "event", "method", "path", "model", "streaming", "ttft_ms",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cost_input_usd", "cost_output_usd", "cost_cache_usd", "cost_total_usd",
+    "service_type", "endpoint", "status", "duration_ms", "request_id",
+]  # fmt: skip
+"""The keys of the README's example line, in its order."""
+
+
+def test_tokens_and_cost_are_recorded_once_in_the_metrics_and_once_on_the_line(
+    stack: Stack, claude: anthropic.Anthropic
+) -> None:
+    with claude.messages.stream(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "once"}]
+    ) as stream:
+        usage = stream.get_final_message().usage
+    stack.settle(1)
+
+    # The proxy fills the request's record once; the middleware feeds both outputs from it.
+    assert stack.tokens("input") == usage.input_tokens
+    assert stack.tokens("output") == usage.output_tokens
+    cost = PriceTable.default().cost(
+        MODEL,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_input_tokens or 0,
+        usage.cache_creation_input_tokens or 0,
+    )
+    assert cost is not None
+    recorded = stack.value(
+        "ccproxy_cost_usd_total", model=MODEL, cost_type="total", service_type="proxy_service"
+    )
+    assert recorded == pytest.approx(cost.total)
+    raw = [line for line in stack.logs.getvalue().splitlines() if "request_success" in line]
+    assert len(raw) == 1
+    for key in ("input_tokens", "output_tokens", "cost_total_usd", "ttft_ms", "model"):
+        assert raw[0].count(f'"{key}"') == 1, key
+    line = json.loads(raw[0])
+    assert list(line) == README_LINE_KEYS
+    assert (line["input_tokens"], line["output_tokens"]) == (
+        usage.input_tokens,
+        usage.output_tokens,
+    )
+    assert line["cost_total_usd"] == pytest.approx(cost.total)
+
+
 def test_auth_headers_reach_the_upstream(isolated_logging: None) -> None:
     seen: dict[str, str] = {}
     echo = FastAPI()

@@ -71,7 +71,7 @@ class Passthrough:
             return proxy._reject(ctx, api, 413, "request body too large")
         model = _model_of(body)
         if model is not None:
-            ctx.add_metadata(model=model)
+            ctx.record.model = model
         target = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
         try:
@@ -85,7 +85,7 @@ class Passthrough:
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
-            ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+            ctx.record.error_type = CLIENT_DISCONNECT
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         except UpstreamTimeout:
             return proxy._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
@@ -96,7 +96,7 @@ class Passthrough:
         finally:
             watch.stop()
         if upstream.status_code >= 400:
-            ctx.add_metadata(error_type=upstream_status_error_type(upstream.status_code))
+            ctx.record.error_type = upstream_status_error_type(upstream.status_code)
         return _relay_headers(
             _RelayedStream(_relayed(upstream, ctx), status_code=upstream.status_code), upstream
         )
@@ -104,15 +104,16 @@ class Passthrough:
 
 async def _relayed(upstream: UpstreamResponse, ctx: RequestContext) -> AsyncGenerator[bytes, None]:
     """The upstream's body as it arrives; a break is the stream's error, the client's leave its."""
+    record = ctx.record
     try:
         async for chunk in upstream.iter_bytes():
             yield chunk
     except UpstreamTimeout:
-        ctx.add_metadata(error_type=UPSTREAM_TIMEOUT)
+        record.error_type = UPSTREAM_TIMEOUT
     except UpstreamError:
-        ctx.add_metadata(error_type=UPSTREAM_STREAM_ERROR)
+        record.error_type = UPSTREAM_STREAM_ERROR
     except (GeneratorExit, asyncio.CancelledError):
-        ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+        record.error_type = CLIENT_DISCONNECT
         raise
     finally:
         upstream.close()

@@ -1,10 +1,11 @@
 """The proxy's relay: a request passed to the upstream, its answer passed back and accounted.
 
-It uses nothing but the public ccobs API, so it doubles as the example users
-copy: ``instrument`` for the request metrics, ``current_request_context`` to
-label the request with its model and add tokens and cost to its access-log
-line, and ``PrometheusMetrics.record_*`` for tokens, cost and time to first
-token. The app around it (routes, lifespan, access-log store) is
+This is the example users copy, so it uses nothing but the public ccobs API:
+``instrument`` for the request metrics, and ``current_request_context`` for
+the request's record (``ctx.record``), filled once with its model, tokens,
+cost, time to first token and error type; at the request's end the
+middleware feeds the metrics, the access-log line and the stored record from
+it. The app around it (routes, lifespan, access-log store) is
 :mod:`ccobs.proxy.app`.
 
 Streams are relayed event by event as they arrive, never buffered whole; the
@@ -214,12 +215,12 @@ class LLMProxy:
         # name, so a client cannot write megabytes into every line its requests leave.
         model = model[:_MAX_MODEL_CHARS]
         streaming = payload.get("stream") is True
-        ctx.add_metadata(model=model, streaming=streaming)
+        record = ctx.record
+        record.model = model
+        record.streaming = streaming
         if self.client_info:  # personal data: only when the operator asked for it
-            ctx.add_metadata(
-                client_addr=request.client.host if request.client else None,
-                user_agent=request.headers.get("user-agent"),
-            )
+            record.client_addr = request.client.host if request.client else None
+            record.user_agent = request.headers.get("user-agent")
 
         headers = _forward_headers(request.headers.raw, ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
@@ -230,7 +231,7 @@ class LLMProxy:
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
-            ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+            record.error_type = CLIENT_DISCONNECT
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         finally:
             watch.stop()
@@ -260,7 +261,7 @@ class LLMProxy:
 
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)
-        return self._stream(ctx, api, path, model, upstream)
+        return self._stream(ctx, api, model, upstream)
 
     async def _read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
@@ -279,13 +280,13 @@ class LLMProxy:
 
     def _reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
         """A bad request answered by the proxy itself."""
-        ctx.add_metadata(error_type=INVALID_REQUEST)
+        ctx.record.error_type = INVALID_REQUEST
         return JSONResponse(error_body(api, status, message), status_code=status)
 
     def _fail(
         self, ctx: RequestContext, api: Api, status: int, error_type: str, message: str
     ) -> Response:
-        ctx.add_metadata(error_type=error_type)
+        ctx.record.error_type = error_type
         logger.warning("upstream_failed", error_type=error_type, detail=message[:300])
         return JSONResponse(error_body(api, status, message), status_code=status)
 
@@ -319,7 +320,7 @@ class LLMProxy:
             upstream.close()  # closed even when the client left
         status = upstream.status_code
         if status >= 400:
-            ctx.add_metadata(error_type=error_type_for_status(status))
+            ctx.record.error_type = error_type_for_status(status)
             return _relay_headers(Response(content, status_code=status), upstream)
         response = _AccountedResponse(
             content, status, lambda: self._account_whole(ctx, api, model, content)
@@ -330,23 +331,25 @@ class LLMProxy:
         try:
             self._account(ctx, model, response_tokens(api, content))
         except UsageError as exc:
-            ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
+            ctx.record.error_type = UPSTREAM_INVALID_RESPONSE
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
 
     def _stream(
-        self, ctx: RequestContext, api: Api, path: str, model: str, upstream: UpstreamResponse
+        self, ctx: RequestContext, api: Api, model: str, upstream: UpstreamResponse
     ) -> Response:
         usage = StreamUsage(api)
         decoder = SSEDecoder()
+        record = ctx.record
 
         def read(events: list[ServerSentEvent], arrived: float) -> None:
             """Take the usage and first token out of events that arrived at ``arrived``."""
             for event in events:
                 try:
                     if usage.feed(event):
-                        self._first_token(ctx, model, path, arrived)
+                        record.set_time_to_first_token(arrived)
                 except UsageError as exc:
-                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
+                    if record.error_type is None:  # the first error is the one to name
+                        record.error_type = UPSTREAM_INVALID_RESPONSE
                     logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
 
         async def relay() -> AsyncGenerator[bytes, None]:
@@ -378,27 +381,28 @@ class LLMProxy:
                     # Ended cleanly but early (a close-delimited body, a proxy between): the
                     # open event is dropped, and without an error event the client would
                     # take what it got for a whole answer.
-                    ctx.add_metadata(error_type=UPSTREAM_INCOMPLETE_STREAM)
+                    record.error_type = UPSTREAM_INCOMPLETE_STREAM
                     yield stream_error_event(api, "upstream stream ended before its last event")
                 else:  # not a stream at all (JSON to a stream request): relayed as it came
-                    ctx.metadata.setdefault("error_type", UPSTREAM_INVALID_RESPONSE)
+                    if record.error_type is None:
+                        record.error_type = UPSTREAM_INVALID_RESPONSE
                     if held:
                         yield bytes(held)
             except UpstreamTimeout:
-                ctx.add_metadata(error_type=UPSTREAM_TIMEOUT)
+                record.error_type = UPSTREAM_TIMEOUT
                 yield stream_error_event(api, "upstream timed out mid-stream")
             except UpstreamDecodingError:
-                ctx.add_metadata(error_type=UPSTREAM_INVALID_RESPONSE)
+                record.error_type = UPSTREAM_INVALID_RESPONSE
                 yield stream_error_event(api, "upstream stream could not be decoded")
             except UpstreamError:
-                ctx.add_metadata(error_type=UPSTREAM_STREAM_ERROR)
+                record.error_type = UPSTREAM_STREAM_ERROR
                 yield stream_error_event(api, "upstream stream broke off")
             except (GeneratorExit, asyncio.CancelledError):  # the client went away
                 read(unread, arrived)  # events it was sent count
                 # After the last event it has the whole answer: SDKs and the load generator
                 # stop reading there, before the upstream's end of body reaches them.
                 if not usage.complete:
-                    ctx.add_metadata(error_type=CLIENT_DISCONNECT)
+                    record.error_type = CLIENT_DISCONNECT
                 raise
             finally:
                 upstream.close()
@@ -407,51 +411,32 @@ class LLMProxy:
         return _relay_headers(_RelayedStream(relay(), status_code=upstream.status_code), upstream)
 
     def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
-        if usage.error is not None:
-            ctx.metadata.setdefault("error_type", upstream_event_error_type(usage.error))
-        elif not usage.complete:
-            ctx.metadata.setdefault("error_type", UPSTREAM_INCOMPLETE_STREAM)
+        record = ctx.record
+        if record.error_type is None:  # an error named while relaying stands
+            if usage.error is not None:
+                record.error_type = upstream_event_error_type(usage.error)
+            elif not usage.complete:
+                record.error_type = UPSTREAM_INCOMPLETE_STREAM
         if usage.usage_seen:
             self._account(ctx, model, usage.tokens)
 
-    def _first_token(self, ctx: RequestContext, model: str, path: str, seconds: float) -> None:
-        ctx.add_metadata(ttft_ms=round(seconds * 1000.0, 3))
-        self.metrics.record_time_to_first_token(seconds, model, path, self.config.service_type)
-
     def _account(self, ctx: RequestContext, model: str, tokens: TokenCounts) -> None:
-        """Count tokens and cost, and put both on the request's access-log line."""
-        service_type = self.config.service_type
-        for token_type, count in tokens.by_type().items():
-            self.metrics.record_tokens(count, token_type, model, service_type)
-        ctx.add_metadata(
-            input_tokens=tokens.input,
-            output_tokens=tokens.output,
-            cache_read_tokens=tokens.cache_read,
-            cache_write_tokens=tokens.cache_write,
-        )
+        """Put the tokens and their cost in the request's record, once.
+
+        The middleware records both in the metrics and on the access-log line
+        at the request's end.
+        """
+        record = ctx.record
+        record.set_usage(tokens.input, tokens.output, tokens.cache_read, tokens.cache_write)
         cost = self.prices.cost(
             model, tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
         )
+        record.set_cost(cost)  # None: unpriced, and counted as such
         if cost is None:
             self._unpriced(model)
-            ctx.add_metadata(cost_total_usd=0.0, unpriced=True)
-            return
-        for cost_type, amount in (
-            ("input", cost.input),
-            ("output", cost.output),
-            ("cache", cost.cache),
-            ("total", cost.total),
-        ):
-            self.metrics.record_cost(amount, model, cost_type, service_type)
-        ctx.add_metadata(
-            cost_input_usd=cost.input,
-            cost_output_usd=cost.output,
-            cost_cache_usd=cost.cache,
-            cost_total_usd=cost.total,
-        )
 
     def _unpriced(self, model: str) -> None:
-        self.metrics.record_unpriced_request(model, self.config.service_type)
+        """Warn once per model (up to a bound) that it has no price."""
         if model not in self._unpriced_logged and len(self._unpriced_logged) < _MAX_UNPRICED_LOGGED:
             self._unpriced_logged.add(model)
             logger.warning("model_unpriced", model=model, cost_recorded_usd=0.0)

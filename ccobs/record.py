@@ -1,0 +1,221 @@
+"""One request's facts in one typed place: filled once, read by every output at its end.
+
+A proxy learns a request's model, its token usage, its cost and its time to
+first token while it relays the answer. Written straight to the metrics and
+again into the context's untyped metadata, each fact had two writers that had
+to agree; here it is written once, into a :class:`RequestRecord`, and at the
+end of the request the ASGI middleware (or ``request_context`` given
+``metrics``) feeds all three outputs from it:
+
+- the metrics, through the public ``PrometheusMetrics.record_*`` calls
+  (:meth:`RequestRecord.record_metrics`);
+- the access-log line (:meth:`RequestRecord.line_fields`);
+- the stored :class:`~ccobs.storage.AccessLogRecord`
+  (:meth:`~ccobs.storage.AccessLogRecord.from_request`).
+
+A handler reaches the record through its request context::
+
+    from ccobs import current_request_context
+    from ccobs.pricing import PriceTable
+
+    prices = PriceTable.default()
+
+    async def handler(request):
+        ...
+        record = current_request_context().record
+        record.model = "claude-sonnet-4-6"
+        record.set_time_to_first_token(0.42)      # seconds from the request's start
+        record.set_usage(input=1200, output=350, cache_read=8000)
+        record.set_cost(prices.cost(record.model, 1200, 350, 8000))  # None: unpriced
+
+Metadata added with ``ctx.add_metadata`` keeps working as before; where both
+name the same fact (``model``, ``error_type``, ``input_tokens``...), the
+record wins, on the labels, the line and the stored record alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ccobs.metrics import PrometheusMetrics
+    from ccobs.pricing import Cost
+
+__all__ = ["RequestRecord", "TokenUsage"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens of one request by the four ``type`` label values of ``tokens_total``.
+
+    The same four counts as the proxy's ``TokenCounts`` (usage parsing), kept
+    here so the library's record does not depend on the proxy's parser.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """The facts of one request, each None (or False) until someone knows it.
+
+    Slotted and created only when a handler first asks for it
+    (``RequestContext.record``), so a request that never touches it costs
+    nothing. Fields are plain attributes: set ``model``, ``streaming`` or
+    ``error_type`` directly; usage, cost and time to first token go through
+    their ``set_*`` methods, which take the figures as an API reports them.
+    """
+
+    model: str | None = None
+    """The model asked for: the ``model`` label of every metric of the request."""
+    streaming: bool | None = None
+    """Whether the answer was streamed; None when the handler does not say."""
+    client_addr: str | None = None
+    """The client's address; personal data, set only when the operator keeps it."""
+    user_agent: str | None = None
+    """The client's user agent; personal data, as ``client_addr``."""
+    ttft_seconds: float | None = None
+    """Seconds from the request's start to the first token of a streamed answer."""
+    error_type: str | None = None
+    """What went wrong, in ``ccobs.catalog``'s vocabulary (``ERROR_TYPES``); None when
+    nothing did, and the middleware then names an exception or an error status."""
+    usage: TokenUsage | None = None
+    """Tokens by type; None when the answer reported none, so no token series is added."""
+    cost: Cost | None = None
+    """USD cost by type (``ccobs.pricing.Cost``); None when unknown."""
+    unpriced: bool = False
+    """The model has no price: the zero cost is a gap, counted as such."""
+    stop_reason: str | None = None
+    """Why the model stopped (``end_turn``, ``max_tokens``...); filled by a later issue."""
+    caller: str | None = None
+    """Who called, as an operator-given alias; filled by a later issue (caller identity)."""
+    client_app: str | None = None
+    """The client application (Claude Code, an SDK); filled by a later issue."""
+    session_id: str | None = None
+    """The client's session, for the access log only (never a label); a later issue."""
+    upstream_request_id: str | None = None
+    """The upstream's id for the request, to match a line to the provider's logs."""
+    line_position: int = field(default=0, repr=False, compare=False)
+    """How many metadata keys the request had when the record was created: the
+    facts go on the access-log line there, as ``add_metadata``'s keys go where
+    they were added, so the line reads as it did when they were metadata."""
+
+    def set_usage(
+        self, input: int = 0, output: int = 0, cache_read: int = 0, cache_write: int = 0
+    ) -> None:
+        """Set the request's token usage; counted in ``tokens_total`` at the request's end.
+
+        All four types are counted, zeros included, as soon as usage is set.
+        """
+        self.usage = TokenUsage(input, output, cache_read, cache_write)
+
+    def set_cost(self, cost: Cost | None) -> None:
+        """Set the request's cost, as ``PriceTable.cost`` returns it.
+
+        None means the model has no price: the line then says ``unpriced`` and
+        ``unpriced_requests_total`` counts it, rather than a zero cost passing
+        for a free request.
+        """
+        self.cost = cost
+        self.unpriced = cost is None
+
+    def set_time_to_first_token(self, seconds: float) -> None:
+        """Set the seconds from the request's start to its first token.
+
+        ``RequestContext.duration_seconds`` read when the first token arrives
+        is that figure. Observed in the histogram at the request's end.
+        """
+        self.ttft_seconds = seconds
+
+    def write_facts(self, fields: dict[str, Any]) -> None:
+        """Put the facts that are set into ``fields``, in the access-log line's order."""
+        if self.model is not None:
+            fields["model"] = self.model
+        if self.streaming is not None:
+            fields["streaming"] = self.streaming
+        if self.client_addr is not None:
+            fields["client_addr"] = self.client_addr
+        if self.user_agent is not None:
+            fields["user_agent"] = self.user_agent
+        if self.ttft_seconds is not None:
+            fields["ttft_ms"] = round(self.ttft_seconds * 1000.0, 3)
+        if self.error_type is not None:
+            fields["error_type"] = self.error_type
+        usage = self.usage
+        if usage is not None:
+            fields["input_tokens"] = usage.input
+            fields["output_tokens"] = usage.output
+            fields["cache_read_tokens"] = usage.cache_read
+            fields["cache_write_tokens"] = usage.cache_write
+        cost = self.cost
+        if cost is not None:
+            fields["cost_input_usd"] = cost.input
+            fields["cost_output_usd"] = cost.output
+            fields["cost_cache_usd"] = cost.cache
+            fields["cost_total_usd"] = cost.total
+        elif self.unpriced:
+            fields["cost_total_usd"] = 0.0
+            fields["unpriced"] = True
+        # Facts a later issue fills: on the line only once something sets them.
+        if self.stop_reason is not None:
+            fields["stop_reason"] = self.stop_reason
+        if self.caller is not None:
+            fields["caller"] = self.caller
+        if self.client_app is not None:
+            fields["client_app"] = self.client_app
+        if self.session_id is not None:
+            fields["session_id"] = self.session_id
+        if self.upstream_request_id is not None:
+            fields["upstream_request_id"] = self.upstream_request_id
+
+    def line_fields(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """``metadata`` with the facts in it: the access-log line's fields, bar the duration.
+
+        The facts go after the first :attr:`line_position` metadata keys; a
+        fact replaces a metadata key of the same name (the record wins).
+        """
+        items = iter(metadata.items())
+        fields = dict(islice(items, self.line_position))
+        self.write_facts(fields)
+        for key, value in items:
+            if key not in fields:
+                fields[key] = value
+        return fields
+
+    def record_metrics(
+        self,
+        metrics: PrometheusMetrics,
+        endpoint: str,
+        model: str | None,
+        service_type: str | None,
+    ) -> None:
+        """Feed tokens, cost (or the unpriced count) and time to first token to ``metrics``.
+
+        Only what is set: a record without usage adds no token series. The
+        error is not counted here: the caller resolves it (the record's, the
+        metadata's, an exception's) and calls ``record_error`` once.
+        """
+        usage = self.usage
+        if usage is not None:
+            record_tokens = metrics.record_tokens
+            record_tokens(usage.input, "input", model, service_type)
+            record_tokens(usage.output, "output", model, service_type)
+            record_tokens(usage.cache_read, "cache_read", model, service_type)
+            record_tokens(usage.cache_write, "cache_write", model, service_type)
+        cost = self.cost
+        if cost is not None:
+            record_cost = metrics.record_cost
+            record_cost(cost.input, model, "input", service_type)
+            record_cost(cost.output, model, "output", service_type)
+            record_cost(cost.cache, model, "cache", service_type)
+            record_cost(cost.total, model, "total", service_type)
+        elif self.unpriced:
+            metrics.record_unpriced_request(model, service_type)
+        if self.ttft_seconds is not None:
+            metrics.record_time_to_first_token(self.ttft_seconds, model, endpoint, service_type)
