@@ -200,3 +200,15 @@ def test_the_key_is_forwarded_but_never_logged_or_labelled(proxy: ProxyUnderTest
     assert KEY[:20] not in exposition
     assert KEY[:20] not in logs
     assert len(proxy.access_lines()) == 2
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_the_accounted_routes_forward_the_query_string_too(
+    proxy: ProxyUnderTest, path: str
+) -> None:
+    response = httpx.post(
+        f"{proxy.url}{path}?beta=true", json={"model": "claude-sonnet-4-6", "messages": []}
+    )
+
+    assert response.json()["path"] == path
+    assert response.json()["query"] == "beta=true"

@@ -222,6 +222,12 @@ class LLMProxy:
             record.client_addr = request.client.host if request.client else None
             record.user_agent = request.headers.get("user-agent")
 
+        query = request.scope.get("query_string")
+        if query:  # Claude Code's ``?beta=true``: the upstream gets the query as sent
+            try:
+                path = f"{path}?{query.decode('ascii')}"
+            except UnicodeDecodeError:
+                return self._reject(ctx, api, 400, "query string is not ASCII")
         headers = _forward_headers(request.headers.raw, ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
