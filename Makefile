@@ -1,14 +1,15 @@
 # Two entry points, each complete on a fresh machine:
 #   make demo  - install ccobs (with uvloop and httptools) into .venv and run the demo
 #                (mock upstream, proxy, load generator)
-#   make test  - install test dependencies and the Debian binaries, then run the whole suite
+#   make test  - install test dependencies, the Debian binaries and the real clients (npm),
+#                then run the whole suite
 #   make bench - install wrk and valgrind when missing, run the benchmarks and write
 #                benchmarks/RESULTS.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install debian-deps bench
+.PHONY: demo test lint install debian-deps npm-clients bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ install: $(VENV)/.installed
 debian-deps:
 	scripts/install-debian-deps.sh
 
+npm-clients:
+	scripts/install-npm-clients.sh
+
 demo: install
 	$(BIN)/ccobs demo
 
@@ -31,7 +35,7 @@ lint: install
 	$(BIN)/ruff format --check ccobs tests scripts
 	$(BIN)/mypy
 
-test: install debian-deps lint
+test: install debian-deps npm-clients lint
 	$(BIN)/python -m pytest
 
 bench: install
