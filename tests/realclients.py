@@ -208,13 +208,15 @@ def run_claude(
     home: Path,
     api_key: str = FAKE_ANTHROPIC_KEY,
     extra_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
     timeout: float = RUN_TIMEOUT,
 ) -> ClientRun:
     """``claude -p PROMPT`` with ``ANTHROPIC_BASE_URL=base_url`` and a fake key.
 
     ``-p`` (print mode) answers once and exits; a slash command as the prompt
     (``/context``) runs that command instead, which is how a test makes Claude
-    Code call ``count_tokens``.
+    Code call ``count_tokens``. ``extra_env`` switches features on, e.g.
+    ``CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1`` for ``GET /v1/models``.
     """
     home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -222,6 +224,7 @@ def run_claude(
         **CLAUDE_QUIET_ENV,
         "ANTHROPIC_BASE_URL": base_url,
         "ANTHROPIC_API_KEY": api_key,
+        **(extra_env or {}),
     }
     args = [str(claude_binary()), "-p", prompt, *extra_args]
     return _run(args, env, cwd=home, home=home, timeout=timeout)

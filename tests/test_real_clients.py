@@ -256,6 +256,34 @@ def test_claude_code_counts_tokens_through_the_proxy(chain: ProxyChain, tmp_path
     assert_key_nowhere(chain, FAKE_ANTHROPIC_KEY)
 
 
+def test_claude_code_model_discovery_through_the_proxy(chain: ProxyChain, tmp_path: Path) -> None:
+    """With gateway model discovery on, Claude Code first sends ``GET /v1/models?limit=1000``:
+    passed through, counted under a bounded route, no error; the session still answers."""
+    run = run_claude(
+        chain.proxy.url,
+        PROMPT,
+        home=tmp_path / "home",
+        extra_args=["--model", CLAUDE_MODEL],
+        extra_env={"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
+    )
+    assert run.answered, f"Claude Code did not answer:\n{run.describe()}"
+    requests = chain.samples(REQUESTS.full_name())
+    listed = sum(
+        value
+        for labels, value in requests
+        if "models" in labels.get("endpoint", "")
+        and labels.get("method") == "GET"
+        and labels.get("status") == "200"
+    )
+    assert listed >= 1, (
+        "no GET of a models route counted with status 200; "
+        f"{REQUESTS.full_name()}:\n{_series(requests)}\n{chain.proxy.log_tail()}"
+    )
+    assert_recorded(chain, model=CLAUDE_MODEL, endpoint="/v1/messages")
+    assert_no_errors(chain)
+    assert_key_nowhere(chain, FAKE_ANTHROPIC_KEY)
+
+
 # What Claude Code 2.1.332 sends before its first request when non-essential traffic is on
 # (it is the preconnect: sent and forgotten, its answer is never read). The real client
 # cannot send it here: with non-essential traffic on it also calls api.anthropic.com,
@@ -342,6 +370,29 @@ def test_claude_code_sends_messages_then_count_tokens(tmp_path: Path) -> None:
         assert sorted(request.body) == ["messages", "model", "tools"], sorted(request.body)
         betas = request.header_values.get("anthropic-beta", "").split(",")
         assert "token-counting-2024-11-01" in betas, seen
+
+
+def test_claude_code_model_discovery_sends_get_models(tmp_path: Path) -> None:
+    """``CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1``: ``GET /v1/models?limit=1000`` first,
+    from Claude Code's own HTTP client (no ``x-stainless-*``), key in ``x-api-key``."""
+    with recording_upstream() as (server, recorder):
+        run = run_claude(
+            server.url,
+            PROMPT,
+            home=tmp_path / "home",
+            extra_args=["--model", CLAUDE_MODEL],
+            extra_env={"CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1"},
+        )
+        assert run.answered, f"Claude Code did not answer:\n{run.describe()}"
+        requests = recorder.snapshot()
+    seen = _describe(requests)
+    targets = [request.target for request in requests]
+    assert targets == ["GET /v1/models?limit=1000", "POST /v1/messages?beta=true"], seen
+    listing = requests[0]
+    assert "x-api-key" in listing.header_names, seen
+    assert listing.header_values.get("anthropic-version") == "2023-06-01", seen
+    assert listing.header_values.get("user-agent", "").startswith("claude-code/"), seen
+    assert listing.body is None, seen
 
 
 def test_codex_sends_one_streamed_responses_request(tmp_path: Path) -> None:
