@@ -14,8 +14,13 @@ if [ -x "$claude" ] && [ -n "$codex" ] && [ -x "$codex" ] \
   exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
-  echo "npm is needed to install the real clients (tests/clients); install Node.js and npm" >&2
-  exit 1
+  # Debian's own nodejs and npm are enough: npm only unpacks the pinned packages, and the
+  # clients are native binaries that do not run on the system's node.
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages: nodejs npm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 echo "installing the real clients pinned in tests/clients/package-lock.json"
 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
