@@ -58,7 +58,7 @@ _CODEX = "node_modules/@openai/codex-linux-x64/vendor/*/bin/codex"
 
 INSTALL_HINT = (
     "Run `make test`, or `scripts/install-npm-clients.sh`, which installs the pinned "
-    "clients of tests/clients/package.json with `npm ci --ignore-scripts` (needs node and npm)."
+    "clients of tests/clients/package-lock.json with `npm ci --ignore-scripts`."
 )
 
 # Shaped like real keys, so a redaction rule keyed on a vendor's prefix is exercised, and
@@ -90,9 +90,9 @@ _SEALED_ENV = {
 }
 
 CLAUDE_QUIET_ENV = {
-    # Claude Code's documented switches (code.claude.com/docs/en/env-vars). The last one
-    # implies the first four; each is set anyway so that a renamed umbrella still leaves
-    # telemetry, error reports and the updater off.
+    # Claude Code's documented switches (code.claude.com/docs/en/env-vars).
+    # CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC (below) implies these four; each is set anyway
+    # so that a renamed umbrella still leaves telemetry, error reports and the updater off.
     "DISABLE_TELEMETRY": "1",
     "DISABLE_ERROR_REPORTING": "1",
     "DISABLE_AUTOUPDATER": "1",

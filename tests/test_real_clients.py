@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import realclients
 from client_recorder import RecordedRequest, recording_upstream
 from prometheus_client.parser import text_string_to_metric_families
 from realclients import (
@@ -413,3 +414,20 @@ def test_codex_sends_one_streamed_responses_request(tmp_path: Path) -> None:
     assert request.body.get("model") == CODEX_MODEL, seen
     assert request.body.get("stream") is True, "Codex's request is not streamed"
     assert {"input", "tools", "store"} <= set(request.body), sorted(request.body)
+
+
+# -- installation --------------------------------------------------------------------------
+
+
+def test_missing_client_fails_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A missing client fails the test (never skips it) and says how to install it."""
+    monkeypatch.setattr(realclients, "CLIENTS_DIR", tmp_path)
+    for find in (realclients.claude_binary, realclients.codex_binary):
+        with pytest.raises(pytest.fail.Exception) as failure:
+            find()
+        message = str(failure.value)
+        assert str(tmp_path) in message
+        assert "make test" in message
+        assert "scripts/install-npm-clients.sh" in message
