@@ -1,7 +1,8 @@
 # Two entry points, each complete on a fresh machine:
 #   make demo  - install ccobs (with uvloop and httptools) into .venv and run the demo
 #                (mock upstream, proxy, load generator)
-#   make test  - install test dependencies and the Debian binaries, then run the whole suite
+#   make test  - install test dependencies, the Debian binaries and the real clients (npm),
+#                then run the whole suite
 #   make bench - install wrk and valgrind when missing, run the benchmarks and write
 #                benchmarks/RESULTS.md
 #   make generate - regenerate every committed generated file (the drift tests name it)
@@ -9,7 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install debian-deps bench generate
+.PHONY: demo test lint install debian-deps npm-clients bench generate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ install: $(VENV)/.installed
 debian-deps:
 	scripts/install-debian-deps.sh
 
+npm-clients:
+	scripts/install-npm-clients.sh
+
 demo: install
 	$(BIN)/ccobs demo
 
@@ -32,7 +36,7 @@ lint: install
 	$(BIN)/ruff format --check ccobs tests scripts
 	$(BIN)/mypy
 
-test: install debian-deps lint
+test: install debian-deps npm-clients lint
 	$(BIN)/python -m pytest
 
 # Every committed generated file, from its source in code: dashboards/ and alerts/
