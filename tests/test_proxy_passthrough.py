@@ -69,11 +69,12 @@ def proxy(upstream: RunningServer) -> Iterator[ProxyUnderTest]:
         yield proxy
 
 
+@pytest.mark.parametrize("path", ["/", "/api/hello"])
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
-def test_the_root_probe_is_answered_healthy_and_not_counted(
-    proxy: ProxyUnderTest, method: str
+def test_a_connectivity_probe_is_answered_healthy_and_not_counted(
+    proxy: ProxyUnderTest, method: str, path: str
 ) -> None:
-    response = httpx.request(method, proxy.url + "/")
+    response = httpx.request(method, proxy.url + path)
 
     assert response.status_code == 200
     assert proxy.requests() == 0

@@ -35,7 +35,10 @@ from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage
 
-ROOT_PATH = "/"
+PROBE_PATHS = ("/", "/api/hello")
+"""Connectivity probes clients send their base URL before the first request (Claude Code:
+``HEAD /api/hello``; others ``HEAD /`` or ``GET /``), answered here, never forwarded (they
+carry no key and their answer is not read), and not counted as traffic."""
 
 
 async def _healthy(request: Request) -> Response:
@@ -114,15 +117,15 @@ def create_proxy_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # Claude Code probes its base URL with ``HEAD /`` before its first request: a healthy
-    # answer, and not traffic (skipped below), so a healthy session shows no errors.
-    app.router.routes.append(Route(ROOT_PATH, _healthy, methods=["GET", "HEAD"]))
+    # A healthy answer to a client's probe, and not traffic (skipped below), so a healthy
+    # session shows no errors.
+    app.router.routes.extend(Route(path, _healthy, methods=["GET", "HEAD"]) for path in PROBE_PATHS)
     instrument(
         app,
         metrics,
         settings,
         service_type=config.service_type,
-        skip_paths=(*DEFAULT_SKIP_PATHS, ROOT_PATH, *ACCESS_LOG_API_PATHS),
+        skip_paths=(*DEFAULT_SKIP_PATHS, *PROBE_PATHS, *ACCESS_LOG_API_PATHS),
         storage=storage,
     )
     # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
