@@ -236,6 +236,8 @@ def pushing_proxy(
                 return len(asyncio.all_tasks())
 
             app.add_api_route("/_test/tasks", count_tasks, methods=["GET"])
+            # Ahead of the proxy's pass-through, which takes every path after its own.
+            app.router.routes.insert(0, app.router.routes.pop())
             with (
                 serve_asgi(app, lifespan="on") as proxy,
                 httpx.Client(base_url=proxy.url, headers={"x-api-key": "sk-ant-test"}) as http,
