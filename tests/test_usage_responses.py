@@ -275,6 +275,13 @@ def test_error_event_records_its_code(fields: dict[str, Any], error: str) -> Non
     assert fed(event("error", **fields)).error == error
 
 
+def test_untyped_error_object_is_an_error_as_on_chat_streams() -> None:
+    chunk = {"error": {"message": "upstream stream broke off", "type": "api_error"}}
+
+    assert fed(ServerSentEvent(event=None, data=json.dumps(chunk))).error == "api_error"
+    assert fed(ServerSentEvent(event=None, data='{"id": 1}')).error is None
+
+
 def test_terminal_event_without_a_response_object_is_rejected() -> None:
     with pytest.raises(UsageError, match="no response object"):
         fed(event("response.completed", response=None))

@@ -272,6 +272,10 @@ class StreamUsage:
         data = self._json(event)
         kind = data.get("type")
         if not isinstance(kind, str):
+            # An untyped {"error": {...}}, as on Chat streams: the openai SDK raises on it
+            # whatever the API, and the demo proxy appends one when the upstream breaks off.
+            if data.get("error"):
+                self.error = _error_code(None, data["error"])
             return False
         if kind.endswith(".delta"):
             return self._first()
