@@ -146,6 +146,7 @@ def test_plain_response_has_one_completed_assistant_message(mock: Mock) -> None:
 
     assert body["error"] is None
     assert body["incomplete_details"] is None
+    assert body["usage"]["input_tokens_details"]["cache_write_tokens"] == 0
     [item] = body["output"]
     assert item["type"] == "message"
     assert (item["role"], item["status"]) == ("assistant", "completed")

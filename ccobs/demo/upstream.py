@@ -399,10 +399,18 @@ class MockUpstream:
             yield encode_event("[DONE]")
 
     def _responses_usage(self, decision: Decision) -> dict[str, Any]:
-        """Responses usage: ``input_tokens`` includes the cached ones, output the reasoning."""
+        """Responses usage: ``input_tokens`` includes the cached ones, output the reasoning.
+
+        ``cache_write_tokens`` is always 0: the mock models OpenAI's automatic prompt
+        caching, which writes nothing billed apart (as on Chat); current SDKs and
+        Codex read the field, so it is sent.
+        """
         return {
             "input_tokens": decision.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": decision.cache_read_tokens},
+            "input_tokens_details": {
+                "cached_tokens": decision.cache_read_tokens,
+                "cache_write_tokens": 0,
+            },
             "output_tokens": decision.output_tokens,
             "output_tokens_details": {"reasoning_tokens": decision.reasoning_tokens},
             "total_tokens": decision.prompt_tokens + decision.output_tokens,
