@@ -188,7 +188,7 @@ class PushgatewayClient:
         base = victoriametrics_base_url(settings.pushgateway_url)
         job, instance = settings.pushgateway_job, settings.pushgateway_instance
         if method == "delete":
-            selector = f'{{job="{job}",instance="{_escape(instance)}"}}'
+            selector = f'{{job="{_escape(job)}",instance="{_escape(instance)}"}}'
             response = self._client().post(base + VM_DELETE_PATH, params={"match[]": selector})
         else:
             assert registry is not None

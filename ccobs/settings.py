@@ -30,6 +30,7 @@ CONFIG_ENV_VAR = "CCOBS_CONFIG"
 PUSH_PROTOCOLS = ("pushgateway", "victoriametrics")
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_MAX_JOB_CHARS = 256
 _VM_REMOTE_WRITE_SUFFIX = "/api/v1/write"
 
 
@@ -267,10 +268,21 @@ def _as_choice(name: str, value: Any, choices: tuple[str, ...], *, upper: bool =
 
 def _validate(name: str, value: Any) -> Any:
     """Coerce one field from its YAML or environment form, or fail naming it."""
-    if name in ("namespace", "pushgateway_job"):
+    if name == "namespace":
         text = str(value).strip()
         if not _METRIC_NAME.match(text):
             raise _fail(name, value, "a Prometheus name: letters, digits and '_', not first digit")
+        return text
+    if name == "pushgateway_job":
+        # A label value, not a name: ``llm-gateway`` is the norm. The Pushgateway takes any
+        # non-empty value (one with a '/' travels base64-encoded in the URL).
+        text = str(value).strip()
+        if not text or len(text) > _MAX_JOB_CHARS or not text.isprintable():
+            raise _fail(
+                name,
+                value,
+                f"a non-empty printable label value of at most {_MAX_JOB_CHARS} characters",
+            )
         return text
     if name == "pushgateway_instance":
         text = str(value).strip()

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from realservers import free_port
 from test_cli import Background, background, ccobs
 
-from ccobs.access_log import LogFilter, SQLiteAccessLog, open_reader
+from ccobs.access_log import LogFilter, open_access_log, open_reader
 from ccobs.storage import AccessLogRecord
 
 __all__ = ["background"]  # the fixture, shared with test_cli
@@ -76,7 +77,7 @@ def test_sigterm_during_load_loses_no_accepted_record(
 
 def make_db(path: Path) -> None:
     now = datetime.now(UTC)
-    with SQLiteAccessLog(path) as store:
+    with open_access_log(path) as store:  # DuckDB for *.duckdb, else SQLite
         for n in range(6):
             store.store(
                 AccessLogRecord(
@@ -121,6 +122,31 @@ def test_logs_on_a_missing_database_fails_naming_it(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "none.db" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a database\n", b""], ids=["text", "empty"])
+def test_logs_on_a_file_that_is_not_a_database_fails_naming_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+
+    result = ccobs("logs", "query", "--db", str(path))
+
+    assert result.returncode == 1
+    assert f"{path} is neither a SQLite nor a DuckDB database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_logs_reads_a_duckdb_file_whatever_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "access.db"
+    make_db(tmp_path / "a.duckdb")
+    (tmp_path / "a.duckdb").rename(path)
+
+    result = ccobs("logs", "analytics", "--db", str(path), "--since", "1h")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["requests"] == 6
 
 
 def test_demo_writes_its_requests_to_the_access_log_db(tmp_path: Path) -> None:

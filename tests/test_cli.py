@@ -184,6 +184,42 @@ def test_proxy_with_two_workers_counts_exactly_what_loadgen_sent(
     assert proxy.stop() == 0
 
 
+def test_ctrl_c_lets_the_demos_requests_in_flight_finish(
+    background: list[Background], tmp_path: Path
+) -> None:
+    # Seed 7: none of the first 60 requests fails or takes over 5.4 s, so every request
+    # in flight at Ctrl-C can finish within the demo's drain.
+    port, log_file = free_port(), tmp_path / "demo.log"
+    demo = Background("demo", "--port", str(port), "--seed", "7", "--log-file", str(log_file))
+    background.append(demo)
+    demo.wait_ready(f"http://127.0.0.1:{port}/health")
+    time.sleep(3)
+
+    code = demo.stop()
+    output = demo.output()
+
+    assert code == 0, output
+    assert "stopped." in output
+    assert "successes" in output  # the load generator's summary of what it sent
+    log = log_file.read_text()
+    assert log.count('"request_success"') > 5
+    assert "client_disconnect" not in log
+
+
+def test_demo_log_holds_the_proxys_lines_not_the_load_generators_client(
+    tmp_path: Path,
+) -> None:
+    log_file = tmp_path / "demo.log"
+    result = ccobs(
+        "demo", "--duration", "2", "--port", "0", "--seed", "7", "--log-file", str(log_file),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = log_file.read_text().splitlines()
+    assert sum('"request_success"' in line for line in lines) > 3
+    assert not [line for line in lines if "HTTP Request:" in line]
+
+
 def test_demo_stops_cleanly_on_ctrl_c(background: list[Background], tmp_path: Path) -> None:
     port = free_port()
     demo = Background(

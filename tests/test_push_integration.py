@@ -121,6 +121,43 @@ def test_replicas_do_not_overwrite_each_other(pushgateway: ServerProcess) -> Non
     assert values_of(pushgateway, "pushed_requests_total") == {"replica-1": 1.0, "replica-2": 2.0}
 
 
+def test_a_job_with_a_hyphen_or_slash_is_stored_under_that_job(pushgateway: ServerProcess) -> None:
+    for job in ("llm-gateway", "team-a/llm-gateway"):
+        client = PushgatewayClient(
+            ObservabilitySettings(
+                pushgateway_url=pushgateway.url, pushgateway_job=job, pushgateway_instance="r-1"
+            )
+        )
+        assert client.push_metrics(make_registry(amount=4)) is True
+
+    text = httpx.get(pushgateway.url + "/metrics").text
+    pushed = {
+        sample.labels["job"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pushed_requests_total"
+    }
+    assert pushed == {"llm-gateway": 4.0, "team-a/llm-gateway": 4.0}
+
+
+def test_victoriametrics_delete_of_a_job_with_a_hyphen_removes_it(
+    victoria_metrics: ServerProcess,
+) -> None:
+    client = PushgatewayClient(
+        ObservabilitySettings(
+            pushgateway_url=victoria_metrics.url,
+            pushgateway_job="llm-gateway",
+            pushgateway_instance="r-1",
+            pushgateway_protocol="victoriametrics",
+        )
+    )
+    client.push_metrics(make_registry(amount=2))
+    assert len(vm_query(victoria_metrics, 'pushed_requests_total{job="llm-gateway"}', 1)) == 1
+
+    assert client.delete_metrics() is True
+    assert vm_query(victoria_metrics, 'pushed_requests_total{job="llm-gateway"}', 0) == []
+
+
 def test_metrics_push_the_whole_library_registry(pushgateway: ServerProcess) -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry=registry, pushgateway_client=client_for(pushgateway.url))

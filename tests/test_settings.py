@@ -85,6 +85,9 @@ def test_explicit_config_file_wins_over_ccobs_config(tmp_path: Path) -> None:
         ("CCOBS_PUSHGATEWAY_INTERVAL_SECONDS", "-1", "pushgateway_interval_seconds"),
         ("CCOBS_PUSHGATEWAY_TIMEOUT_SECONDS", "inf", "pushgateway_timeout_seconds"),
         ("CCOBS_PUSHGATEWAY_INSTANCE", "a/b", "pushgateway_instance"),
+        ("CCOBS_PUSHGATEWAY_JOB", " ", "pushgateway_job"),
+        ("CCOBS_PUSHGATEWAY_JOB", "a\nb", "pushgateway_job"),
+        ("CCOBS_PUSHGATEWAY_JOB", "j" * 257, "pushgateway_job"),
         ("CCOBS_LOG_FORMAT", "xml", "log_format"),
         ("CCOBS_LOG_LEVEL", "loud", "log_level"),
     ],
@@ -94,6 +97,12 @@ def test_invalid_value_fails_naming_field_and_value(variable: str, raw: str, fie
         ObservabilitySettings.load(environ={variable: raw})
 
     assert f"{field}={raw!r}" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("job", ["llm-gateway", "test-job", "team.a/proxy", "ccproxy"])
+def test_pushgateway_job_takes_any_label_value_the_pushgateway_takes(job: str) -> None:
+    assert ObservabilitySettings(pushgateway_job=job).pushgateway_job == job
+    assert ObservabilitySettings.load(environ={"CCOBS_PUSHGATEWAY_JOB": job}).pushgateway_job == job
 
 
 def test_unknown_yaml_field_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,13 @@ from typing import Any
 
 import pytest
 import yaml
+from asgi_server import serve_asgi
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from realservers import LOOPBACK, http_get_json, require_binary, wait_for
 
+from ccobs.fastapi import instrument
+from ccobs.metrics import PrometheusMetrics
 from ccobs.mixin.build import build, write
 from ccobs.mixin.config import MixinConfig
 from ccobs.stack.native import (
@@ -90,13 +96,23 @@ def only_stack_binaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return path
 
 
+def _metrics_app() -> FastAPI:
+    """Something for the stack's Prometheus to scrape as the proxy target."""
+    app = FastAPI()
+    instrument(app, PrometheusMetrics(registry=CollectorRegistry()))
+    return app
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the read-only checks, built from the default mixin."""
     base = tmp_path_factory.mktemp("stack")
-    with pytest.MonkeyPatch.context() as patch:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        serve_asgi(_metrics_app()) as proxy,
+    ):
         patch.setenv("PATH", str(_bin_dir(base / "bin", BINARY_OF.values())))
-        stack = Stack(_config(base / "state"))
+        stack = Stack(_config(base / "state", proxy_target=f"127.0.0.1:{proxy.port}"))
         try:
             stack.up()
             yield stack
@@ -153,6 +169,15 @@ def test_every_service_is_alive_healthy_and_recorded(running: Stack) -> None:
     assert any("grafana" in note and "not started" in note for note in state.notes)
 
 
+def test_status_says_prometheus_scrapes_the_proxy_target_once_it_does(running: Stack) -> None:
+    deadline = time.monotonic() + 15
+    while (note := running.proxy_target_note()) is not None and "(up)" not in note:
+        assert time.monotonic() < deadline, note
+        time.sleep(0.5)
+
+    assert note == f"proxy target {_state(running).proxy_target}: Prometheus scrapes it (up)"
+
+
 def test_services_are_detached_from_the_command_that_started_them(running: Stack) -> None:
     # A session of their own: the terminal's Ctrl-C and the end of
     # `ccobs stack up` don't reach them.
@@ -168,7 +193,7 @@ def test_prometheus_runs_the_config_rendered_from_the_one_template(running: Stac
     rule_files = [str(running.state_dir / "mixin" / name) for name in RULE_FILES]
     expected = prometheus_config(
         StackAddresses(
-            proxy="127.0.0.1:8000",
+            proxy=state.proxy_target,
             pushgateway=address["pushgateway"],
             alertmanager=address["alertmanager"],
             victoriametrics=address["victoriametrics"],

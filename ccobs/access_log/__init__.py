@@ -21,6 +21,7 @@ __all__ = [
     "AccessLogReader",
     "BatchingAccessLog",
     "LogFilter",
+    "NotAnAccessLogDatabase",
     "SQLiteAccessLog",
     "SQLiteAccessLogReader",
     "open_access_log",
@@ -30,6 +31,17 @@ __all__ = [
 
 DUCKDB_SUFFIX = ".duckdb"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_DUCKDB_MAGIC = (8, b"DUCK")
+"""DuckDB's file header: ``DUCK`` at byte 8."""
+
+
+class NotAnAccessLogDatabase(OSError):
+    """The file is neither a SQLite nor a DuckDB database.
+
+    An ``OSError`` like a missing file, so ``ccobs logs`` reports both the same
+    way, with the file's name, instead of handing the file to a driver whose
+    error would name neither.
+    """
 
 
 def open_access_log(path: str | Path, **options: Any) -> BatchingAccessLog:
@@ -48,12 +60,19 @@ def open_access_log(path: str | Path, **options: Any) -> BatchingAccessLog:
 
 
 def open_reader(path: str | Path) -> AccessLogReader:
-    """Read-only queries on an existing database; SQLite or DuckDB by the file's header."""
+    """Read-only queries on an existing database; SQLite or DuckDB by the file's header.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`NotAnAccessLogDatabase`
+    for any other file (an empty one included).
+    """
     path = Path(path)
     with path.open("rb") as handle:
         header = handle.read(len(_SQLITE_MAGIC))
     if header == _SQLITE_MAGIC:
         return SQLiteAccessLogReader(path)
-    from ccobs.access_log.duckdb import DuckDBAccessLogReader
+    offset, magic = _DUCKDB_MAGIC
+    if header[offset : offset + len(magic)] == magic:
+        from ccobs.access_log.duckdb import DuckDBAccessLogReader
 
-    return DuckDBAccessLogReader(path)
+        return DuckDBAccessLogReader(path)
+    raise NotAnAccessLogDatabase(f"{path} is neither a SQLite nor a DuckDB database")

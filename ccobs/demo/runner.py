@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -72,6 +76,11 @@ def run_demo(
         settings = dataclasses.replace(settings, pushgateway_url=config.pushgateway_url)
     log_stream = config.log_file.open("a", encoding="utf-8")
     configure_logging(settings.log_level, "json", stream=log_stream)
+    # The load generator's HTTP client logs each request it sends at INFO: half the
+    # log would be the client's echo of the proxy's own access-log lines.
+    client_logger = logging.getLogger("httpx")
+    client_level = client_logger.level
+    client_logger.setLevel(max(logging.WARNING, client_level))
     registry = CollectorRegistry()
     pusher = PushgatewayClient(settings) if settings.pushgateway_enabled else None
     metrics = PrometheusMetrics(settings.namespace, registry, pusher, settings=settings)
@@ -98,6 +107,7 @@ def run_demo(
                 view = LiveView(registry, settings.namespace)
                 return _drive(config, proxy.url, view, header, out)
     finally:
+        client_logger.setLevel(client_level)
         log_stream.close()
 
 
@@ -117,25 +127,69 @@ def _drive(
     tty = out.isatty()
     # A terminal is redrawn in place; a log file gets a picture every 10 s at most.
     refresh = config.refresh if tty else max(config.refresh, 10.0)
+    stopping = [*header[:-1], _STOPPING, ""]
 
-    def show() -> None:
-        picture = view.render(header)
+    def show(stop: asyncio.Event | None = None) -> None:
+        picture = view.render(stopping if stop is not None and stop.is_set() else header)
         out.write(f"\x1b[H\x1b[2J{picture}\n" if tty else f"{picture}\n\n")
         out.flush()
 
-    async def main() -> LoadSummary:
-        task = asyncio.create_task(run_load(load))
-        while not task.done():
-            show()
-            await asyncio.wait({task}, timeout=refresh)
-        return task.result()
+    async def main() -> tuple[LoadSummary, bool]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_load(load, stop=stop))
+        with _first_interrupt_stops(stop, task) as interrupted:
+            while not task.done():
+                show(stop)
+                await asyncio.wait({task}, timeout=refresh)
+        return task.result(), interrupted()
 
     try:
-        summary = asyncio.run(main())
-    except KeyboardInterrupt:
+        summary, interrupted = asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         show()
         out.write("stopped.\n")
         return None
     show()
     out.write("\n" + render_summary(summary) + "\n")
+    if interrupted:
+        out.write("stopped.\n")
+        return None
     return summary
+
+
+_STOPPING = "stopping: no new requests; waiting for those in flight (Ctrl-C again quits now)"
+_DRAIN_SECONDS = 8.0
+"""How long the requests in flight get to finish after Ctrl-C before they are cut off."""
+
+
+@contextmanager
+def _first_interrupt_stops(
+    stop: asyncio.Event, task: asyncio.Task[LoadSummary]
+) -> Iterator[Callable[[], bool]]:
+    """Ctrl-C stops the load gracefully; a second one (or the drain's end) cancels it.
+
+    Requests cut off by the demo's own shutdown would show as the clients'
+    disconnects, errors that no user caused. Where no signal handler can be
+    set (not the main thread), Ctrl-C interrupts at once as before.
+    """
+    loop = asyncio.get_running_loop()
+    timer: list[asyncio.TimerHandle] = []
+
+    def interrupt() -> None:
+        if stop.is_set():
+            task.cancel()
+            return
+        stop.set()
+        timer.append(loop.call_later(_DRAIN_SECONDS, task.cancel))
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield stop.is_set
+        return
+    try:
+        yield stop.is_set
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        for handle in timer:
+            handle.cancel()

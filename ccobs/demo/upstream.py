@@ -1,4 +1,4 @@
-"""A mock LLM upstream that speaks the Anthropic Messages and OpenAI Chat APIs.
+"""A mock LLM upstream that speaks the Anthropic Messages, OpenAI Chat and OpenAI Responses APIs.
 
 The demo and the tests need an upstream that behaves like the real ones on
 the wire (response shapes, the exact SSE event sequence, error bodies and
@@ -26,6 +26,10 @@ Per-request headers override the draw, for deterministic tests:
     inter-token delay is stretched so the whole stream takes that long).
 
 ``x-mock-status`` wins over ``x-mock-fault``.
+
+The module is over 600 lines because it holds the three APIs' answer shapes
+side by side, each built from the same :class:`Decision`; read together they
+show what differs between the APIs and nothing else.
 """
 
 from __future__ import annotations
@@ -37,9 +41,8 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 import anyio
 import uvicorn
@@ -48,6 +51,25 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from ccobs.demo.decisions import (
+    STATUS_FAULTS,
+    Api,
+    Decision,
+    Delay,
+    Fault,
+    Overrides,
+    UpstreamConfig,
+    estimate_prompt_tokens,
+    split_tokens,
+)
+from ccobs.demo.mock_errors import (
+    FAULT_MESSAGES,
+    error_response,
+    fault_status,
+    json_object,
+    model_and_messages,
+    validate,
+)
 from ccobs.proxy.sse import encode_event
 
 __all__ = [
@@ -64,322 +86,12 @@ __all__ = [
     "run_upstream",
 ]
 
-Api = Literal["anthropic", "openai"]
-Fault = Literal["rate_limit", "server_error", "overloaded", "invalid_request", "timeout", "drop"]
 
-_MAX_OVERRIDE_MS = 3_600_000.0
-_MAX_BODY_DEPTH = 64
-"""Deeper request bodies are refused: the mock walks bodies recursively to count tokens."""
-_STATUS_FAULTS: Mapping[int, Fault | None] = {
-    200: None,
-    400: "invalid_request",
-    429: "rate_limit",
-    500: "server_error",
-    503: "overloaded",
-    529: "overloaded",
-}
-_ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    503: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-_OPENAI_ERROR_TYPES: Mapping[int, tuple[str, str | None]] = {
-    400: ("invalid_request_error", None),
-    404: ("invalid_request_error", "unknown_url"),
-    405: ("invalid_request_error", None),
-    429: ("requests", "rate_limit_exceeded"),
-    500: ("server_error", None),
-    503: ("server_error", "overloaded"),
-    504: ("timeout", None),
-    529: ("server_error", "overloaded"),
-}
-_FAULT_MESSAGES: Mapping[int, str] = {
-    400: "Invalid request (injected by the ccobs mock upstream).",
-    429: "Rate limit exceeded (injected by the ccobs mock upstream).",
-    500: "Internal server error (injected by the ccobs mock upstream).",
-    503: "The server is overloaded (injected by the ccobs mock upstream).",
-    504: "Request timed out (injected by the ccobs mock upstream).",
-    529: "Overloaded (injected by the ccobs mock upstream).",
-}
-_WORDS = (
-    "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while",
-    "observability", "dashboards", "glow", "softly", "and", "every", "token", "counts",
-    "toward", "latency", "histograms", "cache", "hits", "and", "cost",
-)  # fmt: skip
 _RATE_LIMIT = 4000
-
-
-# --------------------------------------------------------------------------- config
-
-
-def _check_rate(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
-        raise ValueError(f"UpstreamConfig.{name} must be in [0, 1], got {value!r}")
-
-
-def _check_seconds(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Delay:
-    """A lognormal delay in seconds: ``median`` and log-space ``sigma``, capped at ``maximum``.
-
-    Lognormal because LLM latencies are right-skewed: most requests cluster
-    near the median and a long tail runs far above it. ``sigma=0`` gives a
-    constant delay, which tests use.
-    """
-
-    median: float
-    sigma: float = 0.0
-    maximum: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_seconds("Delay.median", self.median)
-        _check_seconds("Delay.sigma", self.sigma)
-        if self.maximum is not None:
-            _check_seconds("Delay.maximum", self.maximum)
-            if self.maximum < self.median:
-                raise ValueError(
-                    f"Delay.maximum must be >= median, got {self.maximum!r} < {self.median!r}"
-                )
-
-    def sample(self, rng: random.Random) -> float:
-        """One draw. Always consumes exactly one normal variate, to keep RNG streams aligned."""
-        z = rng.gauss(0.0, 1.0)
-        value = self.median * math.exp(self.sigma * z)
-        return value if self.maximum is None else min(value, self.maximum)
-
-
-@dataclass(frozen=True)
-class UpstreamConfig:
-    """How the mock behaves. Defaults look like a healthy production API.
-
-    Streams wait ``ttft`` before the first text delta, then
-    ``inter_token_delay`` per output token; non-streaming responses take
-    ``latency``. ``error_rate`` is spread evenly over 429, 500 and 529 on top
-    of the explicit per-status rates. On the OpenAI route the overloaded fault
-    is a 503, as OpenAI sends it; 529 is Anthropic's status.
-    """
-
-    seed: int | None = None
-    ttft: Delay = Delay(0.4, 0.5, 10.0)
-    latency: Delay = Delay(2.0, 0.6, 60.0)
-    inter_token_delay: float = 0.01
-    tokens_per_delta: int = 4
-    output_tokens: tuple[int, int] = (16, 400)
-    cache_hit_share: float = 0.6
-    cached_input_share: float = 0.8
-    error_rate: float = 0.0
-    status_429_rate: float = 0.0
-    status_500_rate: float = 0.0
-    status_529_rate: float = 0.0
-    timeout_rate: float = 0.0
-    drop_rate: float = 0.0
-    timeout_hang: float = 900.0
-    """Longer than any SDK's default timeout (Anthropic's is 600 s), yet bounded."""
-    retry_after: int = 2
-    max_recorded_decisions: int = 10_000
-
-    def __post_init__(self) -> None:
-        for name in (
-            "cache_hit_share",
-            "cached_input_share",
-            "error_rate",
-            "status_429_rate",
-            "status_500_rate",
-            "status_529_rate",
-            "timeout_rate",
-            "drop_rate",
-        ):
-            _check_rate(name, getattr(self, name))
-        total = sum(self.fault_rates().values())
-        if total > 1.0 + 1e-9:
-            raise ValueError(
-                "UpstreamConfig.error_rate + status_429_rate + status_500_rate + "
-                f"status_529_rate + timeout_rate + drop_rate must be <= 1, got {total:g}"
-            )
-        _check_seconds("UpstreamConfig.inter_token_delay", self.inter_token_delay)
-        _check_seconds("UpstreamConfig.timeout_hang", self.timeout_hang)
-        if self.timeout_hang <= 0:
-            raise ValueError("UpstreamConfig.timeout_hang must be > 0")
-        low, high = self.output_tokens
-        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
-            raise ValueError(
-                f"UpstreamConfig.output_tokens must be (min, max) with 1 <= min <= max, "
-                f"got {self.output_tokens!r}"
-            )
-        if self.tokens_per_delta < 1:
-            raise ValueError(
-                f"UpstreamConfig.tokens_per_delta must be >= 1, got {self.tokens_per_delta!r}"
-            )
-        if self.retry_after < 0:
-            raise ValueError(f"UpstreamConfig.retry_after must be >= 0, got {self.retry_after!r}")
-        if self.max_recorded_decisions < 0:
-            raise ValueError("UpstreamConfig.max_recorded_decisions must be >= 0")
-
-    def fault_rates(self) -> dict[Fault, float]:
-        """Effective probability of each injected fault, ``error_rate`` spread in."""
-        spread = self.error_rate / 3.0
-        return {
-            "rate_limit": self.status_429_rate + spread,
-            "server_error": self.status_500_rate + spread,
-            "overloaded": self.status_529_rate + spread,
-            "timeout": self.timeout_rate,
-            "drop": self.drop_rate,
-        }
-
-
-# --------------------------------------------------------------------------- decisions
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Per-request overrides parsed from ``x-mock-*`` headers."""
-
-    status: int | None = None
-    fault: Literal["timeout", "drop"] | None = None
-    output_tokens: int | None = None
-    ttft: float | None = None
-    latency: float | None = None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> Overrides:
-        """Parse headers; ValueError names the bad header so a test failure is obvious."""
-        status: int | None = None
-        fault: Literal["timeout", "drop"] | None = None
-        raw_status = headers.get("x-mock-status")
-        if raw_status is not None:
-            try:
-                status = int(raw_status)
-            except ValueError:
-                status = -1
-            if status not in _STATUS_FAULTS:
-                raise ValueError(
-                    f"x-mock-status must be one of {sorted(_STATUS_FAULTS)}, got {raw_status!r}"
-                )
-        raw_fault = headers.get("x-mock-fault")
-        if raw_fault is not None:
-            if raw_fault == "timeout":
-                fault = "timeout"
-            elif raw_fault == "drop":
-                fault = "drop"
-            else:
-                raise ValueError(f"x-mock-fault must be 'timeout' or 'drop', got {raw_fault!r}")
-        output_tokens: int | None = None
-        raw_output = headers.get("x-mock-output-tokens")
-        if raw_output is not None:
-            try:
-                output_tokens = int(raw_output)
-            except ValueError:
-                output_tokens = 0
-            if output_tokens < 1:
-                raise ValueError(
-                    f"x-mock-output-tokens must be an integer >= 1, got {raw_output!r}"
-                )
-        return cls(
-            status=status,
-            fault=fault,
-            output_tokens=output_tokens,
-            ttft=_header_seconds(headers, "x-mock-ttft-ms"),
-            latency=_header_seconds(headers, "x-mock-latency-ms"),
-        )
-
-
-def _header_seconds(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        millis = float(raw)
-    except ValueError:
-        millis = -1.0
-    if not (math.isfinite(millis) and 0 <= millis <= _MAX_OVERRIDE_MS):
-        raise ValueError(f"{name} must be milliseconds in [0, {_MAX_OVERRIDE_MS:g}], got {raw!r}")
-    return millis / 1000.0
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the mock decided for one request; token counts follow Anthropic's convention.
-
-    ``input_tokens`` are uncached; the prompt is ``input + cache_read +
-    cache_write``. For OpenAI, ``prompt_tokens`` is that sum and
-    ``cached_tokens`` is ``cache_read_tokens``. Tokens were billed only when
-    :attr:`ok`.
-    """
-
-    index: int
-    request_id: str
-    api: Api
-    model: str
-    stream: bool
-    status: int
-    fault: Fault | None
-    ttft: float
-    latency: float
-    inter_token_delay: float
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    stop_reason: str
-
-    @property
-    def ok(self) -> bool:
-        """True when the response completes normally (status 200, no fault)."""
-        return self.status == 200 and self.fault is None
-
-    @property
-    def prompt_tokens(self) -> int:
-        """All input tokens, cached or not (OpenAI's ``prompt_tokens``)."""
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-
-def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """About four characters a token over system prompt and messages; at least 1.
-
-    Deterministic, so the same request always reports the same input usage.
-    """
-    chars = _text_chars(body.get("system")) + _text_chars(body.get("messages"))
-    return max(1, math.ceil(chars / 4))
-
-
-def _text_chars(value: object) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_text_chars(item) for item in value)
-    if isinstance(value, dict):
-        if isinstance(value.get("text"), str):
-            return len(value["text"])
-        if "content" in value:
-            return _text_chars(value["content"])
-        return len(json.dumps(value, separators=(",", ":")))
-    return len(str(value))
-
-
-def _split_tokens(decision: Decision, per_delta: int, seed: int) -> list[tuple[str, int]]:
-    """The response text as (delta text, tokens in it), ``per_delta`` word-tokens a delta."""
-    words = [
-        _WORDS[(seed + decision.index * 7 + i) % len(_WORDS)] for i in range(decision.output_tokens)
-    ]
-    tokens = [words[0]] + [f" {word}" for word in words[1:]]
-    return [
-        ("".join(tokens[i : i + per_delta]), len(tokens[i : i + per_delta]))
-        for i in range(0, len(tokens), per_delta)
-    ]
+_REASONING_DIVISOR = 4
+"""On the Responses API a quarter of the output tokens (rounded down) are reasoning:
+reasoning models spend some, and clients must see them inside ``output_tokens``.
+Derived, not drawn, so the RNG stream stays the same whatever the API."""
 
 
 class MockUpstream:
@@ -425,18 +137,24 @@ class MockUpstream:
         if overrides.fault is not None:
             fault = overrides.fault
         if overrides.status is not None:
-            fault = _STATUS_FAULTS[overrides.status]
+            fault = STATUS_FAULTS[overrides.status]
             status = overrides.status
         else:
-            status = _fault_status(fault, api)
+            status = fault_status(fault, api)
 
         requested = overrides.output_tokens or drawn_output
         output = min(requested, max_tokens) if max_tokens is not None else requested
         truncated = output < requested
+        reasoning = 0
         if api == "anthropic":
             stop_reason = "max_tokens" if truncated else "end_turn"
-        else:
+        elif api == "openai":
             stop_reason = "length" if truncated else "stop"
+        else:
+            # The response's status, or why it is incomplete (its incomplete_details.reason).
+            stop_reason = "max_output_tokens" if truncated else "completed"
+            reasoning = output // _REASONING_DIVISOR
+        text = output - reasoning
 
         cached = math.floor(prompt_tokens * cfg.cached_input_share)
         cache_read = cached if cache_hit else 0
@@ -445,12 +163,12 @@ class MockUpstream:
 
         if overrides.ttft is not None:
             ttft = overrides.ttft
-        first = min(cfg.tokens_per_delta, output)
+        first = min(cfg.tokens_per_delta, text)
         inter = cfg.inter_token_delay
         if stream:
             if overrides.latency is not None:
-                inter = max(0.0, overrides.latency - ttft) / max(1, output - first)
-            latency = ttft + inter * (output - first)
+                inter = max(0.0, overrides.latency - ttft) / max(1, text - first)
+            latency = ttft + inter * (text - first)
         elif overrides.latency is not None:
             latency = overrides.latency
 
@@ -473,6 +191,7 @@ class MockUpstream:
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             stop_reason=stop_reason,
+            reasoning_tokens=reasoning,
         )
         self.decisions.append(decision)
         return decision
@@ -482,11 +201,11 @@ class MockUpstream:
     async def handle(self, request: Request, api: Api) -> Response:
         """Validate, decide, then answer, fail, hang or drop as decided."""
         try:
-            body = await _json_object(request)
-            model, stream, max_tokens, include_usage = _validate(api, body)
+            body = await json_object(request)
+            model, stream, max_tokens, include_usage = validate(api, body)
             overrides = Overrides.from_headers(request.headers)
         except ValueError as exc:
-            return _error_response(api, 400, str(exc))
+            return error_response(api, 400, str(exc))
         decision = self.decide(
             api=api,
             model=model,
@@ -500,27 +219,29 @@ class MockUpstream:
         if decision.fault == "timeout":
             if not await _pause(request, self.config.timeout_hang):
                 return Response(status_code=499)  # nobody is listening any more
-            return _error_response(api, 504, _FAULT_MESSAGES[504], headers)
+            return error_response(api, 504, FAULT_MESSAGES[504], headers)
         if decision.status != 200:
             if decision.status == 429:
                 headers["retry-after"] = str(self.config.retry_after)
-            return _error_response(api, decision.status, _FAULT_MESSAGES[decision.status], headers)
+            return error_response(api, decision.status, FAULT_MESSAGES[decision.status], headers)
 
         if stream:
-            events = (
-                self._anthropic_events(decision)
-                if api == "anthropic"
-                else self._openai_events(decision, include_usage)
-            )
+            if api == "anthropic":
+                events = self._anthropic_events(decision)
+            elif api == "openai":
+                events = self._openai_events(decision, include_usage)
+            else:
+                events = self._responses_events(decision)
             return _EventStreamResponse(events, headers=headers)
 
         if not await _pause(request, decision.latency):
             return Response(status_code=499)
-        payload = (
-            self._anthropic_message(decision)
-            if api == "anthropic"
-            else self._openai_completion(decision)
-        )
+        if api == "anthropic":
+            payload = self._anthropic_message(decision)
+        elif api == "openai":
+            payload = self._openai_completion(decision)
+        else:
+            payload = self._response(decision, self._text(decision))
         if decision.fault == "drop":
             return _EventStreamResponse(
                 _truncated(json.dumps(payload).encode()),
@@ -532,10 +253,10 @@ class MockUpstream:
     async def count_tokens(self, request: Request) -> Response:
         """Anthropic's token counter (Claude Code calls it): the same estimate, no decision."""
         try:
-            body = await _json_object(request)
-            _model_and_messages(body)
+            body = await json_object(request)
+            model_and_messages(body)
         except ValueError as exc:
-            return _error_response("anthropic", 400, str(exc))
+            return error_response("anthropic", 400, str(exc))
         return JSONResponse({"input_tokens": estimate_prompt_tokens(body)})
 
     def _headers(self, decision: Decision) -> dict[str, str]:
@@ -677,6 +398,111 @@ class MockUpstream:
                 yield encode_event({**base, "choices": [], "usage": self._openai_usage(decision)})
             yield encode_event("[DONE]")
 
+    def _responses_usage(self, decision: Decision) -> dict[str, Any]:
+        """Responses usage: ``input_tokens`` includes the cached ones, output the reasoning.
+
+        ``cache_write_tokens`` is always 0: the mock models OpenAI's automatic prompt
+        caching, which writes nothing billed apart (as on Chat); current SDKs and
+        Codex read the field, so it is sent.
+        """
+        return {
+            "input_tokens": decision.prompt_tokens,
+            "input_tokens_details": {
+                "cached_tokens": decision.cache_read_tokens,
+                "cache_write_tokens": 0,
+            },
+            "output_tokens": decision.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": decision.reasoning_tokens},
+            "total_tokens": decision.prompt_tokens + decision.output_tokens,
+        }
+
+    def _response(
+        self, decision: Decision, text: str | None, *, created_at: int | None = None
+    ) -> dict[str, Any]:
+        """A ``response`` object; ``text=None`` is the in-progress one a stream starts with."""
+        incomplete = decision.stop_reason != "completed"
+        status = "in_progress" if text is None else "incomplete" if incomplete else "completed"
+        output = [] if text is None else [self._response_message(decision, text, status)]
+        return {
+            "id": f"resp_{decision.request_id}",
+            "object": "response",
+            "created_at": created_at if created_at is not None else int(time.time()),
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": (
+                {"reason": decision.stop_reason} if status == "incomplete" else None
+            ),
+            "instructions": None,
+            "max_output_tokens": None,
+            "model": decision.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": False,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": None if text is None else self._responses_usage(decision),
+            "user": None,
+            "metadata": {},
+        }
+
+    def _response_message(self, decision: Decision, text: str, status: str) -> dict[str, Any]:
+        content = [] if status == "in_progress" else [_output_text(text)]
+        return {
+            "id": f"msg_{decision.request_id}",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        }
+
+    async def _responses_events(self, decision: Decision) -> AsyncGenerator[bytes, None]:
+        """The typed event sequence of a streamed response, numbered, paced in real time.
+
+        ``response.created`` and ``response.in_progress`` carry the response
+        without output or usage; then one message item with one ``output_text``
+        part, its deltas, the ``.done`` events that repeat the whole text, and
+        ``response.completed`` (``response.incomplete`` when ``max_output_tokens``
+        cut it) with the usage. Every event is named by an ``event:`` line too.
+        """
+        deltas = self._deltas(decision)
+        created_at = int(time.time())
+        item_id = f"msg_{decision.request_id}"
+        where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        sequence = 0
+
+        def event(kind: str, **fields: Any) -> bytes:
+            nonlocal sequence
+            data = {"type": kind, "sequence_number": sequence, **fields}
+            sequence += 1
+            return encode_event(data, kind)
+
+        async with self._tracked_stream():
+            started = self._response(decision, None, created_at=created_at)
+            yield event("response.created", response=started)
+            yield event("response.in_progress", response=started)
+            item = self._response_message(decision, "", "in_progress")
+            yield event("response.output_item.added", output_index=0, item=item)
+            yield event("response.content_part.added", **where, part=_output_text(""))
+            texts: list[str] = []
+            async for text in self._paced(decision, deltas):
+                texts.append(text)
+                yield event("response.output_text.delta", **where, delta=text, logprobs=[])
+            whole = "".join(texts)
+            yield event("response.output_text.done", **where, text=whole, logprobs=[])
+            yield event("response.content_part.done", **where, part=_output_text(whole))
+            final = self._response(decision, whole, created_at=created_at)
+            yield event("response.output_item.done", output_index=0, item=final["output"][0])
+            kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
+            yield event(kind, response=final)
+
     async def _paced(
         self, decision: Decision, deltas: list[tuple[str, int]]
     ) -> AsyncGenerator[str, None]:
@@ -696,10 +522,14 @@ class MockUpstream:
         return "".join(text for text, _ in self._deltas(decision))
 
     def _deltas(self, decision: Decision) -> list[tuple[str, int]]:
-        return _split_tokens(decision, self.config.tokens_per_delta, self.config.seed or 0)
+        return split_tokens(decision, self.config.tokens_per_delta, self.config.seed or 0)
 
     def _tracked_stream(self) -> _StreamTracker:
         return _StreamTracker(self)
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 class _StreamTracker:
@@ -773,131 +603,6 @@ async def _pause(request: Request, seconds: float) -> bool:
     return True
 
 
-_FAULT_STATUSES: Mapping[Fault, int] = {
-    "rate_limit": 429,
-    "server_error": 500,
-    "invalid_request": 400,
-    "timeout": 504,
-}
-
-
-def _fault_status(fault: Fault | None, api: Api) -> int:
-    """The status a fault answers with (a timeout's 504 only if the client still waits)."""
-    if fault is None or fault == "drop":
-        return 200
-    if fault == "overloaded":
-        return 529 if api == "anthropic" else 503
-    return _FAULT_STATUSES[fault]
-
-
-def _error_response(
-    api: Api, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    """An error body in the vendor's shape, so SDKs raise their matching error class."""
-    body: dict[str, Any]
-    if api == "anthropic":
-        error_type = _ANTHROPIC_ERROR_TYPES.get(
-            status, "api_error" if status >= 500 else "invalid_request_error"
-        )
-        body = {"type": "error", "error": {"type": error_type, "message": message}}
-        if headers and "request-id" in headers:
-            body["request_id"] = headers["request-id"]
-    else:
-        error_type, code = _OPENAI_ERROR_TYPES.get(
-            status, ("server_error" if status >= 500 else "invalid_request_error", None)
-        )
-        body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
-
-
-def _positive_int(body: Mapping[str, Any], name: str, *, required: bool) -> int | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValueError(f"{name}: Field required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: Input should be an integer >= 1")
-    return value
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; ValueError (answered with a 400) otherwise."""
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("Request body is not valid JSON.") from exc
-    except RecursionError:
-        raise ValueError("Request body is nested too deeply.") from None
-    if not isinstance(body, dict):
-        raise ValueError("Request body must be a JSON object.")
-    if _depth_exceeds(body, _MAX_BODY_DEPTH):
-        raise ValueError(f"Request body is nested deeper than {_MAX_BODY_DEPTH} levels.")
-    return body
-
-
-def _depth_exceeds(value: object, limit: int) -> bool:
-    """True when containers nest deeper than ``limit``; iterative, so any depth is safe."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[object]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _model_and_messages(body: Mapping[str, Any]) -> str:
-    """Check the fields both APIs require; return the model."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ValueError("model: Field required")
-    if not model.isprintable():
-        # The model is echoed in every answer: a lone surrogate could not even be encoded.
-        raise ValueError("model: Input should be a printable string")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages: Field required (a non-empty list)")
-    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-        raise ValueError("messages: each message must be an object with a role")
-    return model
-
-
-def _validate(api: Api, body: Mapping[str, Any]) -> tuple[str, bool, int | None, bool]:
-    """Check the fields the mock relies on: (model, stream, max_tokens, include_usage)."""
-    model = _model_and_messages(body)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ValueError("stream: Input should be a valid boolean")
-    include_usage = False
-    if api == "anthropic":
-        max_tokens = _positive_int(body, "max_tokens", required=True)
-    else:
-        max_tokens = _positive_int(body, "max_completion_tokens", required=False)
-        if max_tokens is None:
-            max_tokens = _positive_int(body, "max_tokens", required=False)
-        options = body.get("stream_options")
-        if options is not None:
-            if not stream:
-                raise ValueError(
-                    "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-                )
-            if not isinstance(options, dict):
-                raise ValueError("stream_options: Input should be an object")
-            include_usage = options.get("include_usage") is True
-    return model, stream, max_tokens, include_usage
-
-
-# --------------------------------------------------------------------------- app
-
-
 def create_upstream_app(config: UpstreamConfig | None = None) -> FastAPI:
     """The mock as an ASGI app; its :class:`MockUpstream` is at :func:`get_upstream`."""
     upstream = MockUpstream(config if config is not None else UpstreamConfig())
@@ -920,10 +625,21 @@ def create_upstream_app(config: UpstreamConfig | None = None) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         return await upstream.handle(request, "openai")
 
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        return await upstream.handle(request, "responses")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        api: Api = "openai" if request.url.path.startswith("/v1/chat") else "anthropic"
-        return _error_response(api, exc.status_code, str(exc.detail))
+        path = request.url.path
+        api: Api = (
+            "openai"
+            if path.startswith("/v1/chat")
+            else "responses"
+            if path.startswith("/v1/responses")
+            else "anthropic"
+        )
+        return error_response(api, exc.status_code, str(exc.detail))
 
     return app
 

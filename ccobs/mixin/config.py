@@ -8,7 +8,7 @@ defaults build what is committed in ``dashboards/`` and ``alerts/``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +100,16 @@ class MixinConfig:
             )
         for f in fields(self):
             if f.name.endswith(("_window", "_for")):
-                duration_seconds(getattr(self, f.name))
+                try:
+                    duration_seconds(getattr(self, f.name))
+                except ValueError as exc:
+                    raise ValueError(f"{f.name}: {exc}") from None
         for window in self.burn_rate_windows:
             for text in (window.long, window.short, window.for_):
-                duration_seconds(text)
+                try:
+                    duration_seconds(text)
+                except ValueError as exc:
+                    raise ValueError(f"burn_rate_windows: {exc}") from None
             if window.severity not in ("critical", "warning", "info"):
                 raise ValueError(
                     f"burn-rate severity {window.severity!r} is not critical/warning/info"
@@ -119,20 +125,73 @@ class MixinConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MixinConfig:
-        """Defaults overridden by a YAML mapping; unknown keys are an error naming them."""
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        """Defaults overridden by a YAML mapping.
+
+        Every mistake (a missing or unreadable file, YAML that is not a mapping,
+        an unknown field, a value of the wrong type or out of range) is a
+        :class:`MixinConfigError` naming the file and the field, never a
+        traceback from deeper down.
+        """
+        where = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise MixinConfigError(f"mixin config {where!r}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise MixinConfigError(f"mixin config {where!r} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"mixin config {str(path)!r} must be a mapping of field: value")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+            raise MixinConfigError(f"mixin config {where!r} must be a mapping of field: value")
+        defaults = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(map(str, data)) - set(defaults))
         if unknown:
-            raise ValueError(f"mixin config {str(path)!r} has unknown fields {unknown}")
-        values: dict[str, Any] = dict(data)
-        if "burn_rate_windows" in values:
-            values["burn_rate_windows"] = tuple(
-                BurnRateWindow(**{("for_" if k == "for" else k): v for k, v in item.items()})
-                for item in values["burn_rate_windows"]
-            )
-        if "dashboard_tags" in values:
-            values["dashboard_tags"] = tuple(values["dashboard_tags"])
-        return cls(**values)
+            raise MixinConfigError(f"mixin config {where!r} has unknown fields {unknown}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            try:
+                values[name] = _typed(name, value, _default_of(defaults[name]))
+            except (TypeError, ValueError) as exc:
+                raise MixinConfigError(f"mixin config {where!r}: {name}: {exc}") from None
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise MixinConfigError(f"mixin config {where!r}: {exc}") from None
+
+
+class MixinConfigError(ValueError):
+    """A mixin configuration file that cannot be used; the message names the file and field."""
+
+
+def _default_of(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """``value`` checked against the type of the field's default (YAML gives plain types)."""
+    if name == "burn_rate_windows":
+        if not isinstance(value, list):
+            raise TypeError("expected a list of {long, short, factor, severity, for}")
+        return tuple(_burn_rate_window(item) for item in value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise TypeError(f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _burn_rate_window(item: Any) -> BurnRateWindow:
+    keys = {"long", "short", "factor", "severity", "for"}
+    if not isinstance(item, dict) or set(item) != keys:
+        raise TypeError(f"each window needs exactly the keys {sorted(keys)}, got {item!r}")
+    factor = item["factor"]
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+        raise TypeError(f"factor must be a positive number, got {factor!r}")
+    texts = [item[key] for key in ("long", "short", "severity", "for")]
+    if not all(isinstance(text, str) for text in texts):
+        raise TypeError(f"long, short, severity and for must be strings, got {item!r}")
+    return BurnRateWindow(item["long"], item["short"], float(factor), item["severity"], item["for"])

@@ -32,15 +32,30 @@ import secrets
 import shutil
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import yaml
 
 from ccobs.mixin.build import write
-from ccobs.mixin.config import MixinConfig, duration_seconds
+from ccobs.mixin.config import duration_seconds
+from ccobs.stack.config import (
+    _REPO_ALERTMANAGER_CONFIG,
+    BINARY_OF,
+    GRAFANA_DATASOURCE_UIDS,
+    INSTALL_HINT,
+    READY_PATH,
+    RULE_FILES,
+    STACK_PACKAGES,
+    STATE_FILE,
+    StackAlreadyRunning,
+    StackConfig,
+    StackError,
+    StackPorts,
+)
 from ccobs.stack.processes import (
     DEBIAN_PACKAGE_OF,
     LOOPBACK,
@@ -54,217 +69,22 @@ from ccobs.stack.processes import (
     stop_pid,
 )
 from ccobs.stack.prometheus_config import StackAddresses, prometheus_config
+from ccobs.stack.state import ServiceRecord, ServiceStatus, StackState
 
-DEFAULT_STATE_DIR: Final = Path(".ccobs-stack")
-STATE_FILE: Final = "stack.json"
-STATE_VERSION: Final = 1
-
-RULE_FILES: Final = ("alerts/recording_rules.yaml", "alerts/alerts.yaml")
-"""Rule files, relative to a built mixin, loaded by Prometheus and vmalert alike."""
-
-STACK_PACKAGES: Final = (
-    "prometheus",
-    "prometheus-pushgateway",
-    "victoria-metrics",
-    "prometheus-alertmanager",
-)
-INSTALL_HINT: Final = f"apt-get install {' '.join(STACK_PACKAGES)}"
-
-SERVICES: Final = (
-    "pushgateway",
-    "victoriametrics",
-    "alertmanager",
-    "prometheus",
-    "vmalert",
-    "grafana",
-)
-"""Start order: each service's dependencies come before it; ``down`` goes backwards,
-so Prometheus stops (flushing remote write) while VictoriaMetrics still listens."""
-
-BINARY_OF: Final[dict[str, str]] = {
-    "pushgateway": "prometheus-pushgateway",
-    "victoriametrics": "victoria-metrics",
-    "alertmanager": "prometheus-alertmanager",
-    "prometheus": "prometheus",
-    "vmalert": "vmalert",
-}
-"""The required binaries; Grafana is optional and found by :func:`find_grafana`."""
-
-READY_PATH: Final[dict[str, str]] = {
-    "pushgateway": "/-/ready",
-    "victoriametrics": "/health",
-    "alertmanager": "/-/ready",
-    "prometheus": "/-/ready",
-    "vmalert": "/health",
-    "grafana": "/api/health",
-}
-
-GRAFANA_DATASOURCE_UIDS: Final[dict[str, str]] = {
-    "prometheus": "prometheus",
-    "victoriametrics": "victoriametrics",
-}
-"""Provisioned data source uids, the same as compose's
-``stack/grafana/provisioning/datasources/ccobs.yaml`` (whose URLs are service
-names, so it cannot be reused as is)."""
-
-_REPO_ALERTMANAGER_CONFIG: Final = (
-    Path(__file__).resolve().parents[2] / "stack" / "alertmanager.yml"
-)
-"""``stack/alertmanager.yml`` of the checkout this module runs from (absent in a wheel)."""
-
-
-_ROUTE_TIMINGS: Final = ("group_wait", "group_interval", "repeat_interval")
-
-
-class StackError(RuntimeError):
-    """The stack cannot be started, stopped or read; the message says what to do."""
-
-
-class StackAlreadyRunning(StackError):
-    """``up`` found processes of an earlier ``up`` still running in the state dir."""
-
-
-@dataclass(frozen=True)
-class StackPorts:
-    """Loopback port of each service; 0 picks a free one.
-
-    The defaults are the services' usual ports, so bookmarks and the README's
-    URLs work; the Debian packages' own services listen there too, which is
-    what :meth:`free` (``--free-ports``) is for.
-    """
-
-    pushgateway: int = 9091
-    victoriametrics: int = 8428
-    alertmanager: int = 9093
-    prometheus: int = 9090
-    vmalert: int = 8880
-    grafana: int = 3000
-
-    @classmethod
-    def free(cls) -> StackPorts:
-        """Every port chosen by the OS at start-up: parallel stacks and tests never collide."""
-        return cls(**{f.name: 0 for f in fields(cls)})
-
-    def __post_init__(self) -> None:
-        values = asdict(self)
-        for name, port in values.items():
-            if not 0 <= port <= 65535:
-                raise ValueError(f"port of {name} must be within 0..65535, got {port}")
-        fixed = [port for port in values.values() if port]
-        if len(fixed) != len(set(fixed)):
-            raise ValueError(f"two services share a port: {values}")
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """What ``up`` starts and how; the defaults are ``ccobs stack up`` without options.
-
-    ``mixin`` builds the rules and dashboards (short windows in tests);
-    ``mixin_dir`` uses an already built tree instead (``ccobs mixin build
-    --out DIR`` or a checkout's root). ``alertmanager_config`` defaults to the
-    checkout's ``stack/alertmanager.yml`` (else a configuration that receives
-    and drops alerts); ``webhook_url`` replaces the URL of every webhook
-    receiver in it, and ``alertmanager_timings`` (``group_wait``,
-    ``group_interval``, ``repeat_interval``) the route tree's timings, so a
-    test sees notifications, resolved ones included, within seconds rather
-    than minutes. ``extra_args`` appends flags per service name, e.g.
-    ``{"victoriametrics": ["-search.latencyOffset=0s"]}``.
-    """
-
-    state_dir: Path = DEFAULT_STATE_DIR
-    proxy_target: str = "127.0.0.1:8000"
-    ports: StackPorts = field(default_factory=StackPorts)
-    scrape_interval: str = "15s"
-    evaluation_interval: str = "15s"
-    retention: str = "15d"
-    mixin: MixinConfig = field(default_factory=MixinConfig)
-    mixin_dir: Path | None = None
-    alertmanager_config: Path | None = None
-    webhook_url: str | None = None
-    alertmanager_timings: Mapping[str, str] = field(default_factory=dict)
-    extra_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    start_timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        host, sep, port = self.proxy_target.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"proxy target {self.proxy_target!r} is not HOST:PORT")
-        for name in ("scrape_interval", "evaluation_interval", "retention"):
-            duration_seconds(getattr(self, name))
-        unknown = sorted(set(self.extra_args) - set(SERVICES))
-        if unknown:
-            raise ValueError(f"extra_args for unknown services {unknown}; known: {SERVICES}")
-        unknown = sorted(set(self.alertmanager_timings) - set(_ROUTE_TIMINGS))
-        if unknown:
-            raise ValueError(f"alertmanager_timings {unknown} unknown; known: {_ROUTE_TIMINGS}")
-        for text in self.alertmanager_timings.values():
-            duration_seconds(text)
-        if self.webhook_url is not None and not self.webhook_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(f"webhook URL {self.webhook_url!r} is not http(s)")
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    """One started service, as the state file keeps it."""
-
-    name: str
-    pid: int
-    start_ticks: int | None
-    port: int
-    url: str
-    health_url: str
-    log: str
-    binary: str
-
-
-@dataclass(frozen=True)
-class StackState:
-    """The state file: what ``up`` started, for ``status`` and ``down`` in later commands."""
-
-    services: tuple[ServiceRecord, ...]
-    notes: tuple[str, ...] = ()
-    proxy_target: str = ""
-
-    def urls(self) -> dict[str, str]:
-        """Service name -> base URL, in start order."""
-        return {service.name: service.url for service in self.services}
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "version": STATE_VERSION,
-                "proxy_target": self.proxy_target,
-                "services": [asdict(service) for service in self.services],
-                "notes": list(self.notes),
-            },
-            indent=2,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> StackState:
-        data = json.loads(text)
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"state file version {data.get('version')!r} is not {STATE_VERSION}")
-        return cls(
-            services=tuple(ServiceRecord(**item) for item in data["services"]),
-            notes=tuple(data.get("notes", ())),
-            proxy_target=data.get("proxy_target", ""),
-        )
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """One service as ``status`` finds it: ``problem`` says why it is not healthy."""
-
-    name: str
-    pid: int
-    url: str
-    health_url: str
-    alive: bool
-    healthy: bool
-    problem: str | None
+__all__ = [  # the configuration and state types are re-exported: the CLI and users import them here
+    "BINARY_OF",
+    "INSTALL_HINT",
+    "RULE_FILES",
+    "STATE_FILE",
+    "ServiceStatus",
+    "Stack",
+    "StackAlreadyRunning",
+    "StackConfig",
+    "StackError",
+    "StackPorts",
+    "StackState",
+    "find_grafana",
+]
 
 
 def find_grafana() -> tuple[str, list[str]] | None:
@@ -362,6 +182,31 @@ class Stack:
             )
         return statuses
 
+    def proxy_target_note(self) -> str | None:
+        """How the proxy target stands now: asked of Prometheus, else probed; None if not up.
+
+        Worked out when asked, never saved at ``up``: a target nobody served at
+        ``up`` is usually scraped a minute later (``ccobs demo`` started beside it).
+        """
+        state = self.read_state()
+        if state is None:
+            return None
+        target = state.proxy_target
+        prometheus = next((s for s in state.services if s.name == "prometheus"), None)
+        scraped = _scrape_state(prometheus.url, target) if prometheus is not None else None
+        if scraped is not None:
+            health, error = scraped
+            if health == "up":
+                return f"proxy target {target}: Prometheus scrapes it (up)"
+            if health == "down":
+                return f"proxy target {target}: Prometheus's last scrape failed: {error}"
+        if self._reachable(target):
+            return f"proxy target {target}: listening; Prometheus has not scraped it yet"
+        return (
+            f"proxy target {target}: nothing listens there yet; "
+            "Prometheus will scrape it once it does (e.g. `ccobs demo`)"
+        )
+
     # --- up -------------------------------------------------------------------
 
     def up(self) -> StackState:
@@ -384,11 +229,6 @@ class Stack:
                 notes.append(
                     "grafana: no `grafana` or `grafana-server` on PATH, not started; "
                     f"import {dashboards}/*.json into a Grafana of your own"
-                )
-            if not self._reachable(self.config.proxy_target):
-                notes.append(
-                    f"proxy target {self.config.proxy_target}: nothing listens there yet; "
-                    "Prometheus will scrape it once it does (e.g. `ccobs demo`)"
                 )
             launcher = _Launcher(self, notes)
             try:
@@ -762,6 +602,21 @@ def _set_route_timings(
             route[key] = value
     for child in route.get("routes") or []:
         _set_route_timings(child, timings, root=False)
+
+
+def _scrape_state(prometheus_url: str, target: str) -> tuple[str, str] | None:
+    """(health, last error) of the active target ``target`` in Prometheus, if it has one."""
+    try:
+        with urllib.request.urlopen(
+            f"{prometheus_url}/api/v1/targets?state=active", timeout=2.0
+        ) as response:
+            targets = json.load(response)["data"]["activeTargets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for item in targets:
+        if item.get("labels", {}).get("instance") == target:
+            return str(item.get("health")), str(item.get("lastError") or "")
+    return None
 
 
 def _address(server: ServerProcess) -> str:
