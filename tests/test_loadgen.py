@@ -463,6 +463,169 @@ def test_openai_models_are_only_required_when_openai_traffic_is_asked_for() -> N
         LoadConfig(target="http://x", concurrency=1, requests=1, openai_models={}, openai_share=1)
 
 
+# --------------------------------------------------------------------------- Responses API
+
+
+async def test_responses_share_sends_responses_traffic_counted_as_the_mock_reported(
+    mock: Mock,
+) -> None:
+    summary = await run_load(
+        LoadConfig(target=mock.url, concurrency=4, requests=60, responses_share=0.3, **MIX)
+    )
+
+    decisions = mock.decisions()
+    assert summary.successes == 60
+    assert {d.api for d in decisions} == {"anthropic", "openai", "responses"}
+    responses = [d for d in decisions if d.api == "responses"]
+    assert {d.stream for d in responses} == {True, False}
+    assert {d.model for d in responses} == {"gpt-4.1-mini"}
+    assert sum(d.reasoning_tokens for d in responses) > 0
+    reasoning = sum(d.reasoning_tokens for d in decisions)
+    assert summary.tokens == replace(billed(decisions), reasoning=reasoning)
+    prices = PriceTable.default()
+    expected = 0.0
+    for d in decisions:
+        cost = prices.cost(
+            d.model, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens
+        )
+        assert cost is not None
+        expected += cost.total
+    assert summary.cost_usd == pytest.approx(expected)
+
+
+async def test_responses_streams_measure_time_to_first_token(mock: Mock) -> None:
+    summary = await run_load(
+        LoadConfig(
+            target=mock.url,
+            concurrency=2,
+            requests=4,
+            responses_share=1.0,
+            stream_share=1.0,
+            headers={"x-mock-ttft-ms": "80"},
+        )
+    )
+
+    assert summary.successes == 4
+    assert summary.ttft_p50 is not None
+    assert summary.ttft_p50 >= 0.08
+
+
+async def test_responses_share_only_turns_anthropic_requests_into_responses(
+    start_mock: Callable[..., Mock],
+) -> None:
+    """One draw picks the API, so the rest of each request's plan stays as it was."""
+    runs: list[list[Decision]] = []
+    for share in (0.0, 0.3):
+        server = start_mock(replace(FAST, seed=5))
+        await run_load(
+            LoadConfig(target=server.url, concurrency=1, requests=30, responses_share=share, **MIX)
+        )
+        runs.append(server.decisions())
+
+    without, with_responses = runs
+    changed = 0
+    for before, after in zip(without, with_responses, strict=True):
+        assert (before.stream, before.prompt_tokens) == (after.stream, after.prompt_tokens)
+        if before.api != after.api:
+            assert (before.api, after.api) == ("anthropic", "responses")
+            changed += 1
+        else:
+            assert before.model == after.model
+    assert changed > 0
+
+
+async def test_responses_errors_are_counted_by_status(start_mock: Callable[..., Mock]) -> None:
+    failing = start_mock(replace(FAST, seed=3, error_rate=0.45))
+
+    summary = await run_load(
+        LoadConfig(target=failing.url, concurrency=5, requests=60, responses_share=1.0)
+    )
+
+    decisions = failing.decisions()
+    expected = Counter(d.status for d in decisions if d.status != 200)
+    assert summary.errors_by_status == dict(sorted(expected.items()))
+    assert set(expected) == {429, 500, 503}
+
+
+async def test_dropped_responses_stream_counts_as_a_protocol_fault(mock: Mock) -> None:
+    summary = await run_load(
+        LoadConfig(
+            target=mock.url,
+            concurrency=2,
+            requests=4,
+            responses_share=1.0,
+            stream_share=1.0,
+            headers={"x-mock-fault": "drop"},
+        )
+    )
+
+    assert summary.errors_by_fault == {"protocol_error": 4}
+    assert summary.tokens == TokenCounts()
+
+
+RESPONSES_OPENING = encode_event(
+    {"type": "response.created", "sequence_number": 0, "response": {"status": "in_progress"}},
+    "response.created",
+) + encode_event(
+    {"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hi"},
+    "response.output_text.delta",
+)
+RESPONSES_ONLY: dict[str, Any] = {**STREAMS, "responses_share": 1.0}
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        {"type": "response.failed", "response": {"error": {"code": "server_error"}}},
+        {"type": "response.incomplete", "response": {"incomplete_details": {"reason": "x"}}},
+        {"type": "error", "code": "rate_limit_exceeded", "message": "Slow down."},
+    ],
+)
+async def test_responses_failure_event_counts_as_a_stream_error(ending: dict[str, Any]) -> None:
+    frames = RESPONSES_OPENING + encode_event(ending, ending["type"])
+
+    with serve_asgi(scripted(frames)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **RESPONSES_ONLY))
+
+    assert summary.errors_by_fault == {"stream_error": 2}
+
+
+async def test_responses_stream_ending_before_completed_counts_as_incomplete() -> None:
+    with serve_asgi(scripted(RESPONSES_OPENING)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **RESPONSES_ONLY))
+
+    assert summary.errors_by_fault == {"incomplete_stream": 2}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"responses_share": 1.5}, "responses_share"),
+        ({"responses_share": -0.1}, "responses_share"),
+        ({"responses_share": 0.6, "openai_share": 0.5}, "openai_share \\+ responses_share"),
+        ({"responses_share": 0.5, "openai_models": {}}, "openai_models"),
+        (
+            {"responses_share": 0.5, "openai_share": 0.5, "models": {}, "openai_models": {}},
+            "openai_models",
+        ),
+    ],
+)
+def test_invalid_responses_share_is_rejected(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LoadConfig(target="http://x", concurrency=1, requests=1, **overrides)
+
+
+def test_anthropic_models_are_not_required_when_every_request_goes_to_openai() -> None:
+    LoadConfig(
+        target="http://x",
+        concurrency=1,
+        requests=1,
+        models={},
+        openai_share=0.5,
+        responses_share=0.5,
+    )
+
+
 # --------------------------------------------------------------------------- display
 
 

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Api = Literal["anthropic", "openai"]
+Api = Literal["anthropic", "openai", "responses"]
+"""The wire API a request came in on: Anthropic Messages, OpenAI Chat Completions or
+OpenAI Responses (``POST /v1/responses``, what Codex CLI and the Agents SDK speak)."""
 Fault = Literal["rate_limit", "server_error", "overloaded", "invalid_request", "timeout", "drop"]
 
 _MAX_OVERRIDE_MS = 3_600_000.0
@@ -80,8 +82,8 @@ class UpstreamConfig:
     Streams wait ``ttft`` before the first text delta, then
     ``inter_token_delay`` per output token; non-streaming responses take
     ``latency``. ``error_rate`` is spread evenly over 429, 500 and 529 on top
-    of the explicit per-status rates. On the OpenAI route the overloaded fault
-    is a 503, as OpenAI sends it; 529 is Anthropic's status.
+    of the explicit per-status rates. On the OpenAI routes (Chat and Responses)
+    the overloaded fault is a 503, as OpenAI sends it; 529 is Anthropic's status.
     """
 
     seed: int | None = None
@@ -226,9 +228,11 @@ class Decision:
     """What the mock decided for one request; token counts follow Anthropic's convention.
 
     ``input_tokens`` are uncached; the prompt is ``input + cache_read +
-    cache_write``. For OpenAI, ``prompt_tokens`` is that sum and
-    ``cached_tokens`` is ``cache_read_tokens``. Tokens were billed only when
-    :attr:`ok`.
+    cache_write``. For OpenAI, ``prompt_tokens`` (Responses: ``input_tokens``)
+    is that sum and ``cached_tokens`` is ``cache_read_tokens``. On the
+    Responses API ``reasoning_tokens`` of the ``output_tokens`` are reasoning,
+    as OpenAI counts them (inside the output), and only the rest is text.
+    Tokens were billed only when :attr:`ok`.
     """
 
     index: int
@@ -246,6 +250,12 @@ class Decision:
     cache_read_tokens: int
     cache_write_tokens: int
     stop_reason: str
+    reasoning_tokens: int = 0
+
+    @property
+    def text_tokens(self) -> int:
+        """Output tokens sent as text: the output less its reasoning."""
+        return self.output_tokens - self.reasoning_tokens
 
     @property
     def ok(self) -> bool:
@@ -258,12 +268,17 @@ class Decision:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
+_PROMPT_FIELDS = ("system", "messages", "instructions", "input")
+"""Where each API puts the prompt: Messages/Chat ``system`` and ``messages``,
+Responses ``instructions`` and ``input`` (a string or a list of items)."""
+
+
 def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """About four characters a token over system prompt and messages; at least 1.
+    """About four characters a token over the prompt fields of any API; at least 1.
 
     Deterministic, so the same request always reports the same input usage.
     """
-    chars = _text_chars(body.get("system")) + _text_chars(body.get("messages"))
+    chars = sum(_text_chars(body.get(name)) for name in _PROMPT_FIELDS)
     return max(1, math.ceil(chars / 4))
 
 
@@ -286,7 +301,7 @@ def _text_chars(value: object) -> int:
 def split_tokens(decision: Decision, per_delta: int, seed: int) -> list[tuple[str, int]]:
     """The response text as (delta text, tokens in it), ``per_delta`` word-tokens a delta."""
     words = [
-        _WORDS[(seed + decision.index * 7 + i) % len(_WORDS)] for i in range(decision.output_tokens)
+        _WORDS[(seed + decision.index * 7 + i) % len(_WORDS)] for i in range(decision.text_tokens)
     ]
     tokens = [words[0]] + [f" {word}" for word in words[1:]]
     return [

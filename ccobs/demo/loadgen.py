@@ -1,5 +1,8 @@
 """Load generator: real Anthropic/OpenAI-shaped traffic with client-side measurements.
 
+OpenAI traffic goes to Chat Completions or to the Responses API (what Codex
+CLI and the Agents SDK speak), each with its own share.
+
 It drives the demo proxy (or the mock upstream directly) so dashboards have
 something to show, and its client-side view (latency, time to first token,
 tokens, cost, errors) is what the proxy's own metrics are checked against.
@@ -17,8 +20,8 @@ seconds (requests still in flight then get up to ``timeout`` to finish).
 Everything is bounded by count or time; nothing runs unbounded.
 
 Token counts follow the ``ccobs.pricing`` convention: ``input`` is uncached
-input, so OpenAI's ``prompt_tokens`` is split into ``input`` and
-``cache_read``. Tokens and latencies come from successful requests only.
+input, so OpenAI's ``prompt_tokens`` (Responses: ``input_tokens``) is split
+into ``input`` and ``cache_read``. Tokens and latencies come from successful requests only.
 """
 
 from __future__ import annotations
@@ -81,9 +84,11 @@ class LoadConfig:
     ``duration``/``requests``.
 
     ``target`` is the base URL (``http://127.0.0.1:8080``); the API paths
-    ``/v1/messages`` and ``/v1/chat/completions`` are appended. ``models``
-    weights the Anthropic requests, ``openai_models`` the OpenAI ones, and
-    ``openai_share`` is the share of requests sent to the OpenAI route.
+    ``/v1/messages``, ``/v1/chat/completions`` and ``/v1/responses`` are
+    appended. ``models`` weights the Anthropic requests, ``openai_models`` the
+    OpenAI ones (both OpenAI APIs), ``openai_share`` is the share of requests
+    sent to Chat Completions and ``responses_share`` the share sent to the
+    Responses API; the rest go to Anthropic.
     ``headers`` are added to every request (e.g. an API key); they are kept
     out of the config's repr and never printed.
     """
@@ -96,6 +101,7 @@ class LoadConfig:
     models: Mapping[str, float] = field(default_factory=lambda: {"claude-sonnet-4-6": 1.0})
     openai_models: Mapping[str, float] = field(default_factory=lambda: {"gpt-4.1-mini": 1.0})
     openai_share: float = 0.0
+    responses_share: float = 0.0
     stream_share: float = 0.5
     seed: int | None = None
     timeout: float = 60.0
@@ -128,13 +134,18 @@ class LoadConfig:
             or self.requests < 1
         ):
             raise ValueError(f"LoadConfig.requests must be an int >= 1, got {self.requests!r}")
-        for name in ("openai_share", "stream_share"):
+        for name in ("openai_share", "responses_share", "stream_share"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise ValueError(f"LoadConfig.{name} must be in [0, 1], got {value!r}")
-        if self.openai_share < 1.0:
+        openai_total = self.openai_share + self.responses_share
+        if openai_total > 1.0 + 1e-9:
+            raise ValueError(
+                f"LoadConfig.openai_share + responses_share must be <= 1, got {openai_total:g}"
+            )
+        if openai_total < 1.0:
             _check_weights("models", self.models)
-        if self.openai_share > 0.0:
+        if openai_total > 0.0:
             _check_weights("openai_models", self.openai_models)
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"LoadConfig.timeout must be > 0 seconds, got {self.timeout!r}")
@@ -330,13 +341,30 @@ class _Planner:
 
     def next(self) -> _Plan:
         cfg, rng = self._config, self._rng
-        api: Api = "openai" if rng.random() < cfg.openai_share else "anthropic"
-        names, weights = self._openai_models if api == "openai" else self._models
+        # One draw picks the API whatever the shares, so the rest of the plan stays seeded alike.
+        pick = rng.random()
+        api: Api = (
+            "openai"
+            if pick < cfg.openai_share
+            else "responses"
+            if pick < cfg.openai_share + cfg.responses_share
+            else "anthropic"
+        )
+        names, weights = self._models if api == "anthropic" else self._openai_models
         model = rng.choices(names, weights)[0]
         stream = rng.random() < cfg.stream_share
         prompt = " ".join(rng.choices(_PROMPT_WORDS, k=rng.randint(8, 400)))
         messages = [{"role": "user", "content": prompt}]
-        body: dict[str, Any] = {
+        body: dict[str, Any]
+        if api == "responses":
+            body = {
+                "model": model,
+                "input": messages,
+                "max_output_tokens": cfg.max_tokens,
+                "stream": stream,
+            }
+            return _Plan(api=api, model=model, stream=stream, body=body)
+        body = {
             "model": model,
             "max_tokens": cfg.max_tokens,
             "messages": messages,
@@ -380,8 +408,10 @@ async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> R
         url = f"{base}/v1/messages"
         if "anthropic-version" not in headers:
             headers["anthropic-version"] = ANTHROPIC_VERSION
-    else:
+    elif plan.api == "openai":
         url = f"{base}/v1/chat/completions"
+    else:
+        url = f"{base}/v1/responses"
     started = time.monotonic()
     status: int | None = None
     fault: str | None = None

@@ -2,6 +2,7 @@
 
 The official SDKs parse these: the error bodies, types and codes follow what
 Anthropic and OpenAI send, so a client sees an injected fault as it would a real one.
+OpenAI's Chat Completions and Responses APIs share one error body shape.
 """
 
 from __future__ import annotations
@@ -132,13 +133,8 @@ def _depth_exceeds(value: object, limit: int) -> bool:
 
 
 def model_and_messages(body: Mapping[str, Any]) -> str:
-    """Check the fields both APIs require; return the model."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ValueError("model: Field required")
-    if not model.isprintable():
-        # The model is echoed in every answer: a lone surrogate could not even be encoded.
-        raise ValueError("model: Input should be a printable string")
+    """Check the fields Messages and Chat Completions require; return the model."""
+    model = _model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages: Field required (a non-empty list)")
@@ -147,12 +143,55 @@ def model_and_messages(body: Mapping[str, Any]) -> str:
     return model
 
 
-def validate(api: Api, body: Mapping[str, Any]) -> tuple[str, bool, int | None, bool]:
-    """Check the fields the mock relies on: (model, stream, max_tokens, include_usage)."""
-    model = model_and_messages(body)
+def _model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("model: Field required")
+    if not model.isprintable():
+        # The model is echoed in every answer: a lone surrogate could not even be encoded.
+        raise ValueError("model: Input should be a printable string")
+    return model
+
+
+def _stream(body: Mapping[str, Any]) -> bool:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ValueError("stream: Input should be a valid boolean")
+    return stream
+
+
+def validate_responses(body: Mapping[str, Any]) -> tuple[str, bool, int | None]:
+    """Check a Responses API request: (model, stream, max_output_tokens).
+
+    ``input`` is a string or a list of items (messages, function call outputs,
+    ...); it may be absent, as the API allows. ``tools`` and every other field
+    are accepted and ignored: the mock never calls a tool.
+    """
+    model = _model(body)
+    stream = _stream(body)
+    prompt = body.get("input")
+    items = isinstance(prompt, list) and all(isinstance(item, dict) for item in prompt)
+    if not (prompt is None or isinstance(prompt, str) or items):
+        raise ValueError("input: Input should be a string or a list of items")
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str | list):
+        raise ValueError("instructions: Input should be a string")
+    if body.get("stream_options") is not None and not stream:
+        raise ValueError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+    return model, stream, _positive_int(body, "max_output_tokens", required=False)
+
+
+def validate(api: Api, body: Mapping[str, Any]) -> tuple[str, bool, int | None, bool]:
+    """Check the fields the mock relies on: (model, stream, max_tokens, include_usage).
+
+    On the Responses API ``max_tokens`` is ``max_output_tokens``, and the usage
+    always comes (in ``response.completed``), so ``include_usage`` is True.
+    """
+    if api == "responses":
+        model, stream, max_tokens = validate_responses(body)
+        return model, stream, max_tokens, True
+    model = model_and_messages(body)
+    stream = _stream(body)
     include_usage = False
     if api == "anthropic":
         max_tokens = _positive_int(body, "max_tokens", required=True)

@@ -1,4 +1,4 @@
-"""A mock LLM upstream that speaks the Anthropic Messages and OpenAI Chat APIs.
+"""A mock LLM upstream that speaks the Anthropic Messages, OpenAI Chat and OpenAI Responses APIs.
 
 The demo and the tests need an upstream that behaves like the real ones on
 the wire (response shapes, the exact SSE event sequence, error bodies and
@@ -26,6 +26,10 @@ Per-request headers override the draw, for deterministic tests:
     inter-token delay is stretched so the whole stream takes that long).
 
 ``x-mock-status`` wins over ``x-mock-fault``.
+
+The module is over 600 lines because it holds the three APIs' answer shapes
+side by side, each built from the same :class:`Decision`; read together they
+show what differs between the APIs and nothing else.
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ __all__ = [
 
 
 _RATE_LIMIT = 4000
+_REASONING_DIVISOR = 4
+"""On the Responses API a quarter of the output tokens (rounded down) are reasoning:
+reasoning models spend some, and clients must see them inside ``output_tokens``.
+Derived, not drawn, so the RNG stream stays the same whatever the API."""
 
 
 class MockUpstream:
@@ -137,10 +145,16 @@ class MockUpstream:
         requested = overrides.output_tokens or drawn_output
         output = min(requested, max_tokens) if max_tokens is not None else requested
         truncated = output < requested
+        reasoning = 0
         if api == "anthropic":
             stop_reason = "max_tokens" if truncated else "end_turn"
-        else:
+        elif api == "openai":
             stop_reason = "length" if truncated else "stop"
+        else:
+            # The response's status, or why it is incomplete (its incomplete_details.reason).
+            stop_reason = "max_output_tokens" if truncated else "completed"
+            reasoning = output // _REASONING_DIVISOR
+        text = output - reasoning
 
         cached = math.floor(prompt_tokens * cfg.cached_input_share)
         cache_read = cached if cache_hit else 0
@@ -149,12 +163,12 @@ class MockUpstream:
 
         if overrides.ttft is not None:
             ttft = overrides.ttft
-        first = min(cfg.tokens_per_delta, output)
+        first = min(cfg.tokens_per_delta, text)
         inter = cfg.inter_token_delay
         if stream:
             if overrides.latency is not None:
-                inter = max(0.0, overrides.latency - ttft) / max(1, output - first)
-            latency = ttft + inter * (output - first)
+                inter = max(0.0, overrides.latency - ttft) / max(1, text - first)
+            latency = ttft + inter * (text - first)
         elif overrides.latency is not None:
             latency = overrides.latency
 
@@ -177,6 +191,7 @@ class MockUpstream:
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             stop_reason=stop_reason,
+            reasoning_tokens=reasoning,
         )
         self.decisions.append(decision)
         return decision
@@ -211,20 +226,22 @@ class MockUpstream:
             return error_response(api, decision.status, FAULT_MESSAGES[decision.status], headers)
 
         if stream:
-            events = (
-                self._anthropic_events(decision)
-                if api == "anthropic"
-                else self._openai_events(decision, include_usage)
-            )
+            if api == "anthropic":
+                events = self._anthropic_events(decision)
+            elif api == "openai":
+                events = self._openai_events(decision, include_usage)
+            else:
+                events = self._responses_events(decision)
             return _EventStreamResponse(events, headers=headers)
 
         if not await _pause(request, decision.latency):
             return Response(status_code=499)
-        payload = (
-            self._anthropic_message(decision)
-            if api == "anthropic"
-            else self._openai_completion(decision)
-        )
+        if api == "anthropic":
+            payload = self._anthropic_message(decision)
+        elif api == "openai":
+            payload = self._openai_completion(decision)
+        else:
+            payload = self._response(decision, self._text(decision))
         if decision.fault == "drop":
             return _EventStreamResponse(
                 _truncated(json.dumps(payload).encode()),
@@ -381,6 +398,111 @@ class MockUpstream:
                 yield encode_event({**base, "choices": [], "usage": self._openai_usage(decision)})
             yield encode_event("[DONE]")
 
+    def _responses_usage(self, decision: Decision) -> dict[str, Any]:
+        """Responses usage: ``input_tokens`` includes the cached ones, output the reasoning.
+
+        ``cache_write_tokens`` is always 0: the mock models OpenAI's automatic prompt
+        caching, which writes nothing billed apart (as on Chat); current SDKs and
+        Codex read the field, so it is sent.
+        """
+        return {
+            "input_tokens": decision.prompt_tokens,
+            "input_tokens_details": {
+                "cached_tokens": decision.cache_read_tokens,
+                "cache_write_tokens": 0,
+            },
+            "output_tokens": decision.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": decision.reasoning_tokens},
+            "total_tokens": decision.prompt_tokens + decision.output_tokens,
+        }
+
+    def _response(
+        self, decision: Decision, text: str | None, *, created_at: int | None = None
+    ) -> dict[str, Any]:
+        """A ``response`` object; ``text=None`` is the in-progress one a stream starts with."""
+        incomplete = decision.stop_reason != "completed"
+        status = "in_progress" if text is None else "incomplete" if incomplete else "completed"
+        output = [] if text is None else [self._response_message(decision, text, status)]
+        return {
+            "id": f"resp_{decision.request_id}",
+            "object": "response",
+            "created_at": created_at if created_at is not None else int(time.time()),
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": (
+                {"reason": decision.stop_reason} if status == "incomplete" else None
+            ),
+            "instructions": None,
+            "max_output_tokens": None,
+            "model": decision.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": False,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": None if text is None else self._responses_usage(decision),
+            "user": None,
+            "metadata": {},
+        }
+
+    def _response_message(self, decision: Decision, text: str, status: str) -> dict[str, Any]:
+        content = [] if status == "in_progress" else [_output_text(text)]
+        return {
+            "id": f"msg_{decision.request_id}",
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        }
+
+    async def _responses_events(self, decision: Decision) -> AsyncGenerator[bytes, None]:
+        """The typed event sequence of a streamed response, numbered, paced in real time.
+
+        ``response.created`` and ``response.in_progress`` carry the response
+        without output or usage; then one message item with one ``output_text``
+        part, its deltas, the ``.done`` events that repeat the whole text, and
+        ``response.completed`` (``response.incomplete`` when ``max_output_tokens``
+        cut it) with the usage. Every event is named by an ``event:`` line too.
+        """
+        deltas = self._deltas(decision)
+        created_at = int(time.time())
+        item_id = f"msg_{decision.request_id}"
+        where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        sequence = 0
+
+        def event(kind: str, **fields: Any) -> bytes:
+            nonlocal sequence
+            data = {"type": kind, "sequence_number": sequence, **fields}
+            sequence += 1
+            return encode_event(data, kind)
+
+        async with self._tracked_stream():
+            started = self._response(decision, None, created_at=created_at)
+            yield event("response.created", response=started)
+            yield event("response.in_progress", response=started)
+            item = self._response_message(decision, "", "in_progress")
+            yield event("response.output_item.added", output_index=0, item=item)
+            yield event("response.content_part.added", **where, part=_output_text(""))
+            texts: list[str] = []
+            async for text in self._paced(decision, deltas):
+                texts.append(text)
+                yield event("response.output_text.delta", **where, delta=text, logprobs=[])
+            whole = "".join(texts)
+            yield event("response.output_text.done", **where, text=whole, logprobs=[])
+            yield event("response.content_part.done", **where, part=_output_text(whole))
+            final = self._response(decision, whole, created_at=created_at)
+            yield event("response.output_item.done", output_index=0, item=final["output"][0])
+            kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
+            yield event(kind, response=final)
+
     async def _paced(
         self, decision: Decision, deltas: list[tuple[str, int]]
     ) -> AsyncGenerator[str, None]:
@@ -404,6 +526,10 @@ class MockUpstream:
 
     def _tracked_stream(self) -> _StreamTracker:
         return _StreamTracker(self)
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 class _StreamTracker:
@@ -499,9 +625,20 @@ def create_upstream_app(config: UpstreamConfig | None = None) -> FastAPI:
     async def chat_completions(request: Request) -> Response:
         return await upstream.handle(request, "openai")
 
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        return await upstream.handle(request, "responses")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        api: Api = "openai" if request.url.path.startswith("/v1/chat") else "anthropic"
+        path = request.url.path
+        api: Api = (
+            "openai"
+            if path.startswith("/v1/chat")
+            else "responses"
+            if path.startswith("/v1/responses")
+            else "anthropic"
+        )
         return error_response(api, exc.status_code, str(exc.detail))
 
     return app

@@ -1,4 +1,4 @@
-"""Token usage as the Anthropic and OpenAI APIs report it, in one shape.
+"""Token usage as the Anthropic and OpenAI APIs (Chat and Responses) report it, in one shape.
 
 The proxy accounts tokens from what the upstream returns and the load
 generator checks the same numbers from the client side; both read usage
@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from ccobs.proxy.sse import ServerSentEvent
 
-Api = Literal["anthropic", "openai"]
+Api = Literal["anthropic", "openai", "responses"]
+"""Anthropic Messages, OpenAI Chat Completions, OpenAI Responses (``/v1/responses``)."""
 
 _MAX_TOKEN_COUNT = 2**53
 """Counts above this are not believed: no request comes near it, and a larger
@@ -27,12 +28,20 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class TokenCounts:
-    """Tokens of one request by the four types ccobs counts."""
+    """Tokens of one request by the four types ccobs counts.
+
+    ``reasoning`` is how many of the ``output`` tokens were reasoning, as
+    OpenAI's Responses API reports them (``output_tokens_details``). They are
+    already inside ``output``, which is what they are billed as, so they are
+    not a fifth type: :attr:`total` and :meth:`by_type` leave them out and the
+    token metrics stay as they are. Kept for a later breakdown of the output.
+    """
 
     input: int = 0
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    reasoning: int = 0
 
     def __add__(self, other: TokenCounts) -> TokenCounts:
         return TokenCounts(
@@ -40,10 +49,12 @@ class TokenCounts:
             self.output + other.output,
             self.cache_read + other.cache_read,
             self.cache_write + other.cache_write,
+            self.reasoning + other.reasoning,
         )
 
     @property
     def total(self) -> int:
+        """Every token billed; reasoning is counted once, inside output."""
         return self.input + self.output + self.cache_read + self.cache_write
 
     def by_type(self) -> dict[str, int]:
@@ -93,8 +104,33 @@ def openai_tokens(usage: Mapping[str, Any]) -> TokenCounts:
     )
 
 
+def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    details = usage.get(key) or {}
+    if not isinstance(details, Mapping):
+        raise UsageError(f"{key} is not an object: {details!r}"[:200])
+    return details
+
+
+def responses_tokens(usage: Mapping[str, Any]) -> TokenCounts:
+    """OpenAI Responses ``usage``: cached tokens are inside ``input_tokens``, so they are
+    split off; reasoning tokens are inside ``output_tokens`` and stay there (see
+    :class:`TokenCounts`)."""
+    if not isinstance(usage, Mapping):
+        raise UsageError(f"usage is not an object: {usage!r}"[:200])
+    cached = _count(_details(usage, "input_tokens_details"), "cached_tokens")
+    reasoning = _count(_details(usage, "output_tokens_details"), "reasoning_tokens")
+    prompt = _count(usage, "input_tokens")
+    output = _count(usage, "output_tokens")
+    return TokenCounts(
+        input=max(prompt - cached, 0),
+        output=output,
+        cache_read=min(cached, prompt),
+        reasoning=min(reasoning, output),
+    )
+
+
 def response_tokens(api: Api, body: bytes) -> TokenCounts:
-    """Usage of a non-streaming response body."""
+    """Usage of a non-streaming response body (a Responses ``response`` object included)."""
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -103,7 +139,11 @@ def response_tokens(api: Api, body: bytes) -> TokenCounts:
         raise UsageError("response is not JSON: nested too deeply to read") from None
     if not isinstance(data, dict) or "usage" not in data:
         raise UsageError("response has no usage")
-    return anthropic_tokens(data["usage"]) if api == "anthropic" else openai_tokens(data["usage"])
+    if api == "anthropic":
+        return anthropic_tokens(data["usage"])
+    if api == "openai":
+        return openai_tokens(data["usage"])
+    return responses_tokens(data["usage"])
 
 
 _ANTHROPIC_EVENTS_READ = frozenset(
@@ -111,14 +151,32 @@ _ANTHROPIC_EVENTS_READ = frozenset(
 )
 
 
+_RESPONSES_EVENTS_READ = frozenset(
+    {"response.completed", "response.failed", "response.incomplete", "error"}
+)
+"""The Responses events with something to account; ``*.delta`` events are read by name."""
+
+
 class StreamUsage:
     """Follows one streamed response event by event.
 
     Anthropic reports input and cache tokens in ``message_start`` and the
-    cumulative output count in ``message_delta``; OpenAI sends one final
+    cumulative output count in ``message_delta``; OpenAI Chat sends one final
     chunk with ``usage`` when the request asked for it
-    (``stream_options.include_usage``). ``first_token`` turns True on the first
-    content delta, which is when time to first token is taken.
+    (``stream_options.include_usage``); OpenAI Responses sends the whole usage
+    in its last event, ``response.completed``. ``first_token`` turns True on
+    the first content delta, which is when time to first token is taken.
+
+    On the Responses API that is the first ``response.*.delta`` event of any
+    kind: text, refusal, reasoning (text or summary), function call arguments.
+    Like Anthropic's ``content_block_delta`` (text, tool input, thinking), it
+    marks the model starting to produce output; a Codex turn often opens with
+    reasoning or a tool call and no text at all, and would otherwise have no
+    first token, or one taken after all its reasoning. ``response.failed``,
+    ``response.incomplete`` and ``error`` set :attr:`error`: the failure's
+    ``code``, the ``incomplete_details.reason`` (``max_output_tokens``,
+    ``content_filter``), the error event's ``code``. The usage a failed or
+    incomplete response reports is kept: it was billed.
     """
 
     def __init__(self, api: Api) -> None:
@@ -134,7 +192,9 @@ class StreamUsage:
         """Take one event; returns True when it carried the first generated token."""
         if self.api == "anthropic":
             return self._anthropic(event)
-        return self._openai(event)
+        if self.api == "openai":
+            return self._openai(event)
+        return self._responses(event)
 
     def _json(self, event: ServerSentEvent) -> dict[str, Any]:
         try:
@@ -201,11 +261,60 @@ class StreamUsage:
                 return self._first()
         return False
 
+    def _responses(self, event: ServerSentEvent) -> bool:
+        name = event.event
+        if name is not None:
+            # OpenAI names every event: deltas (most of the stream) are never parsed.
+            if name.endswith(".delta"):
+                return self._first()
+            if name not in _RESPONSES_EVENTS_READ:
+                return False
+        data = self._json(event)
+        kind = data.get("type")
+        if not isinstance(kind, str):
+            # An untyped {"error": {...}}, as on Chat streams: the openai SDK raises on it
+            # whatever the API, and the demo proxy appends one when the upstream breaks off.
+            if data.get("error"):
+                self.error = _error_code(None, data["error"])
+            return False
+        if kind.endswith(".delta"):
+            return self._first()
+        if kind == "error":
+            self.error = _error_code(data.get("code"), data.get("error"))
+        elif kind in _RESPONSES_EVENTS_READ:
+            response = data.get("response")
+            if not isinstance(response, dict):
+                raise UsageError(f"{kind} event has no response object")
+            if response.get("usage") is not None:
+                self.tokens = responses_tokens(response["usage"])
+                self.usage_seen = True
+            if kind == "response.completed":
+                self.complete = True
+            elif kind == "response.failed":
+                self.error = _error_code(None, response.get("error"))
+            else:
+                details = response.get("incomplete_details")
+                reason = details.get("reason") if isinstance(details, dict) else None
+                self.error = reason if isinstance(reason, str) and reason else "incomplete"
+        return False
+
     def _first(self) -> bool:
         if self.first_token:
             return False
         self.first_token = True
         return True
+
+
+def _error_code(code: object, error: object) -> str:
+    """An OpenAI error's ``code`` (or ``type``), from the event or its nested ``error``."""
+    if isinstance(code, str) and code:
+        return code
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            value = error.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return "error"
 
 
 def _anthropic_fields(tokens: TokenCounts) -> dict[str, int]:
