@@ -19,7 +19,6 @@ import openai
 import pytest
 from asgi_server import serve_asgi
 
-from ccobs.proxy.sse import SSEDecoder
 from ccobs.demo.upstream import (
     Decision,
     Delay,
@@ -29,6 +28,7 @@ from ccobs.demo.upstream import (
     estimate_prompt_tokens,
     get_upstream,
 )
+from ccobs.proxy.sse import SSEDecoder
 from ccobs.proxy.usage import StreamUsage, TokenCounts, response_tokens
 
 GPT = "gpt-4.1-mini"
@@ -518,7 +518,8 @@ def test_parser_reports_the_incomplete_stream_with_its_billed_usage(mock: Mock) 
         for event in decoder.feed(response.read()):
             usage.feed(event)
 
-    assert usage.error == "max_output_tokens"
-    assert not usage.complete
+    assert usage.stop_reason == "max_output_tokens"
+    assert usage.error is None
+    assert usage.complete
     assert usage.tokens == counted(mock.last)
     assert usage.tokens.output == 4

@@ -236,7 +236,7 @@ def test_failed_response_without_an_error_object_is_still_an_error() -> None:
     assert fed(terminal("response.failed", status="failed", error=None)).error == "error"
 
 
-def test_incomplete_response_records_its_reason_and_keeps_its_usage() -> None:
+def test_incomplete_response_is_whole_with_its_reason_and_its_usage() -> None:
     incomplete = terminal(
         "response.incomplete",
         status="incomplete",
@@ -246,8 +246,9 @@ def test_incomplete_response_records_its_reason_and_keeps_its_usage() -> None:
 
     reader = fed(incomplete)
 
-    assert reader.error == "max_output_tokens"
-    assert not reader.complete
+    assert reader.stop_reason == "max_output_tokens"
+    assert reader.error is None  # a length stop, as on the other APIs
+    assert reader.complete
     assert reader.usage_seen
     assert reader.tokens == responses_tokens(usage())
 
@@ -255,7 +256,8 @@ def test_incomplete_response_records_its_reason_and_keeps_its_usage() -> None:
 def test_incomplete_response_without_a_reason_is_incomplete() -> None:
     reader = fed(terminal("response.incomplete", status="incomplete", incomplete_details=None))
 
-    assert reader.error == "incomplete"
+    assert reader.stop_reason == "incomplete"
+    assert reader.complete
 
 
 @pytest.mark.parametrize(

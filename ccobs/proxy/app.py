@@ -26,6 +26,7 @@ from ccobs.proxy.config import (
     DEFAULT_UPSTREAM,
     OPENAI_PATH,
     PRICES_ENV,
+    RESPONSES_PATH,
     UPSTREAM_ENV,
     ProxyConfig,
 )
@@ -111,6 +112,7 @@ def create_proxy_app(
     app.router.routes[:0] = [
         Route(ANTHROPIC_PATH, _ApiRoute(proxy.anthropic_messages), methods=["POST"]),
         Route(OPENAI_PATH, _ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
+        Route(RESPONSES_PATH, _ApiRoute(proxy.openai_responses), methods=["POST"]),
     ]
 
     @app.get("/health")

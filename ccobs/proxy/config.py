@@ -14,6 +14,7 @@ UPSTREAM_ENV = "CCOBS_PROXY_UPSTREAM_URL"
 PRICES_ENV = "CCOBS_PRICES_FILE"
 ANTHROPIC_PATH = "/v1/messages"
 OPENAI_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,17 @@ def error_body(api: Api, status: int, message: str) -> dict[str, Any]:
 
 
 def stream_error_event(api: Api, message: str) -> bytes:
-    """The event that ends a broken stream, so the client sees a failure, not a short answer."""
+    """The event that ends a broken stream, so the client sees a failure, not a short answer.
+
+    Chat streams are unnamed chunks; Anthropic and Responses streams name their
+    events, and a Responses client (Codex) dispatches on the data's ``type``,
+    while the openai SDK raises on an ``error`` event whose data has an ``error``.
+    """
     body = error_body(api, 502, message)
-    return encode_event(body, "error") if api == "anthropic" else encode_event(body)
+    if api == "anthropic":
+        return encode_event(body, "error")
+    if api == "responses":
+        return encode_event(
+            {"type": "error", "code": "upstream_error", "message": message, **body}, "error"
+        )
+    return encode_event(body)

@@ -41,7 +41,7 @@ from ccobs.catalog import (
     upstream_event_error_type,
 )
 from ccobs.pricing import PriceTable
-from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, ProxyConfig
+from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, error_type_for_status, stream_error_event
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
@@ -192,6 +192,10 @@ class LLMProxy:
     async def openai_chat_completions(self, request: Request) -> Response:
         """POST /v1/chat/completions: the OpenAI-compatible Chat Completions API."""
         return await self.relay(request, "openai", OPENAI_PATH)
+
+    async def openai_responses(self, request: Request) -> Response:
+        """POST /v1/responses: OpenAI's Responses API (Codex CLI, the Agents SDK)."""
+        return await self.relay(request, "responses", RESPONSES_PATH)
 
     async def relay(self, request: Request, api: Api, path: str) -> Response:
         ctx = current_request_context()

@@ -172,11 +172,12 @@ class StreamUsage:
     Like Anthropic's ``content_block_delta`` (text, tool input, thinking), it
     marks the model starting to produce output; a Codex turn often opens with
     reasoning or a tool call and no text at all, and would otherwise have no
-    first token, or one taken after all its reasoning. ``response.failed``,
-    ``response.incomplete`` and ``error`` set :attr:`error`: the failure's
-    ``code``, the ``incomplete_details.reason`` (``max_output_tokens``,
-    ``content_filter``), the error event's ``code``. The usage a failed or
-    incomplete response reports is kept: it was billed.
+    first token, or one taken after all its reasoning. ``response.failed`` and
+    ``error`` set :attr:`error` (the failure's ``code``, the error event's
+    ``code``). ``response.incomplete`` ends the stream whole, as a length stop
+    does on the other APIs, with its ``incomplete_details.reason``
+    (``max_output_tokens``, ``content_filter``) in :attr:`stop_reason`. The
+    usage a failed or incomplete response reports is kept: it was billed.
     """
 
     def __init__(self, api: Api) -> None:
@@ -187,6 +188,8 @@ class StreamUsage:
         self.usage_seen = False
         self.error: str | None = None
         """The error type of an ``error`` event in the stream, if one came."""
+        self.stop_reason: str | None = None
+        """Why a Responses stream ended short (``response.incomplete``'s reason), if it did."""
 
     def feed(self, event: ServerSentEvent) -> bool:
         """Take one event; returns True when it carried the first generated token."""
@@ -292,10 +295,11 @@ class StreamUsage:
                 self.complete = True
             elif kind == "response.failed":
                 self.error = _error_code(None, response.get("error"))
-            else:
+            else:  # cut short by a limit or a filter: a whole answer, like a length stop
+                self.complete = True
                 details = response.get("incomplete_details")
                 reason = details.get("reason") if isinstance(details, dict) else None
-                self.error = reason if isinstance(reason, str) and reason else "incomplete"
+                self.stop_reason = reason if isinstance(reason, str) and reason else "incomplete"
         return False
 
     def _first(self) -> bool:
