@@ -761,3 +761,27 @@ def test_lognormal_delay_is_capped_at_its_maximum() -> None:
     rng = random.Random(0)
 
     assert max(delay.sample(rng) for _ in range(500)) == 2.0
+
+
+# -- model listing -----------------------------------------------------------------------
+
+
+def test_the_anthropic_sdk_lists_the_mocks_claude_models(mock: Mock) -> None:
+    client = mock.anthropic()
+
+    listed = [model.id for model in client.models.list(limit=1000)]
+
+    assert listed
+    assert all(model.startswith("claude") for model in listed)
+    assert client.models.retrieve(listed[0]).id == listed[0]
+
+
+def test_the_openai_sdk_lists_the_mocks_other_models(mock: Mock) -> None:
+    client = mock.openai()
+
+    listed = [model.id for model in client.models.list()]
+
+    assert "gpt-4.1-mini" in listed
+    assert not [model for model in listed if model.startswith("claude")]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")

@@ -70,6 +70,7 @@ from ccobs.demo.mock_errors import (
     model_and_messages,
     validate,
 )
+from ccobs.demo.mock_models import models_response
 from ccobs.proxy.sse import encode_event
 
 __all__ = [
@@ -628,6 +629,14 @@ def create_upstream_app(config: UpstreamConfig | None = None) -> FastAPI:
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
         return await upstream.handle(request, "responses")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        return models_response(request)
+
+    @app.get("/v1/models/{model_id}")
+    async def model(request: Request, model_id: str) -> Response:
+        return models_response(request, model_id)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
