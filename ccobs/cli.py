@@ -147,6 +147,7 @@ def _loadgen_command(args: argparse.Namespace) -> int:
         models=args.models,
         openai_models=args.openai_models,
         openai_share=args.openai_share,
+        responses_share=args.responses_share,
         stream_share=args.stream_share,
         seed=args.seed,
         timeout=args.timeout,
@@ -330,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     upstream = commands.add_parser(
         "upstream",
         help="run the mock LLM upstream (Anthropic and OpenAI APIs)",
-        description="Serve a mock of the Anthropic Messages and OpenAI Chat Completions APIs, "
-        "streaming included, with seedable latency and injected errors.",
+        description="Serve a mock of the Anthropic Messages and OpenAI Chat Completions and "
+        "Responses APIs, streaming included, with seedable latency and injected errors.",
     )
     _listen_options(upstream, 8001)
     upstream.add_argument(
@@ -411,9 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--openai-models",
         type=_weights,
         default={"gpt-4.1-mini": 1.0},
-        help="OpenAI model mix (used for --openai-share of requests)",
+        help="OpenAI model mix (for --openai-share and --responses-share)",
     )
     loadgen.add_argument("--openai-share", type=_share, default=0.0, help="share sent to OpenAI")
+    loadgen.add_argument(
+        "--responses-share",
+        type=_share,
+        default=0.0,
+        help="share sent to OpenAI's Responses API (/v1/responses)",
+    )
     loadgen.add_argument("--stream-share", type=_share, default=0.5, help="share streamed")
     _seed_option(loadgen, "a repeatable request mix")
     loadgen.add_argument("--timeout", type=_positive_float, default=60.0, help="per request, s")

@@ -278,3 +278,32 @@ def test_demo_stops_cleanly_on_ctrl_c(background: list[Background], tmp_path: Pa
     assert "stopped." in output
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+
+
+def test_loadgen_sends_responses_traffic_through_the_proxy(
+    background: list[Background],
+) -> None:
+    upstream_port, proxy_port = free_port(), free_port()
+    upstream = Background("upstream", "--port", str(upstream_port), "--error-rate", "0",
+                          "--latency", "0.02", "--ttft", "0.01")  # fmt: skip
+    background.append(upstream)
+    upstream.wait_ready(f"http://127.0.0.1:{upstream_port}/health")
+    proxy = Background("proxy", "--port", str(proxy_port),
+                       "--upstream", f"http://127.0.0.1:{upstream_port}")  # fmt: skip
+    background.append(proxy)
+    proxy.wait_ready(f"http://127.0.0.1:{proxy_port}/health")
+
+    result = ccobs(
+        "loadgen", "--target", f"http://127.0.0.1:{proxy_port}", "--requests", "6",
+        "--concurrency", "2", "--responses-share", "1", "--openai-models", "gpt-4.1-mini=1",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    exposition = httpx.get(f"http://127.0.0.1:{proxy_port}/metrics").text
+    responses = [
+        sample
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "ccproxy_requests_total" and sample.labels["endpoint"] == "/v1/responses"
+    ]
+    assert sum(sample.value for sample in responses) == 6
