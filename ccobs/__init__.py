@@ -5,8 +5,6 @@ errors), structured logs correlated by request id, request context tracking,
 and push to a Pushgateway or VictoriaMetrics.
 """
 
-__version__ = "0.1.0"
-
 from ccobs.context import (
     ContextTracker,
     RequestContext,
@@ -23,6 +21,7 @@ from ccobs.metrics import PrometheusMetrics, get_metrics, reset_metrics
 from ccobs.pushgateway import PushgatewayClient, get_pushgateway_client, reset_pushgateway_client
 from ccobs.settings import ObservabilitySettings, SettingsError
 from ccobs.storage import AccessLogRecord, AccessLogStorage
+from ccobs.version import __version__
 
 __all__ = [
     "AccessLogRecord",
