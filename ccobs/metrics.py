@@ -22,32 +22,14 @@ import os
 import platform
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-import structlog
-
-from ccobs.catalog import (
-    ACTIVE_REQUESTS,
-    COST,
-    COST_TYPES,
-    DEFAULT_NAMESPACE,
-    ERRORS,
-    INFO,
-    LABEL_OVERFLOWS,
-    PUSHES,
-    REJECTED_VALUES,
-    REQUESTS,
-    RESPONSE_DURATION,
-    TIME_TO_FIRST_TOKEN,
-    TOKEN_TYPES,
-    TOKENS,
-    UNPRICED_REQUESTS,
-    MetricSpec,
-)
+from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
 from ccobs.in_flight import ActiveRequests, InFlightSource
-from ccobs.labels import LabelGuard, label_text
+from ccobs.labels import label_text
+from ccobs.metric_families import MetricFamilies
+from ccobs.metric_labels import LABEL_CAPS, MetricLabels
 from ccobs.prometheus_internals import (
     PROMETHEUS_AVAILABLE,
     Op,
@@ -57,12 +39,13 @@ from ccobs.prometheus_internals import (
     locked_add,
 )
 from ccobs.pushgateway import get_pushgateway_client
-from ccobs.series_cache import Labels, Raw, SeriesCache
+from ccobs.refusals import MAX_VALUE, Refusals
+from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
 from ccobs.settings import ObservabilitySettings
 from ccobs.version import __version__
 
 if PROMETHEUS_AVAILABLE:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = [
@@ -74,33 +57,13 @@ __all__ = [
     "reset_metrics",
 ]
 
-logger = structlog.get_logger("ccobs.metrics")
-
 MULTIPROC_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
-_REJECTION_LOG_INTERVAL = 60.0
 
-_MAX = sys.float_info.max
-"""The largest amount recorded: a larger ``int`` cannot be added to a float series."""
+_MAX = MAX_VALUE
 _FAST_NUMBERS = (int, float)
 
-_LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
-
-
-class _LogThrottle:
-    """Allows one log line per key per interval, so a bad caller cannot flood the logs."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            return False
-        self._last[key] = now
-        return True
+_LABEL_CAPS = LABEL_CAPS
+"""Moved to :data:`ccobs.metric_labels.LABEL_CAPS`; the old name stays for its importers."""
 
 
 def _counted_then_observed(count: Op, observe: Op) -> Op:
@@ -111,16 +74,6 @@ def _counted_then_observed(count: Op, observe: Op) -> Op:
         observe(duration)
 
     return record
-
-
-def _one_of(position: int, argument: str, allowed: tuple[str, ...]) -> Callable[[Raw], None]:
-    """A check that raw argument ``position`` (``argument``) is one of ``allowed``."""
-
-    def check(raw: Raw) -> None:
-        if raw[position] not in allowed:
-            raise ValueError(f"unknown {argument} {raw[position]!r}; allowed: {', '.join(allowed)}")
-
-    return check
 
 
 class _RequestOps:
@@ -172,27 +125,9 @@ class PrometheusMetrics:
         self.namespace = namespace
         self.pushgateway_client = pushgateway_client
         self._enabled = PROMETHEUS_AVAILABLE
-        self._throttle = _LogThrottle(_REJECTION_LOG_INTERVAL)
-        self._collectors: list[Any] = []
+        self._families: MetricFamilies | None = None
         self._info_labels: tuple[str, ...] | None = None
         self._active_value: ActiveRequests | None = None
-        max_length = self.settings.label_value_max_length
-        self._model = LabelGuard(
-            "model",
-            self.settings.model_label_cap,
-            allowlist=self.settings.model_allowlist,
-            max_length=max_length,
-            on_overflow=self._count_overflow,
-        )
-        guards = {
-            name: LabelGuard(name, cap, max_length=max_length, on_overflow=self._count_overflow)
-            for name, cap in _LABEL_CAPS.items()
-        }
-        self._method = guards["method"]
-        self._endpoint = guards["endpoint"]
-        self._status = guards["status"]
-        self._service_type = guards["service_type"]
-        self._error_type = guards["error_type"]
         self._create_caches()
         if not self._enabled:
             self.registry = None
@@ -200,178 +135,64 @@ class PrometheusMetrics:
             return
         self.registry = REGISTRY if registry is None else registry
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV_VAR) or None
-        self._create_collectors()
+        self._create_collectors(self.registry)
         self.update_system_info()
 
     # -- construction -------------------------------------------------------------------
 
     def _create_caches(self) -> None:
         """One :class:`SeriesCache` per family recorded; built lazily, so also when disabled."""
-        inc = self._inc_op
-        observe = self._observe_op
-        self._requests: SeriesCache[Op] = SeriesCache(inc("requests"), self._request_labels)
-        self._durations: SeriesCache[Op] = SeriesCache(observe("duration"), self._series_labels)
-        self._ttfts: SeriesCache[Op] = SeriesCache(observe("ttft"), self._series_labels)
+        inc, observe = self._inc_op, self._observe_op
+        self._pushes: SeriesCache[Op] = SeriesCache(inc("pushes"))
+        enabled = self._enabled
+        refusals = Refusals(
+            SeriesCache(inc("rejected")) if enabled else None,
+            SeriesCache(inc("overflows")) if enabled else None,
+        )
+        self._accept = refusals.accept
+        settings = self.settings
+        labels = MetricLabels(
+            settings.model_label_cap,
+            settings.model_allowlist,
+            settings.label_value_max_length,
+            refusals.overflow,
+        )
+        self._requests: SeriesCache[Op] = SeriesCache(inc("requests"), labels.request)
+        self._durations: SeriesCache[Op] = SeriesCache(observe("duration"), labels.series)
+        self._ttfts: SeriesCache[Op] = SeriesCache(observe("ttft"), labels.series)
         self._tokens: SeriesCache[Op] = SeriesCache(
-            inc("tokens"), self._token_labels, _one_of(0, "token_type", TOKEN_TYPES)
+            inc("tokens"), labels.tokens, one_of(0, "token_type", TOKEN_TYPES)
         )
         self._costs: SeriesCache[Op] = SeriesCache(
-            inc("cost"), self._cost_labels, _one_of(1, "cost_type", COST_TYPES)
+            inc("cost"), labels.cost, one_of(1, "cost_type", COST_TYPES)
         )
-        self._errors: SeriesCache[Op] = SeriesCache(inc("errors"), self._error_labels)
-        self._unpriced: SeriesCache[Op] = SeriesCache(inc("unpriced"), self._unpriced_labels)
-        self._pushes: SeriesCache[Op] = SeriesCache(inc("pushes"))
-        self._overflows: SeriesCache[Op] = SeriesCache(inc("overflows"))
-        self._rejected: SeriesCache[Op] = SeriesCache(inc("rejected"))
+        self._errors: SeriesCache[Op] = SeriesCache(inc("errors"), labels.error)
+        self._unpriced: SeriesCache[Op] = SeriesCache(inc("unpriced"), labels.unpriced)
         # A whole request's operations, and the middleware's count-then-observe.
-        self._bundles: SeriesCache[_RequestOps] = SeriesCache(
-            self._new_bundle, self._request_labels
-        )
-        self._responses: SeriesCache[Op] = SeriesCache(self._new_response, self._request_labels)
+        self._bundles: SeriesCache[_RequestOps] = SeriesCache(self._new_bundle, labels.request)
+        self._responses: SeriesCache[Op] = SeriesCache(self._new_response, labels.request)
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
-        return lambda labels: fast_inc(self._families[family].labels(*labels))
+        return lambda labels: fast_inc(getattr(self._families, family).labels(*labels))
 
     def _observe_op(self, family: str) -> Callable[[Labels], Op]:
-        return lambda labels: fast_observe(self._families[family].labels(*labels))
+        return lambda labels: fast_observe(getattr(self._families, family).labels(*labels))
 
-    def _create_collectors(self) -> None:
-        settings = self.settings
-        try:
-            self._families = {
-                "requests": self._counter(REQUESTS),
-                "duration": self._histogram(RESPONSE_DURATION, settings.duration_buckets),
-                "ttft": self._histogram(TIME_TO_FIRST_TOKEN, settings.ttft_buckets),
-                "tokens": self._counter(TOKENS),
-                "cost": self._counter(COST),
-                "errors": self._counter(ERRORS),
-                "unpriced": self._counter(UNPRICED_REQUESTS),
-            }
-            self._active = self._gauge(ACTIVE_REQUESTS, "livesum")
-            if not self.multiprocess_dir and has_in_process_value(self._active):
-                # In-process values: the gauge is read from here (see ActiveRequests).
-                self._active_value = ActiveRequests()
-                self._active.set_function(self._active_value.get)
-                self._add_active = locked_add(self._active_value)
-            else:  # multiprocess: every process writes its own value to its file
-                self._add_active = fast_inc(self._active)
-            self._info = self._gauge(INFO, "max")
-            self._families["pushes"] = self._counter(PUSHES)
-            self._families["overflows"] = self._counter(LABEL_OVERFLOWS)
-            self._families["rejected"] = self._counter(REJECTED_VALUES)
-        except ValueError as exc:
-            self.unregister()
-            raise ValueError(
-                f"ccobs metrics with namespace {self.namespace!r} are already registered in "
-                "this registry; reuse them through get_metrics() or pass another registry "
-                f"(prometheus_client said: {exc})"
-            ) from exc
-
-    def _track(self, collector: Any) -> Any:
-        self._collectors.append(collector)
-        return collector
-
-    def _counter(self, spec: MetricSpec) -> Any:
-        return self._track(
-            Counter(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-            )
-        )
-
-    def _histogram(self, spec: MetricSpec, buckets: tuple[float, ...]) -> Any:
-        return self._track(
-            Histogram(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-                buckets=buckets,
-            )
-        )
-
-    def _gauge(self, spec: MetricSpec, multiprocess_mode: Literal["livesum", "max"]) -> Any:
-        return self._track(
-            Gauge(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-                multiprocess_mode=multiprocess_mode,
-            )
-        )
+    def _create_collectors(self, registry: CollectorRegistry) -> None:
+        self._families = MetricFamilies(self.namespace, registry, self.settings)
+        active = self._families.active
+        if not self.multiprocess_dir and has_in_process_value(active):
+            # In-process values: the gauge is read from here (see ActiveRequests).
+            self._active_value = ActiveRequests()
+            active.set_function(self._active_value.get)
+            self._add_active = locked_add(self._active_value)
+        else:  # multiprocess: every process writes its own value to its file
+            self._add_active = fast_inc(active)
 
     def unregister(self) -> None:
         """Remove exactly the collectors this instance registered."""
-        if self.registry is not None:
-            for collector in self._collectors:
-                self.registry.unregister(collector)
-        self._collectors.clear()
-
-    # -- guards ---------------------------------------------------------------------------
-
-    def _request_labels(self, raw: Raw) -> Labels:
-        method, endpoint, model, status, service_type = raw
-        return (
-            self._method(method),
-            self._endpoint(endpoint),
-            self._model(model),
-            self._status(status),
-            self._service_type(service_type),
-        )
-
-    def _series_labels(self, raw: Raw) -> Labels:
-        model, endpoint, service_type = raw
-        return (self._model(model), self._endpoint(endpoint), self._service_type(service_type))
-
-    def _token_labels(self, raw: Raw) -> Labels:
-        token_type, model, service_type = raw
-        return (str(token_type), self._model(model), self._service_type(service_type))
-
-    def _cost_labels(self, raw: Raw) -> Labels:
-        model, cost_type, service_type = raw
-        return (self._model(model), str(cost_type), self._service_type(service_type))
-
-    def _error_labels(self, raw: Raw) -> Labels:
-        error_type, endpoint, model, service_type = raw
-        return (
-            self._error_type(error_type),
-            self._endpoint(endpoint),
-            self._model(model),
-            self._service_type(service_type),
-        )
-
-    def _unpriced_labels(self, raw: Raw) -> Labels:
-        model, service_type = raw
-        return (self._model(model), self._service_type(service_type))
-
-    def _count_overflow(self, label: str) -> None:
-        if self._enabled:
-            self._overflows.for_labels((label,))(1)
-        if self._throttle.allow("overflow:" + label):
-            logger.warning("label_value_overflow", label=label, recorded_as="other")
-
-    def _accept(self, metric: str, value: Any, *, allow_zero: bool = False) -> bool:
-        """True when ``value`` may be recorded; refuses and logs what would corrupt a series."""
-        try:
-            if 0 < value <= _MAX:
-                return True
-            if value == 0:
-                return allow_zero
-        except TypeError:
-            pass
-        if self._enabled:
-            self._rejected.for_labels((metric,))(1)
-        if self._throttle.allow("rejected:" + metric):
-            logger.warning(
-                "metric_value_rejected",
-                metric=metric,
-                value=repr(value)[:64],
-                reason="must be a finite, non-negative number",
-            )
-        return False
+        if self._families is not None:
+            self._families.unregister()
 
     # -- recording ------------------------------------------------------------------------
 
@@ -628,11 +449,11 @@ class PrometheusMetrics:
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""
-        if self._enabled and self._accept("active_requests", count, allow_zero=True):
+        if self._families is not None and self._accept("active_requests", count, allow_zero=True):
             if self._active_value is not None:
                 self._active_value.set(count)
             else:
-                self._active.set(count)
+                self._families.active.set(count)
 
     def watch_in_flight(self, source: InFlightSource) -> bool:
         """Have the active-requests gauge count ``source``'s requests in flight when it is read.
@@ -669,8 +490,9 @@ class PrometheusMetrics:
 
         ``extra`` overrides those values; the label set itself is fixed.
         """
-        if not self._enabled:
+        if self._families is None:
             return
+        info = self._families.info
         values = {
             "version": __version__,
             "python_version": platform.python_version(),
@@ -685,10 +507,10 @@ class PrometheusMetrics:
         previous, self._info_labels = self._info_labels, labels
         if previous is not None and previous != labels:
             if self.multiprocess_dir:  # removal is not supported across worker files
-                self._info.labels(*previous).set(0)
+                info.labels(*previous).set(0)
             else:
-                self._info.remove(*previous)
-        self._info.labels(*labels).set(1)
+                info.remove(*previous)
+        info.labels(*labels).set(1)
 
     def is_enabled(self) -> bool:
         """False when prometheus_client is not installed; every method is then a no-op."""

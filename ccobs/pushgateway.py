@@ -89,7 +89,7 @@ class PushgatewayClient:
         # Kept between pushes: it formats each series' labels once, not on every push.
         self._renderer = ExpositionRenderer()
         if self.is_enabled():
-            # Building an httpx.Client loads the CA bundle (~0.1 s, more on a busy host):
+            # Building an httpx.Client loads the CA bundle (slow, slower on a busy host):
             # pay it here, not inside the first push, which must end within its timeout.
             self._client()
 

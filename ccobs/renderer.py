@@ -37,8 +37,9 @@ escaping would rewrite them)."""
 
 _LINES_PER_YIELD = 100
 """Lines written between offers of the GIL. A render runs on a worker or pusher thread;
-without the offers the event loop waits up to a whole switch interval (5 ms by default)
-each time it needs the interpreter during a large render, which shows in request latency."""
+without the offers the event loop waits up to a whole switch interval
+(``sys.getswitchinterval()``) each time it needs the interpreter during a large render,
+which shows in request latency."""
 
 _TEXT_TYPES = {"counter": "counter", "info": "gauge", "stateset": "gauge"}
 _TEXT_TYPES.update({"gaugehistogram": "histogram", "unknown": "untyped"})

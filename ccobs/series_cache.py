@@ -49,6 +49,16 @@ def _no_check(raw: Raw) -> None:
     """Every raw argument may be resolved."""
 
 
+def one_of(position: int, argument: str, allowed: tuple[str, ...]) -> Callable[[Raw], None]:
+    """A ``check`` that raw argument ``position`` (named ``argument``) is one of ``allowed``."""
+
+    def check(raw: Raw) -> None:
+        if raw[position] not in allowed:
+            raise ValueError(f"unknown {argument} {raw[position]!r}; allowed: {', '.join(allowed)}")
+
+    return check
+
+
 class SeriesCache(Generic[T]):
     """Label sets and raw call arguments -> what records them (an operation, or a bundle).
 
