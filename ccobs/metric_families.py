@@ -7,7 +7,7 @@ together: an instance unregisters exactly what it registered.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from ccobs.catalog import (
     ACTIVE_REQUESTS,
@@ -46,18 +46,19 @@ class MetricFamilies:
         self.registry = registry
         self._collectors: list[Any] = []
         try:
-            self.requests = self._counter(REQUESTS)
-            self.duration = self._histogram(RESPONSE_DURATION, settings.duration_buckets)
-            self.ttft = self._histogram(TIME_TO_FIRST_TOKEN, settings.ttft_buckets)
-            self.tokens = self._counter(TOKENS)
-            self.cost = self._counter(COST)
-            self.errors = self._counter(ERRORS)
-            self.unpriced = self._counter(UNPRICED_REQUESTS)
-            self.active = self._gauge(ACTIVE_REQUESTS, "livesum")
-            self.info = self._gauge(INFO, "max")
-            self.pushes = self._counter(PUSHES)
-            self.overflows = self._counter(LABEL_OVERFLOWS)
-            self.rejected = self._counter(REJECTED_VALUES)
+            add = self._register
+            self.requests = add(Counter, REQUESTS)
+            self.duration = add(Histogram, RESPONSE_DURATION, buckets=settings.duration_buckets)
+            self.ttft = add(Histogram, TIME_TO_FIRST_TOKEN, buckets=settings.ttft_buckets)
+            self.tokens = add(Counter, TOKENS)
+            self.cost = add(Counter, COST)
+            self.errors = add(Counter, ERRORS)
+            self.unpriced = add(Counter, UNPRICED_REQUESTS)
+            self.active = add(Gauge, ACTIVE_REQUESTS, multiprocess_mode="livesum")
+            self.info = add(Gauge, INFO, multiprocess_mode="max")
+            self.pushes = add(Counter, PUSHES)
+            self.overflows = add(Counter, LABEL_OVERFLOWS)
+            self.rejected = add(Counter, REJECTED_VALUES)
         except ValueError as exc:
             self.unregister()
             raise ValueError(
@@ -66,41 +67,17 @@ class MetricFamilies:
                 f"(prometheus_client said: {exc})"
             ) from exc
 
-    def _track(self, collector: Any) -> Any:
+    def _register(self, kind: Any, spec: MetricSpec, **options: Any) -> Any:
+        """A ``kind`` (Counter, Gauge, Histogram) collector for ``spec``, registered and tracked."""
+        collector = kind(
+            spec.full_name(self.namespace),
+            spec.documentation,
+            spec.labels,
+            registry=self.registry,
+            **options,
+        )
         self._collectors.append(collector)
         return collector
-
-    def _counter(self, spec: MetricSpec) -> Any:
-        return self._track(
-            Counter(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-            )
-        )
-
-    def _histogram(self, spec: MetricSpec, buckets: tuple[float, ...]) -> Any:
-        return self._track(
-            Histogram(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-                buckets=buckets,
-            )
-        )
-
-    def _gauge(self, spec: MetricSpec, multiprocess_mode: Literal["livesum", "max"]) -> Any:
-        return self._track(
-            Gauge(
-                spec.full_name(self.namespace),
-                spec.documentation,
-                spec.labels,
-                registry=self.registry,
-                multiprocess_mode=multiprocess_mode,
-            )
-        )
 
     def unregister(self) -> None:
         """Remove exactly the collectors this instance registered."""

@@ -121,8 +121,9 @@ def test_ccobs_has_no_import_cycle() -> None:
 
 
 # ``ccobs/cli.py`` is the command line of the product and of the demo alike
-# (``ccobs demo``, ``ccobs loadgen``, ...), so it imports demo modules: the one
-# module outside ``ccobs.demo`` allowed to.
+# (``ccobs demo``, ``ccobs loadgen``, ...) and imports demo modules inside its
+# commands: excluded here, and only it, until it is decided whether the demo's
+# commands move into the demo package (issue 15 asks for no such import at all).
 _DEMO_IMPORTERS_ALLOWED = {"ccobs.cli"}
 
 
