@@ -40,6 +40,7 @@ from ccobs.prometheus_internals import (
 )
 from ccobs.pushgateway import get_pushgateway_client
 from ccobs.refusals import MAX_VALUE, Refusals
+from ccobs.request_ops import RequestOps, counted_then_observed
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
 from ccobs.settings import ObservabilitySettings
 from ccobs.version import __version__
@@ -64,44 +65,6 @@ _FAST_NUMBERS = (int, float)
 
 _LABEL_CAPS = LABEL_CAPS
 """Moved to :data:`ccobs.metric_labels.LABEL_CAPS`; the old name stays for its importers."""
-
-
-def _counted_then_observed(count: Op, observe: Op) -> Op:
-    """Count a request, then observe its duration: one call for the ASGI middleware."""
-
-    def record(duration: float) -> None:
-        count(1)
-        observe(duration)
-
-    return record
-
-
-class _RequestOps:
-    """How to record each update of one completed request, for one set of labels.
-
-    Holds the children's storage operations rather than the children: a
-    completed request makes eleven updates, and the argument checks
-    prometheus_client repeats on each are already done.
-    """
-
-    __slots__ = ("costs", "duration", "request", "series", "tokens", "ttft")
-
-    def __init__(
-        self,
-        request: Op,
-        duration: Op,
-        series: Labels,
-        tokens: tuple[Op, ...],
-        costs: tuple[Op, ...],
-    ) -> None:
-        self.request = request
-        self.duration = duration
-        self.series = series
-        """(model, endpoint, service_type) labels of the histograms."""
-        self.ttft: Op | None = None
-        """Resolved on the first streamed request, so non-streamed routes get no TTFT series."""
-        self.tokens = tokens
-        self.costs = costs
 
 
 class PrometheusMetrics:
@@ -169,7 +132,7 @@ class PrometheusMetrics:
         self._errors: SeriesCache[Op] = SeriesCache(inc("errors"), labels.error)
         self._unpriced: SeriesCache[Op] = SeriesCache(inc("unpriced"), labels.unpriced)
         # A whole request's operations, and the middleware's count-then-observe.
-        self._bundles: SeriesCache[_RequestOps] = SeriesCache(self._new_bundle, labels.request)
+        self._bundles: SeriesCache[RequestOps] = SeriesCache(self._new_bundle, labels.request)
         self._responses: SeriesCache[Op] = SeriesCache(self._new_response, labels.request)
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
@@ -354,7 +317,7 @@ class PrometheusMetrics:
 
     def _new_response(self, labels: Labels) -> Op:
         _, endpoint, model, _, service_type = labels
-        return _counted_then_observed(
+        return counted_then_observed(
             self._requests.for_labels(labels),
             self._durations.for_labels((model, endpoint, service_type)),
         )
@@ -436,10 +399,10 @@ class PrometheusMetrics:
             ):
                 costs[i](value)
 
-    def _new_bundle(self, labels: Labels) -> _RequestOps:
+    def _new_bundle(self, labels: Labels) -> RequestOps:
         _, endpoint, model, _, service_type = labels
         series = (model, endpoint, service_type)
-        return _RequestOps(
+        return RequestOps(
             self._requests.for_labels(labels),
             self._durations.for_labels(series),
             series,
