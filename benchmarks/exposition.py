@@ -65,7 +65,8 @@ def fill(metrics: PrometheusMetrics, models: int, prefix: str = "model") -> None
 
 def series_count(metrics: PrometheusMetrics) -> int:
     """Sample lines in the text exposition (what Prometheus would store as series)."""
-    from ccobs.exposition import ExpositionRenderer, render_metrics
+    from ccobs.metrics_endpoint import render_metrics
+    from ccobs.renderer import ExpositionRenderer
 
     body, _ = render_metrics(metrics, None, ExpositionRenderer())
     return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
@@ -107,7 +108,7 @@ def _quiet_logs() -> None:
 
 RENDERERS = ("prometheus_client_text", "ccobs_text", "prometheus_client_om", "ccobs_om")
 """What each size renders, taking turns: prometheus_client's encoders (what ccobs used
-before its own renderer, the baseline) and :class:`ccobs.exposition.ExpositionRenderer`,
+before its own renderer, the baseline) and :class:`ccobs.renderer.ExpositionRenderer`,
 in the text format and in OpenMetrics (what Prometheus asks for when it scrapes)."""
 
 
@@ -115,7 +116,7 @@ def _render_functions(metrics: PrometheusMetrics) -> dict[str, Any]:
     from prometheus_client.exposition import generate_latest
     from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 
-    from ccobs.exposition import OPENMETRICS, TEXT, ExpositionRenderer
+    from ccobs.renderer import OPENMETRICS, TEXT, ExpositionRenderer
 
     registry = metrics.exposition_registry()
     renderer = ExpositionRenderer()

@@ -87,8 +87,8 @@ def victoria_metrics() -> Any:
 
 def child_push(pushgateway_url: str, vm_url: str) -> dict[str, Any]:
     from benchmarks.exposition import _fresh, _quiet_logs, fill, models_for, series_count
-    from ccobs.exposition import ExpositionRenderer
     from ccobs.pushgateway import PushgatewayClient
+    from ccobs.renderer import ExpositionRenderer
     from ccobs.settings import ObservabilitySettings
 
     _quiet_logs()

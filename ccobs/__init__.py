@@ -6,8 +6,6 @@ one typed record per request (``RequestContext.record``) feeding all three,
 and push to a Pushgateway or VictoriaMetrics.
 """
 
-__version__ = "0.1.0"
-
 from ccobs.context import (
     ContextTracker,
     RequestContext,
@@ -25,6 +23,7 @@ from ccobs.pushgateway import PushgatewayClient, get_pushgateway_client, reset_p
 from ccobs.record import RequestRecord, TokenUsage
 from ccobs.settings import ObservabilitySettings, SettingsError
 from ccobs.storage import AccessLogRecord, AccessLogStorage
+from ccobs.version import __version__
 
 __all__ = [
     "AccessLogRecord",

@@ -181,9 +181,9 @@ def _levels_decide() -> bool:
     """Whether the stdlib logger's level decides which ``ccobs.request`` lines are written.
 
     True when structlog renders through the standard library (``configure_logging``
-    does): then :data:`_request_line_enabled` answers in a fraction of a
-    microsecond, so filtered lines cost nothing, where building a bound logger
-    and making a filtered call costs ~10 µs, a tenth of a trivial request. Under
+    does): then :data:`_request_line_enabled` answers with one cheap level
+    check, so filtered lines cost nothing, where building a bound logger and
+    making a filtered call costs a noticeable share of a trivial request. Under
     any other structlog configuration every line is written, and filtered (or
     not) by the call itself.
     """
@@ -290,7 +290,7 @@ class _RequestScope:
             logger = structlog.get_logger(_LOGGER_NAME, **initial_context)
         else:
             logger = _REQUEST_LOGGER  # shared when there is nothing to bind
-        # Positional: the dataclass's ``__init__`` takes keywords at twice the cost.
+        # Positional: the dataclass's ``__init__`` takes keywords at a higher cost.
         self._ctx = RequestContext(
             request_id or new_request_id(), 0.0, logger, dict(initial_context), storage
         )

@@ -8,8 +8,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from ccobs.asgi import DEFAULT_SKIP_PATHS, ObservabilityMiddleware
-from ccobs.exposition import metrics_endpoint
 from ccobs.metrics import PrometheusMetrics, get_metrics
+from ccobs.metrics_endpoint import metrics_endpoint
 from ccobs.pusher import BackgroundPusher
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage

@@ -1,7 +1,11 @@
 """The background pusher: pushes on an interval from its own thread, backing off on failure.
 
-A thread rather than an asyncio task because prometheus_client's push calls
-block; on a thread they can never stall the event loop serving requests.
+A thread rather than an asyncio task because a push blocks: it renders the
+exposition and sends it with a synchronous HTTP call (see
+:class:`ccobs.pushgateway.PushgatewayClient`); on a thread it can never stall
+the event loop serving requests. ``push`` is any callable returning a bool,
+wired in by whoever starts the pusher (``instrument()`` passes
+:meth:`ccobs.metrics.PrometheusMetrics.push_to_gateway`).
 """
 
 from __future__ import annotations

@@ -16,16 +16,13 @@ import httpx
 import structlog
 
 from ccobs.circuit_breaker import BreakerState, CircuitBreaker
-from ccobs.exposition import ExpositionRenderer
+from ccobs.prometheus_internals import PROMETHEUS_AVAILABLE
 from ccobs.redaction import redact_text
+from ccobs.renderer import TEXT_CONTENT_TYPE, ExpositionRenderer
 from ccobs.settings import ObservabilitySettings
 
-try:
+if PROMETHEUS_AVAILABLE:
     from prometheus_client import CollectorRegistry
-
-    PROMETHEUS_AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised in a subprocess test
-    PROMETHEUS_AVAILABLE = False
 
 logger = structlog.get_logger("ccobs.pushgateway")
 
@@ -33,7 +30,6 @@ PUSH_METHODS = ("push", "pushadd", "delete")
 VM_IMPORT_PATH = "/api/v1/import/prometheus"
 VM_DELETE_PATH = "/api/v1/admin/tsdb/delete_series"
 _VM_SUFFIXES = ("/api/v1/write", VM_IMPORT_PATH)
-_TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 _HTTP_METHODS = {"push": "PUT", "pushadd": "POST", "delete": "DELETE"}
 
 
@@ -93,7 +89,7 @@ class PushgatewayClient:
         # Kept between pushes: it formats each series' labels once, not on every push.
         self._renderer = ExpositionRenderer()
         if self.is_enabled():
-            # Building an httpx.Client loads the CA bundle (~0.1 s, more on a busy host):
+            # Building an httpx.Client loads the CA bundle (slow, slower on a busy host):
             # pay it here, not inside the first push, which must end within its timeout.
             self._client()
 
@@ -172,7 +168,7 @@ class PushgatewayClient:
                 _HTTP_METHODS[method],
                 url,
                 content=self._renderer.render(registry),
-                headers={"Content-Type": _TEXT_FORMAT},
+                headers={"Content-Type": TEXT_CONTENT_TYPE},
             )
         response.raise_for_status()
 
@@ -196,7 +192,7 @@ class PushgatewayClient:
                 base + VM_IMPORT_PATH,
                 params=[("extra_label", f"job={job}"), ("extra_label", f"instance={instance}")],
                 content=self._renderer.render(registry),
-                headers={"Content-Type": _TEXT_FORMAT},
+                headers={"Content-Type": TEXT_CONTENT_TYPE},
             )
         response.raise_for_status()
 

@@ -5,14 +5,28 @@ from pathlib import Path
 
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
 from realservers import ServerProcess, start_pushgateway, start_victoria_metrics
 
 from ccobs.logging import UVICORN_LOGGERS
+from ccobs.metrics import PrometheusMetrics
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A registry of the test's own, so that no two tests share a series."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
+    """ccobs's metrics with default settings, registered in the test's own ``registry``."""
+    return PrometheusMetrics(registry=registry)
 
 
 @contextmanager

@@ -76,16 +76,6 @@ def dropped(registry: CollectorRegistry, reason: str) -> float:
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
-
-
-@pytest.fixture
 def store(tmp_path: Path, metrics: PrometheusMetrics) -> Iterator[SQLiteAccessLog]:
     with SQLiteAccessLog(tmp_path / "access.db", metrics=metrics) as s:
         yield s

@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 
 from ccobs.asgi import accept_request_id
 from ccobs.context import current_request_context
-from ccobs.exposition import metrics_endpoint
 from ccobs.fastapi import instrument
 from ccobs.metrics import PrometheusMetrics
+from ccobs.metrics_endpoint import metrics_endpoint
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogRecord
 
@@ -35,16 +35,6 @@ class ListStorage:
 
     def store(self, record: AccessLogRecord) -> None:
         self.records.append(record)
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ from starlette.types import Message
 
 from ccobs.catalog import COST_TYPES, OTHER, TOKEN_TYPES, UNKNOWN
 from ccobs.context import current_request_context
-from ccobs.exposition import render_metrics
 from ccobs.fastapi import instrument
 from ccobs.labels import LabelGuard
 from ccobs.logging import configure_logging
 from ccobs.metrics import _LABEL_CAPS, PrometheusMetrics
+from ccobs.metrics_endpoint import render_metrics
 from ccobs.settings import ObservabilitySettings
 
 SETTINGS = ObservabilitySettings()

@@ -38,16 +38,6 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
-
-
-@pytest.fixture
 def tracker() -> Iterator[ContextTracker]:
     reset_context_tracker()
     yield get_context_tracker()

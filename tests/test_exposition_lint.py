@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from realservers import promtool_check_metrics
 
 from ccobs.catalog import COST_TYPES, TOKEN_TYPES
-from ccobs.exposition import render_metrics
 from ccobs.metrics import PrometheusMetrics
+from ccobs.metrics_endpoint import render_metrics
 
 pytestmark = pytest.mark.integration
 

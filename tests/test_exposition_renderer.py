@@ -30,8 +30,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.registry import Collector
 
-from ccobs.exposition import OPENMETRICS, TEXT, ExpositionRenderer, render_metrics
 from ccobs.metrics import PrometheusMetrics
+from ccobs.metrics_endpoint import render_metrics
+from ccobs.renderer import OPENMETRICS, TEXT, ExpositionRenderer
 
 OM_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
@@ -277,3 +278,18 @@ def test_ccobs_metrics_with_requests_in_flight_are_written_by_the_renderer_itsel
     renderer = ExpositionRenderer()
     assert (renderer.render(registry, TEXT), renderer.render(registry, OPENMETRICS)) == expected
     assert b"\nccproxy_active_requests 2.0\n" in expected[0]
+
+
+def test_the_old_import_path_still_names_the_same_objects() -> None:
+    """``ccobs.exposition`` was split into the renderer, the endpoint and the token check;
+    code importing from it gets the same objects."""
+    import ccobs.bearer_token
+    import ccobs.exposition
+    import ccobs.metrics_endpoint
+    import ccobs.renderer
+
+    assert ccobs.exposition.ExpositionRenderer is ccobs.renderer.ExpositionRenderer
+    assert (ccobs.exposition.TEXT, ccobs.exposition.OPENMETRICS) == (TEXT, OPENMETRICS)
+    assert ccobs.exposition.render_metrics is ccobs.metrics_endpoint.render_metrics
+    assert ccobs.exposition.metrics_endpoint is ccobs.metrics_endpoint.metrics_endpoint
+    assert ccobs.exposition.bearer_token_matches is ccobs.bearer_token.bearer_token_matches

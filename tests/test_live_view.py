@@ -19,16 +19,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
-
-
 def test_quantile_interpolates_inside_the_bucket() -> None:
     buckets = {1.0: 0.0, 2.0: 100.0, math.inf: 100.0}
 

@@ -17,16 +17,6 @@ from ccobs.settings import ObservabilitySettings
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
-
-
-@pytest.fixture
 def singleton() -> Iterator[None]:
     reset_metrics()
     yield

@@ -46,8 +46,8 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 from realservers import promtool_check_metrics
 
 from ccobs.catalog import COST_TYPES, OTHER, TOKEN_TYPES, UNKNOWN
-from ccobs.exposition import render_metrics
 from ccobs.metrics import _LABEL_CAPS, PrometheusMetrics
+from ccobs.metrics_endpoint import render_metrics
 from ccobs.settings import ObservabilitySettings
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"

@@ -36,16 +36,6 @@ class ListStorage:
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> PrometheusMetrics:
-    return PrometheusMetrics(registry=registry)
-
-
-@pytest.fixture
 def storage() -> ListStorage:
     return ListStorage()
 

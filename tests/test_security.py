@@ -41,7 +41,7 @@ from conftest import restored_logging
 from prometheus_client import CollectorRegistry
 from test_compose import LOOPBACK, run_compose, services
 
-import ccobs.exposition
+import ccobs.bearer_token
 from ccobs.access_log import SQLiteAccessLog
 from ccobs.asgi import REQUEST_ID_HEADER
 from ccobs.demo.server_thread import ServerThread
@@ -801,7 +801,7 @@ def test_metrics_and_logs_tokens_are_compared_in_constant_time(
         compared.append((presented, expected))
         return hmac.compare_digest(presented, expected)
 
-    monkeypatch.setattr(ccobs.exposition, "hmac", SimpleNamespace(compare_digest=spy))
+    monkeypatch.setattr(ccobs.bearer_token, "hmac", SimpleNamespace(compare_digest=spy))
 
     metrics = httpx.get(stack.proxy_url + "/metrics", headers={"authorization": "Bearer m"})
     logs = httpx.get(stack.proxy_url + "/logs/query", headers={"authorization": "Bearer l"})

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ccobs.access_log.query import MAX_LIMIT, LogFilter, parse_time, record_dict
 from ccobs.access_log.store import BatchingAccessLog
 from ccobs.access_log.tail import Overflow
-from ccobs.exposition import bearer_token_matches
+from ccobs.bearer_token import bearer_token_matches
 
 logger = structlog.get_logger("ccobs.access_log.api")
 

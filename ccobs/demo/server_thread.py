@@ -44,7 +44,7 @@ class ServerThread:
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on accepted sockets whose
-        # proto says TCP; without it Nagle + delayed ACK add ~40 ms to keep-alive responses.
+        # proto says TCP; without it Nagle + delayed ACK delay keep-alive responses.
         self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

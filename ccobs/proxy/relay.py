@@ -122,7 +122,7 @@ class _LeaveWatch:
     """Cancels the current task when the client disconnects (its body has been read already).
 
     A plain asyncio task beside the request's: an anyio task group, which
-    Starlette's ``StreamingResponse`` uses for the same, costs ~10x more. Even
+    Starlette's ``StreamingResponse`` uses for the same, costs much more. Even
     a task costs more than the rest of the proxy's accounting together, so
     while waiting for the answer it starts only after ``after`` seconds: an
     answer faster than that is in before a departed client could save

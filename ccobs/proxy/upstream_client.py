@@ -1,9 +1,9 @@
 """The proxy's HTTP/1.1 client for its upstream: pooled, bounded, and cheap per call.
 
 Why not httpx: measured one request at a time over loopback, an httpx
-``AsyncClient`` call costs about 1.5 ms of the proxy's time (its transport
-layers, anyio streams and the pure-Python h11 parser), more than the 1 ms a
-proxy may add to a request (``benchmarks/RESULTS.md``, section 3). This client
+``AsyncClient`` call costs more of the proxy's time (its transport layers,
+anyio streams and the pure-Python h11 parser) than a proxy may add to a
+request (``benchmarks/RESULTS.md``, section 3, has the figures). This client
 does what a pass-through proxy needs and nothing else, on asyncio streams:
 
 - one request at a time per connection, idle connections kept for reuse

@@ -1,0 +1,86 @@
+"""The prometheus_client collectors of one :class:`ccobs.metrics.PrometheusMetrics`.
+
+Created from the catalog's specs (names, help, labels) under one namespace,
+in one registry, in a fixed order (the exposition's order), and removed
+together: an instance unregisters exactly what it registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ccobs.catalog import (
+    ACTIVE_REQUESTS,
+    COST,
+    ERRORS,
+    INFO,
+    LABEL_OVERFLOWS,
+    PUSHES,
+    REJECTED_VALUES,
+    REQUESTS,
+    RESPONSE_DURATION,
+    TIME_TO_FIRST_TOKEN,
+    TOKENS,
+    UNPRICED_REQUESTS,
+    MetricSpec,
+)
+from ccobs.prometheus_internals import PROMETHEUS_AVAILABLE
+from ccobs.settings import ObservabilitySettings
+
+if PROMETHEUS_AVAILABLE:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class MetricFamilies:
+    """Every collector ccobs records to, registered in ``registry`` under ``namespace``.
+
+    Raises ValueError, with every collector it had registered removed again,
+    when the registry already holds one of the names (a second instance with
+    the same namespace).
+    """
+
+    def __init__(
+        self, namespace: str, registry: CollectorRegistry, settings: ObservabilitySettings
+    ) -> None:
+        self.namespace = namespace
+        self.registry = registry
+        self._collectors: list[Any] = []
+        try:
+            add = self._register
+            self.requests = add(Counter, REQUESTS)
+            self.duration = add(Histogram, RESPONSE_DURATION, buckets=settings.duration_buckets)
+            self.ttft = add(Histogram, TIME_TO_FIRST_TOKEN, buckets=settings.ttft_buckets)
+            self.tokens = add(Counter, TOKENS)
+            self.cost = add(Counter, COST)
+            self.errors = add(Counter, ERRORS)
+            self.unpriced = add(Counter, UNPRICED_REQUESTS)
+            self.active = add(Gauge, ACTIVE_REQUESTS, multiprocess_mode="livesum")
+            self.info = add(Gauge, INFO, multiprocess_mode="max")
+            self.pushes = add(Counter, PUSHES)
+            self.overflows = add(Counter, LABEL_OVERFLOWS)
+            self.rejected = add(Counter, REJECTED_VALUES)
+        except ValueError as exc:
+            self.unregister()
+            raise ValueError(
+                f"ccobs metrics with namespace {namespace!r} are already registered in "
+                "this registry; reuse them through get_metrics() or pass another registry "
+                f"(prometheus_client said: {exc})"
+            ) from exc
+
+    def _register(self, kind: Any, spec: MetricSpec, **options: Any) -> Any:
+        """A ``kind`` (Counter, Gauge, Histogram) collector for ``spec``, registered and tracked."""
+        collector = kind(
+            spec.full_name(self.namespace),
+            spec.documentation,
+            spec.labels,
+            registry=self.registry,
+            **options,
+        )
+        self._collectors.append(collector)
+        return collector
+
+    def unregister(self) -> None:
+        """Remove exactly the collectors this instance registered."""
+        for collector in self._collectors:
+            self.registry.unregister(collector)
+        self._collectors.clear()
