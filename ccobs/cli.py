@@ -1,23 +1,31 @@
-"""The ``ccobs`` command line: settings, the mock upstream, the proxy, the load generator, the demo.
+"""The ``ccobs`` command line: settings, the proxy, access logs, the mixin, the stack.
 
 Only arguments are parsed here; each command's work lives in the module named
-for it (serving the proxy in :mod:`ccobs.proxy.serve`). Imports of the demo
-modules happen inside the commands, so ``ccobs settings`` stays fast and works
-even where the demo's dependencies misbehave.
+for it (serving the proxy in :mod:`ccobs.proxy.serve`), imported inside the
+command, so ``ccobs settings`` stays fast. The demo's commands (``upstream``,
+``loadgen``, ``demo``) come from :mod:`ccobs.demo.commands` through the
+``ccobs.commands`` entry point: the product's CLI does not import the demo.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import socket
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
 from ccobs import __version__
+from ccobs.cli_options import (
+    access_log_db_option,
+    config_option,
+    listen_options,
+    positive_float,
+    positive_int,
+    require_free_port,
+)
 from ccobs.proxy.serve import (
     GRACEFUL_SHUTDOWN_SECONDS,
     proxy_worker_app,  # re-exported: ``ccobs.cli:proxy_worker_app`` was the factory string
@@ -25,55 +33,11 @@ from ccobs.proxy.serve import (
 )
 from ccobs.settings import ObservabilitySettings, SettingsError
 
-__all__ = ["build_parser", "main", "proxy_worker_app"]
+__all__ = ["COMMANDS_ENTRY_POINT", "build_parser", "main", "proxy_worker_app"]
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text) if text != "0" else 0
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}")
-    return value
-
-
-def _weights(text: str) -> dict[str, float]:
-    """``model=weight,model=weight`` (a bare model weighs 1)."""
-    weights: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.partition("=")
-        weights[name.strip()] = _positive_float(weight) if weight else 1.0
-    if not weights:
-        raise argparse.ArgumentTypeError("expected at least one model")
-    return weights
+COMMANDS_ENTRY_POINT = "ccobs.commands"
+"""Entry-point group of functions that add sub-commands (``register(commands)``): the
+demo's commands come this way, so this module does not import the demo."""
 
 
 def _settings_command(args: argparse.Namespace) -> int:
@@ -82,45 +46,8 @@ def _settings_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_free_port(host: str, port: int) -> None:
-    """Fail before starting a server whose port is taken, with a way out, as ``stack up`` does.
-
-    Checked by binding the way uvicorn will (``SO_REUSEADDR``), so a port held
-    only by connections in TIME_WAIT is free here too.
-    """
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ValueError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Stop what listens "
-                "there, or choose another port with --port P (--port 0 takes a free one)."
-            ) from None
-
-
-def _upstream_command(args: argparse.Namespace) -> int:
-    from ccobs.demo.upstream import Delay, UpstreamConfig, run_upstream
-
-    defaults = UpstreamConfig()
-    config = UpstreamConfig(
-        seed=args.seed,
-        error_rate=args.error_rate,
-        latency=defaults.latency
-        if args.latency is None
-        else Delay(args.latency, 0.5, args.latency * 30),
-        ttft=defaults.ttft if args.ttft is None else Delay(args.ttft, 0.5, args.ttft * 30),
-    )
-    _require_free_port(args.host, args.port)
-    run_upstream(args.host, args.port, config)
-    return 0
-
-
 def _proxy_command(args: argparse.Namespace) -> int:
-    _require_free_port(args.host, args.port)
+    require_free_port(args.host, args.port)
     serve(
         upstream=args.upstream,
         host=args.host,
@@ -131,54 +58,6 @@ def _proxy_command(args: argparse.Namespace) -> int:
         config_file=args.config,
         access_log_db=args.access_log_db,
     )
-    return 0
-
-
-def _loadgen_command(args: argparse.Namespace) -> int:
-    from ccobs.demo.loadgen import LoadConfig, run_loadgen_cli
-
-    headers = {"x-api-key": args.api_key} if args.api_key else {}
-    config = LoadConfig(
-        target=args.target,
-        rate=args.rate,
-        concurrency=args.concurrency,
-        duration=args.duration,
-        requests=args.requests,
-        models=args.models,
-        openai_models=args.openai_models,
-        openai_share=args.openai_share,
-        responses_share=args.responses_share,
-        stream_share=args.stream_share,
-        seed=args.seed,
-        timeout=args.timeout,
-        headers=headers,
-    )
-    summary = run_loadgen_cli(config)
-    return 0 if summary.requests > 0 else 1
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    from ccobs.demo.runner import DemoConfig, run_demo
-
-    config = DemoConfig(
-        host=args.host,
-        port=args.port,
-        duration=args.duration,
-        rate=args.rate,
-        error_rate=args.error_rate,
-        seed=args.seed,
-        pushgateway_url=args.pushgateway_url,
-        log_file=Path(args.log_file),
-    )
-    settings = ObservabilitySettings.load(config_file=args.config)
-    # The demo keeps an access log unless told where: its dashboards' access-log panels
-    # (records written, dropped) then read a real zero rather than nothing.
-    access_log_db = (
-        args.access_log_db or settings.access_log_db or str(Path(args.log_file).with_suffix(".db"))
-    )
-    settings = dataclasses.replace(settings, access_log_db=access_log_db)
-    _require_free_port(args.host, args.port)
-    run_demo(config, settings)
     return 0
 
 
@@ -282,26 +161,6 @@ def _stack_command(args: argparse.Namespace) -> int:
         return 1
 
 
-def _config_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--config", metavar="FILE", help="YAML settings file (default: $CCOBS_CONFIG)"
-    )
-
-
-def _listen_options(command: argparse.ArgumentParser, port: int, port_help: str = "port") -> None:
-    """``--host`` and ``--port`` of a command that serves."""
-    command.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    command.add_argument("--port", type=_port, default=port, help=f"{port_help} (default {port})")
-
-
-def _seed_option(command: argparse.ArgumentParser, what: str) -> None:
-    command.add_argument("--seed", type=int, help=f"seed for {what}")
-
-
-def _access_log_db_option(command: argparse.ArgumentParser, text: str) -> None:
-    command.add_argument("--access-log-db", metavar="PATH", help=text)
-
-
 def _state_dir_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--state-dir",
@@ -325,30 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate and print, as YAML, the settings ccobs would use: defaults, then "
         "the YAML file, then CCOBS_* variables. Exits 2 naming the field of an invalid value.",
     )
-    _config_option(settings)
+    config_option(settings)
     settings.set_defaults(handler=_settings_command)
-
-    upstream = commands.add_parser(
-        "upstream",
-        help="run the mock LLM upstream (Anthropic and OpenAI APIs)",
-        description="Serve a mock of the Anthropic Messages and OpenAI Chat Completions and "
-        "Responses APIs, streaming included, with seedable latency and injected errors.",
-    )
-    _listen_options(upstream, 8001)
-    upstream.add_argument(
-        "--error-rate",
-        type=_share,
-        default=0.0,
-        help="share of requests answered 429, 500 or 529 (default 0)",
-    )
-    upstream.add_argument(
-        "--latency", type=_positive_float, help="median non-streaming latency, s (default 2)"
-    )
-    upstream.add_argument(
-        "--ttft", type=_positive_float, help="median time to first token, s (default 0.4)"
-    )
-    _seed_option(upstream, "repeatable behaviour")
-    upstream.set_defaults(handler=_upstream_command)
 
     proxy = commands.add_parser(
         "proxy",
@@ -357,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on /metrics and one JSON access-log line per request. Point a client at it, e.g. "
         "ANTHROPIC_BASE_URL=http://127.0.0.1:8000 claude",
     )
-    _listen_options(proxy, 8000)
+    listen_options(proxy, 8000)
     proxy.add_argument(
         "--upstream",
         default="https://api.anthropic.com",
@@ -366,13 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="worker processes; more than 1 uses prometheus_client multiprocess mode",
     )
     proxy.add_argument(
         "--graceful-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=GRACEFUL_SHUTDOWN_SECONDS,
         metavar="S",
         help="on SIGTERM, stop accepting and give requests in flight up to S seconds to "
@@ -380,78 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {GRACEFUL_SHUTDOWN_SECONDS:g})",
     )
     proxy.add_argument("--prices", metavar="FILE", help="YAML price overrides")
-    _access_log_db_option(
+    access_log_db_option(
         proxy,
         "store one record per request in this SQLite (or *.duckdb) file "
         "(default: $CCOBS_ACCESS_LOG_DB; unset: none)",
     )
-    _config_option(proxy)
+    config_option(proxy)
     proxy.set_defaults(handler=_proxy_command)
 
-    loadgen = commands.add_parser(
-        "loadgen",
-        help="send Anthropic/OpenAI-shaped load to a proxy",
-        description="Send load at a fixed rate or concurrency for a duration or a request "
-        "count, show progress, and print a summary (errors by status, latency "
-        "percentiles, tokens, cost).",
-    )
-    loadgen.add_argument("--target", required=True, metavar="URL", help="proxy base URL")
-    pace = loadgen.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive_float, help="requests per second")
-    pace.add_argument("--concurrency", type=_positive_int, help="requests in flight")
-    amount = loadgen.add_mutually_exclusive_group()
-    amount.add_argument("--duration", type=_positive_float, help="seconds to run")
-    amount.add_argument("--requests", type=_positive_int, help="requests to send")
-    loadgen.add_argument(
-        "--models",
-        type=_weights,
-        default={"claude-sonnet-4-6": 1.0},
-        help="Anthropic model mix, e.g. claude-sonnet-4-6=3,claude-haiku-4-5=1",
-    )
-    loadgen.add_argument(
-        "--openai-models",
-        type=_weights,
-        default={"gpt-4.1-mini": 1.0},
-        help="OpenAI model mix (for --openai-share and --responses-share)",
-    )
-    loadgen.add_argument("--openai-share", type=_share, default=0.0, help="share sent to OpenAI")
-    loadgen.add_argument(
-        "--responses-share",
-        type=_share,
-        default=0.0,
-        help="share sent to OpenAI's Responses API (/v1/responses)",
-    )
-    loadgen.add_argument("--stream-share", type=_share, default=0.5, help="share streamed")
-    _seed_option(loadgen, "a repeatable request mix")
-    loadgen.add_argument("--timeout", type=_positive_float, default=60.0, help="per request, s")
-    loadgen.add_argument("--api-key", help="sent as x-api-key (never printed)")
-    loadgen.set_defaults(handler=_loadgen_command)
-
-    demo = commands.add_parser(
-        "demo",
-        help="mock upstream + proxy + load generator with a live view; no API key needed",
-        description="Run the mock upstream, the instrumented proxy and the load generator on "
-        "loopback, and show a live view of request rate, latency, time to first token, "
-        "tokens, cost and errors computed from the proxy's metrics. Ctrl-C stops.",
-    )
-    demo.add_argument("--duration", type=_positive_float, help="seconds to run (default: forever)")
-    demo.add_argument("--rate", type=_positive_float, default=5.0, help="requests/s (default 5)")
-    demo.add_argument(
-        "--error-rate", type=_share, default=0.02, help="injected upstream errors (default 0.02)"
-    )
-    _listen_options(demo, 8000, "proxy port")
-    demo.add_argument("--pushgateway-url", metavar="URL", help="also push metrics there")
-    _seed_option(demo, "repeatable traffic")
-    demo.add_argument(
-        "--log-file", default="ccobs-demo.log", help="JSON log lines (default ccobs-demo.log)"
-    )
-    _access_log_db_option(
-        demo,
-        "store one record per request in this SQLite (or *.duckdb) file "
-        "(default: $CCOBS_ACCESS_LOG_DB, else the log file's name with .db: ccobs-demo.db)",
-    )
-    _config_option(demo)
-    demo.set_defaults(handler=_demo_command)
+    # The demo's commands (upstream, loadgen, demo), and any other package's.
+    for entry in entry_points(group=COMMANDS_ENTRY_POINT):
+        entry.load()(commands)
 
     logs = commands.add_parser(
         "logs",
@@ -481,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--service-type", help="only this service type")
         command.set_defaults(handler=_logs_command)
     logs_query.add_argument(
-        "--limit", type=_positive_int, default=100, help="records at most (default 100)"
+        "--limit", type=positive_int, default=100, help="records at most (default 100)"
     )
 
     mixin = commands.add_parser(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 from pathlib import Path
 
@@ -42,30 +41,3 @@ def test_old_module_re_exports_the_same_objects(old: str, new: tuple[object, ...
 def test_uvicorn_factory_strings_resolve(factory: str) -> None:
     module, _, name = factory.partition(":")
     assert callable(getattr(importlib.import_module(module), name))
-
-
-def test_no_module_outside_the_demo_imports_from_it() -> None:
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        if (PACKAGE / "demo") in path.parents:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else []
-            )
-            offenders += [
-                f"{path.relative_to(PACKAGE)}: {name}"
-                for name in names
-                if name == "ccobs.demo" or name.startswith("ccobs.demo.")
-            ]
-    # The CLI starts the demo's own commands (upstream, loadgen, demo), lazily.
-    allowed = {
-        "cli.py: ccobs.demo.upstream",
-        "cli.py: ccobs.demo.loadgen",
-        "cli.py: ccobs.demo.runner",
-    }
-    assert set(offenders) <= allowed, sorted(set(offenders) - allowed)
