@@ -39,7 +39,7 @@ from ccobs.prometheus_internals import (
     locked_add,
 )
 from ccobs.pushgateway import get_pushgateway_client
-from ccobs.refusals import MAX_VALUE, Refusals
+from ccobs.refusals import MAX_VALUE, Refusals, logger
 from ccobs.request_ops import RequestOps, counted_then_observed
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
 from ccobs.settings import ObservabilitySettings
@@ -448,14 +448,18 @@ class PrometheusMetrics:
         if self._enabled:
             self._add_active(-1)
 
-    def update_system_info(self, **extra: str) -> None:
+    def update_system_info(self, info: Mapping[str, str] | None = None, **extra: str) -> None:
         """Set the info series: ccobs version, Python version and platform.
 
-        ``extra`` overrides those values; the label set itself is fixed.
+        ``info`` is the reference API's form (``update_system_info({"version": ...})``)
+        and ``extra`` ccobs's (``update_system_info(version=...)``); both override
+        those values, and the label set itself stays fixed, so it stays one
+        series. A keyword outside it is an error (a typo); a key of ``info``
+        outside it, as code written for the reference may pass (``environment``,
+        ``hostname``), is dropped and logged, never a label.
         """
         if self._families is None:
             return
-        info = self._families.info
         values = {
             "version": __version__,
             "python_version": platform.python_version(),
@@ -464,16 +468,22 @@ class PrometheusMetrics:
         unknown = set(extra) - set(values)
         if unknown:
             raise ValueError(f"unknown info labels {sorted(unknown)}; allowed: {sorted(values)}")
+        if info is not None:
+            dropped = sorted(str(key) for key in info if key not in values)
+            if dropped:
+                logger.warning("info_labels_dropped", dropped=dropped[:16], allowed=sorted(values))
+            values.update((key, str(value)) for key, value in info.items() if key in values)
         values.update(extra)
+        info_family = self._families.info
         max_length = self.settings.label_value_max_length
         labels = tuple(label_text(str(values[name]), max_length) for name in INFO.labels)
         previous, self._info_labels = self._info_labels, labels
         if previous is not None and previous != labels:
             if self.multiprocess_dir:  # removal is not supported across worker files
-                info.labels(*previous).set(0)
+                info_family.labels(*previous).set(0)
             else:
-                info.remove(*previous)
-        info.labels(*labels).set(1)
+                info_family.remove(*previous)
+        info_family.labels(*labels).set(1)
 
     def is_enabled(self) -> bool:
         """False when prometheus_client is not installed; every method is then a no-op."""

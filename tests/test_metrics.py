@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from structlog.testing import capture_logs
 
 from ccobs.catalog import ACCESS_LOG_METRICS, ALL_METRICS, COST_TYPES, TOKEN_TYPES
 from ccobs.metrics import PrometheusMetrics, get_metrics, reset_metrics
@@ -225,6 +226,32 @@ def test_info_series_names_the_versions(
     assert "ccproxy_info{" in text
     assert 'version="9.9.9"' in text
     assert text.count("ccproxy_info{") == 1
+
+
+def test_info_takes_the_reference_apis_dict(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.update_system_info({"version": "9.9.9", "platform": "plan9"})
+
+    text = generate_latest(registry).decode()
+    assert text.count("ccproxy_info{") == 1
+    assert 'version="9.9.9"' in text
+    assert 'platform="plan9"' in text
+
+
+def test_info_drops_dict_keys_outside_its_fixed_set_and_keeps_one_series(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    with capture_logs() as logs:
+        metrics.update_system_info({"version": "2.0", "hostname": "pod-1", "env": "prod"})
+
+    text = generate_latest(registry).decode()
+    assert text.count("ccproxy_info{") == 1
+    assert 'version="2.0"' in text
+    assert "pod-1" not in text
+    assert [line["dropped"] for line in logs if line["event"] == "info_labels_dropped"] == [
+        ["env", "hostname"]
+    ]
 
 
 def test_info_rejects_labels_outside_its_fixed_set(metrics: PrometheusMetrics) -> None:
