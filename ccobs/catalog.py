@@ -170,6 +170,14 @@ REJECTED_VALUES = MetricSpec(
     "Recorded values refused because they were negative, NaN or infinite.",
     ("metric",),
 )
+REJECTED_VALUE_METRICS: tuple[str, ...] = (
+    "response_duration",
+    "time_to_first_token",
+    "tokens",
+    "cost_usd",
+    "active_requests",
+)
+"""The ``metric`` label values of ``rejected_values_total``: what a refused value was for."""
 
 UNPRICED_REQUESTS = MetricSpec(
     "unpriced_requests_total",

@@ -16,6 +16,7 @@ from ccobs.catalog import (
     INFO,
     LABEL_OVERFLOWS,
     PUSHES,
+    REJECTED_VALUE_METRICS,
     REJECTED_VALUES,
     REQUESTS,
     RESPONSE_DURATION,
@@ -24,6 +25,7 @@ from ccobs.catalog import (
     UNPRICED_REQUESTS,
     MetricSpec,
 )
+from ccobs.metric_labels import GUARDED_LABELS
 from ccobs.prometheus_internals import PROMETHEUS_AVAILABLE
 from ccobs.settings import ObservabilitySettings
 
@@ -59,6 +61,12 @@ class MetricFamilies:
             self.pushes = add(Counter, PUSHES)
             self.overflows = add(Counter, LABEL_OVERFLOWS)
             self.rejected = add(Counter, REJECTED_VALUES)
+            # Every known label value at zero from the start: a healthy process reads 0 on
+            # the pipeline dashboard rather than "No data", and increase() sees the first one.
+            for label in GUARDED_LABELS:
+                self.overflows.labels(label)
+            for metric in REJECTED_VALUE_METRICS:
+                self.rejected.labels(metric)
         except ValueError as exc:
             self.unregister()
             raise ValueError(

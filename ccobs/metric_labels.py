@@ -17,6 +17,8 @@ from ccobs.series_cache import Labels, Raw
 
 LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
 """Distinct values each label other than ``model`` admits (``model``'s cap is a setting)."""
+GUARDED_LABELS: tuple[str, ...] = ("model", *LABEL_CAPS)
+"""The labels whose overflows ``label_overflows_total`` counts."""
 
 
 class MetricLabels:

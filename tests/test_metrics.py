@@ -12,7 +12,14 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
-from ccobs.catalog import ACCESS_LOG_METRICS, ALL_METRICS, COST_TYPES, TOKEN_TYPES
+from ccobs.catalog import (
+    ACCESS_LOG_METRICS,
+    ALL_METRICS,
+    COST_TYPES,
+    REJECTED_VALUE_METRICS,
+    TOKEN_TYPES,
+)
+from ccobs.metric_labels import GUARDED_LABELS
 from ccobs.metrics import PrometheusMetrics, get_metrics, reset_metrics
 from ccobs.settings import ObservabilitySettings
 
@@ -308,7 +315,7 @@ def test_zero_tokens_and_cost_are_a_no_op(
         value(registry, "ccproxy_tokens_total", type="output", model="m", service_type="unknown")
         is None
     )
-    assert value(registry, "ccproxy_rejected_values_total", metric="tokens") is None
+    assert value(registry, "ccproxy_rejected_values_total", metric="tokens") == 0
 
 
 def test_rejected_values_are_logged_at_most_once_a_minute(
@@ -643,3 +650,31 @@ def test_under_multiprocess_mode_the_active_gauge_watches_nothing(
 
     assert metrics.watch_in_flight(InFlight()) is False
     assert metrics.active_requests_adder() is not None
+
+
+def test_refusal_counters_start_at_zero_for_every_known_label_value(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    for label in GUARDED_LABELS:
+        assert registry.get_sample_value("ccproxy_label_overflows_total", {"label": label}) == 0
+    for metric in REJECTED_VALUE_METRICS:
+        assert registry.get_sample_value("ccproxy_rejected_values_total", {"metric": metric}) == 0
+
+
+def test_every_refused_value_lands_in_a_series_that_existed_from_the_start(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.record_response_time(-1.0, "m", "/e")
+    metrics.record_time_to_first_token(math.nan, "m", "/e")
+    metrics.record_tokens(-5, "input", "m")
+    metrics.record_cost(math.inf, "m")
+    metrics.set_active_requests(-2)
+
+    refused = {
+        sample.labels["metric"]: sample.value
+        for family in registry.collect()
+        if family.name == "ccproxy_rejected_values"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert refused == dict.fromkeys(REJECTED_VALUE_METRICS, 1.0)

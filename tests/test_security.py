@@ -367,7 +367,7 @@ def send_traffic(stack: SecurityStack) -> list[Reply]:
     send(
         "unmatched query",
         "GET",
-        stack.proxy_url + "/v1/models",
+        stack.proxy_url + "/v1/no-such-route",
         params={"api_key": SECRETS["?api_key= of an unmatched route"]},
     )
     for place, status in (
