@@ -199,7 +199,8 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
         prometheus, victoria, vmalert = urls["prometheus"], urls["victoriametrics"], urls["vmalert"]
         pushgateway = urls["pushgateway"]
 
-        # -- traffic: healthy load, failing load, and the odd cases every panel needs ----------
+        # -- traffic: healthy load, failing load, 429s; nothing overflows and nothing is refused,
+        # so those panels must read their zero series -------------------------------------
         healthy = LoadConfig(
             target=proxy.url,
             rate=15.0,
@@ -219,9 +220,6 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
                 json={"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": []},
                 headers={"x-mock-status": status},
             )
-        for n in range(6):  # past the model label cap: folded into "other"
-            metrics.record_tokens(1, "input", f"made-up-model-{n}")
-        metrics.record_cost(-1.0, "claude-sonnet-4-6")  # refused and counted
         push_settings = ObservabilitySettings(
             pushgateway_url=pushgateway, pushgateway_job="ccproxy_push", pushgateway_instance="e2e"
         )

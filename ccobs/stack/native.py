@@ -20,6 +20,10 @@ Nothing here is a second copy of the stack's configuration:
 The servers are detached (a session of their own, output to log files under
 the state dir) so they outlive ``ccobs stack up``; the state file records
 their pids, and ``down`` stops exactly those.
+
+One module although past 600 lines: ``up``, ``down`` and ``status`` share the
+launch, health-wait and rollback machinery of one ``Stack``; what it starts
+is configured in :mod:`ccobs.stack.config` and recorded in :mod:`ccobs.stack.state`.
 """
 
 from __future__ import annotations
