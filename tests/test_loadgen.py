@@ -577,7 +577,6 @@ RESPONSES_ONLY: dict[str, Any] = {**STREAMS, "responses_share": 1.0}
     "ending",
     [
         {"type": "response.failed", "response": {"error": {"code": "server_error"}}},
-        {"type": "response.incomplete", "response": {"incomplete_details": {"reason": "x"}}},
         {"type": "error", "code": "rate_limit_exceeded", "message": "Slow down."},
     ],
 )
@@ -588,6 +587,17 @@ async def test_responses_failure_event_counts_as_a_stream_error(ending: dict[str
         summary = await run_load(LoadConfig(target=server.url, **RESPONSES_ONLY))
 
     assert summary.errors_by_fault == {"stream_error": 2}
+
+
+async def test_responses_stream_cut_short_by_a_limit_is_a_whole_answer() -> None:
+    ending = {"type": "response.incomplete", "response": {"incomplete_details": {"reason": "x"}}}
+    frames = RESPONSES_OPENING + encode_event(ending, ending["type"])
+
+    with serve_asgi(scripted(frames)) as server:
+        summary = await run_load(LoadConfig(target=server.url, **RESPONSES_ONLY))
+
+    assert summary.errors_by_fault == {}
+    assert summary.successes == 2
 
 
 async def test_responses_stream_ending_before_completed_counts_as_incomplete() -> None:
