@@ -31,7 +31,7 @@ from ccobs.proxy.config import (
     ProxyConfig,
 )
 from ccobs.proxy.passthrough import PASSTHROUGH_ROUTES, Passthrough
-from ccobs.proxy.relay import LLMProxy, _ApiRoute
+from ccobs.proxy.relay import ApiRoute, LLMProxy
 from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage
@@ -107,12 +107,12 @@ def create_proxy_app(
     app.state.access_log = storage
     if effective.access_log_api_token and isinstance(storage, BatchingAccessLog):
         app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
-    # Plain Starlette routes serving plain ASGI apps (see _ApiRoute), ahead of FastAPI's
+    # Plain Starlette routes serving plain ASGI apps (see ApiRoute), ahead of FastAPI's
     # documentation routes so the router tries them first.
     app.router.routes[:0] = [
-        Route(ANTHROPIC_PATH, _ApiRoute(proxy.anthropic_messages), methods=["POST"]),
-        Route(OPENAI_PATH, _ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
-        Route(RESPONSES_PATH, _ApiRoute(proxy.openai_responses), methods=["POST"]),
+        Route(ANTHROPIC_PATH, ApiRoute(proxy.anthropic_messages), methods=["POST"]),
+        Route(OPENAI_PATH, ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
+        Route(RESPONSES_PATH, ApiRoute(proxy.openai_responses), methods=["POST"]),
     ]
 
     @app.get("/health")
@@ -133,7 +133,7 @@ def create_proxy_app(
     # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
     passthrough = Passthrough(proxy)
     app.router.routes.extend(
-        Route(template, _ApiRoute(passthrough), methods=list(methods))
+        Route(template, ApiRoute(passthrough), methods=list(methods))
         for template, methods in PASSTHROUGH_ROUTES
     )
     return app

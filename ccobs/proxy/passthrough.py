@@ -28,14 +28,14 @@ from ccobs.catalog import (
     upstream_status_error_type,
 )
 from ccobs.proxy.relay import (
-    _MAX_MODEL_CHARS,
-    _WATCH_AFTER_SECONDS,
     CLIENT_CLOSED_REQUEST,
+    MAX_MODEL_CHARS,
+    WATCH_AFTER_SECONDS,
+    LeaveWatch,
     LLMProxy,
-    _forward_headers,
-    _LeaveWatch,
-    _relay_headers,
-    _RelayedStream,
+    RelayedStream,
+    forward_headers,
+    relay_headers,
 )
 from ccobs.proxy.upstream_client import UpstreamError, UpstreamResponse, UpstreamTimeout
 from ccobs.proxy.usage import Api
@@ -66,9 +66,9 @@ class Passthrough:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         proxy = self.proxy
         api = _api_of(request)
-        body = await proxy._read_body(request)
+        body = await proxy.read_body(request)
         if body is None:
-            return proxy._reject(ctx, api, 413, "request body too large")
+            return proxy.reject(ctx, api, 413, "request body too large")
         model = _model_of(body)
         if model is not None:
             ctx.record.model = model
@@ -77,9 +77,9 @@ class Passthrough:
         try:
             path = (target + (b"?" + query if query else b"")).decode("ascii")
         except UnicodeDecodeError:
-            return proxy._reject(ctx, api, 400, "request target is not ASCII")
-        headers = _forward_headers(request.headers.raw, ctx.request_id)
-        watch = _LeaveWatch(request.receive, after=_WATCH_AFTER_SECONDS)
+            return proxy.reject(ctx, api, 400, "request target is not ASCII")
+        headers = forward_headers(request.headers.raw, ctx.request_id)
+        watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
         try:
             upstream = await proxy.client.send(request.method, path, headers, body)
         except asyncio.CancelledError:
@@ -88,17 +88,17 @@ class Passthrough:
             ctx.record.error_type = CLIENT_DISCONNECT
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         except UpstreamTimeout:
-            return proxy._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
+            return proxy.fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
         except UpstreamError as exc:
-            return proxy._fail(
+            return proxy.fail(
                 ctx, api, 502, UPSTREAM_CONNECTION_ERROR, f"upstream unreachable: {exc}"
             )
         finally:
             watch.stop()
         if upstream.status_code >= 400:
             ctx.record.error_type = upstream_status_error_type(upstream.status_code)
-        return _relay_headers(
-            _RelayedStream(_relayed(upstream, ctx), status_code=upstream.status_code), upstream
+        return relay_headers(
+            RelayedStream(_relayed(upstream, ctx), status_code=upstream.status_code), upstream
         )
 
 
@@ -133,4 +133,4 @@ def _model_of(body: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     model = payload.get("model") if isinstance(payload, dict) else None
-    return model[:_MAX_MODEL_CHARS] if isinstance(model, str) and model else None
+    return model[:MAX_MODEL_CHARS] if isinstance(model, str) and model else None

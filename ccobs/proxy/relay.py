@@ -76,11 +76,11 @@ _NOT_FORWARDED = frozenset(
 )
 _NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
 _MAX_UNPRICED_LOGGED = 1000
-_MAX_MODEL_CHARS = 256
+MAX_MODEL_CHARS = 256
 """Longer model names are cut to this length in the access log, metrics and cost lookup."""
 
 
-def _forward_headers(
+def forward_headers(
     raw: Iterable[tuple[bytes, bytes]], request_id: str
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers as the bytes it sent, minus hop-by-hop and proxy-owned ones.
@@ -95,7 +95,7 @@ def _forward_headers(
     return forwarded
 
 
-def _relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
+def relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     """Give ``response`` the upstream's headers byte for byte, minus hop-by-hop ones.
 
     Raw bytes again: Starlette would encode ``str`` header values as latin-1,
@@ -112,13 +112,13 @@ def _is_event_stream(upstream: UpstreamResponse) -> bool:
     return content_type.partition(b";")[0].strip().lower() == b"text/event-stream"
 
 
-_WATCH_AFTER_SECONDS = 0.05
+WATCH_AFTER_SECONDS = 0.05
 """How long an upstream call runs before the proxy starts watching for the client leaving."""
 CLIENT_CLOSED_REQUEST = 499
 """The status recorded for a client that left before its answer (nginx's convention)."""
 
 
-class _LeaveWatch:
+class LeaveWatch:
     """Cancels the current task when the client disconnects (its body has been read already).
 
     A plain asyncio task beside the request's: an anyio task group, which
@@ -201,23 +201,23 @@ class LLMProxy:
         ctx = current_request_context()
         if ctx is None:  # only when mounted without instrument(); keep working
             raise RuntimeError("the proxy must be instrumented with ccobs.instrument()")
-        body = await self._read_body(request)
+        body = await self.read_body(request)
         if body is None:
-            return self._reject(ctx, api, 413, "request body too large")
+            return self.reject(ctx, api, 413, "request body too large")
         try:
             payload = json.loads(body)
         except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
-            return self._reject(ctx, api, 400, "request body is not valid JSON")
+            return self.reject(ctx, api, 400, "request body is not valid JSON")
         except RecursionError:
-            return self._reject(ctx, api, 400, "request body is nested too deeply")
+            return self.reject(ctx, api, 400, "request body is nested too deeply")
         if not isinstance(payload, dict):
-            return self._reject(ctx, api, 400, "request body must be a JSON object")
+            return self.reject(ctx, api, 400, "request body must be a JSON object")
         model = payload.get("model")
         if not isinstance(model, str) or not model:
-            return self._reject(ctx, api, 400, "model: field required")
+            return self.reject(ctx, api, 400, "model: field required")
         # The upstream gets the body untouched; the access log and the metrics get a bounded
         # name, so a client cannot write megabytes into every line its requests leave.
-        model = model[:_MAX_MODEL_CHARS]
+        model = model[:MAX_MODEL_CHARS]
         streaming = payload.get("stream") is True
         record = ctx.record
         record.model = model
@@ -231,11 +231,11 @@ class LLMProxy:
             try:
                 path = f"{path}?{query.decode('ascii')}"
             except UnicodeDecodeError:
-                return self._reject(ctx, api, 400, "query string is not ASCII")
-        headers = _forward_headers(request.headers.raw, ctx.request_id)
+                return self.reject(ctx, api, 400, "query string is not ASCII")
+        headers = forward_headers(request.headers.raw, ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
-        watch = _LeaveWatch(request.receive, after=_WATCH_AFTER_SECONDS)
+        watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
         try:
             return await self._answer(ctx, api, path, model, streaming, headers, body)
         except asyncio.CancelledError:
@@ -259,9 +259,9 @@ class LLMProxy:
         try:
             upstream = await self.client.send("POST", path, headers, body)
         except UpstreamTimeout:
-            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
+            return self.fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
         except UpstreamError as exc:
-            return self._fail(
+            return self.fail(
                 ctx,
                 api,
                 502,
@@ -273,7 +273,7 @@ class LLMProxy:
             return await self._whole(ctx, api, model, upstream)
         return self._stream(ctx, api, model, upstream)
 
-    async def _read_body(self, request: Request) -> bytes | None:
+    async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
@@ -288,12 +288,12 @@ class LLMProxy:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
+    def reject(self, ctx: RequestContext, api: Api, status: int, message: str) -> Response:
         """A bad request answered by the proxy itself."""
         ctx.record.error_type = INVALID_REQUEST
         return JSONResponse(error_body(api, status, message), status_code=status)
 
-    def _fail(
+    def fail(
         self, ctx: RequestContext, api: Api, status: int, error_type: str, message: str
     ) -> Response:
         ctx.record.error_type = error_type
@@ -307,9 +307,9 @@ class LLMProxy:
         try:
             content = await upstream.read(self.config.max_response_bytes)
         except UpstreamTimeout:
-            return self._fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
+            return self.fail(ctx, api, 504, UPSTREAM_TIMEOUT, "upstream timed out")
         except UpstreamDecodingError as exc:  # a content-encoding its body does not match
-            return self._fail(
+            return self.fail(
                 ctx,
                 api,
                 502,
@@ -317,9 +317,9 @@ class LLMProxy:
                 f"upstream response could not be decoded: {exc}",
             )
         except UpstreamTooLarge as exc:
-            return self._fail(ctx, api, 502, UPSTREAM_INVALID_RESPONSE, f"upstream {exc}")
+            return self.fail(ctx, api, 502, UPSTREAM_INVALID_RESPONSE, f"upstream {exc}")
         except UpstreamError as exc:
-            return self._fail(
+            return self.fail(
                 ctx,
                 api,
                 502,
@@ -331,11 +331,11 @@ class LLMProxy:
         status = upstream.status_code
         if status >= 400:
             ctx.record.error_type = error_type_for_status(status)
-            return _relay_headers(Response(content, status_code=status), upstream)
+            return relay_headers(Response(content, status_code=status), upstream)
         response = _AccountedResponse(
             content, status, lambda: self._account_whole(ctx, api, model, content)
         )
-        return _relay_headers(response, upstream)
+        return relay_headers(response, upstream)
 
     def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
         try:
@@ -418,7 +418,7 @@ class LLMProxy:
                 upstream.close()
                 self._finish_stream(ctx, model, usage)
 
-        return _relay_headers(_RelayedStream(relay(), status_code=upstream.status_code), upstream)
+        return relay_headers(RelayedStream(relay(), status_code=upstream.status_code), upstream)
 
     def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
         record = ctx.record
@@ -472,14 +472,14 @@ class _AccountedResponse(Response):
             self.account()
 
 
-class _RelayedStream(Response):
+class RelayedStream(Response):
     """The relayed stream: stopped when the client leaves, its generator closed however it ends.
 
     In place of Starlette's ``StreamingResponse``, which watches for the client
-    with an anyio task group (see :class:`_LeaveWatch`) and leaves a generator
+    with an anyio task group (see :class:`LeaveWatch`) and leaves a generator
     interrupted at a ``yield`` to the garbage collector; closing it here
     releases the upstream connection and does the accounting now, not eventually.
-    Headers are the upstream's, added by :func:`_relay_headers`.
+    Headers are the upstream's, added by :func:`relay_headers`.
     """
 
     def __init__(self, chunks: AsyncGenerator[bytes, None], status_code: int) -> None:
@@ -488,7 +488,7 @@ class _RelayedStream(Response):
         self.raw_headers = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = _LeaveWatch(receive, after=None)
+        watch = LeaveWatch(receive, after=None)
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code,
@@ -505,7 +505,7 @@ class _RelayedStream(Response):
             await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
 
 
-class _ApiRoute:
+class ApiRoute:
     """One API endpoint as a plain ASGI app: the request handed straight to its handler.
 
     FastAPI's route would solve dependencies, and Starlette's function endpoint
