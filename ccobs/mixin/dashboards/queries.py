@@ -26,6 +26,9 @@ from ccobs.mixin.grafana import (
 TOTAL_COST_MATCHER = 'cost_type="total"'
 """The cost series that is the sum of the others; summing every cost_type would double count."""
 
+PROMPT_TOKEN_TYPES = ("input", "cache_read", "cache_write")
+"""The token types that make up a prompt: uncached input, cache reads and cache writes."""
+
 
 def number(value: float) -> float:
     """``value`` without float noise (1 - 0.99 is 0.010000000000000009), for stable JSON."""
@@ -95,14 +98,17 @@ class Queries:
         return self._ratio(self.rate(ERRORS, limited), self.rate(REQUESTS))
 
     def cache_hit_ratio(self, by: Sequence[str] = (), whole_range: bool = False) -> str:
-        """Cached input tokens per input token: ``cache_read / (input + cache_read)``.
+        """Prompt tokens read from the cache per prompt token: ``cache_read / prompt``.
 
-        A model with input but no cache reads shows 0 (``or ... * 0``), which is
-        the finding worth seeing, instead of disappearing from the panel.
+        The prompt is every token sent in: ``input`` counts only the uncached
+        part and excludes cache writes, so dividing by ``input + cache_read``
+        alone would show a first, cache-writing request as a near-total hit.
+        A model with prompts but no cache reads shows 0 (``or ... * 0``), the
+        finding worth seeing, instead of disappearing from the panel.
         """
         window = self.increase if whole_range else self.rate
         cached = window(TOKENS, 'type="cache_read"', by=by)
-        total = window(TOKENS, 'type=~"input|cache_read"', by=by)
+        total = window(TOKENS, f'type=~"{"|".join(PROMPT_TOKEN_TYPES)}"', by=by)
         return f"({cached} or {total} * 0)\n/\n{total}"
 
     def hourly_cost(self, by: Sequence[str] = ()) -> str:

@@ -65,8 +65,9 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
                 Stat(
                     "Cache hit ratio over the range",
-                    "Input tokens served from the prompt cache, cache_read / (input + cache_read), "
-                    "over the selected range: higher is cheaper and faster.",
+                    "Prompt tokens served from the prompt cache over the selected range, "
+                    "cache_read / (input + cache_read + cache_write): higher is cheaper and "
+                    "faster.",
                     [target(q.cache_hit_ratio(whole_range=True), "cache hit", instant=True)],
                     unit="percentunit",
                 ),
@@ -81,8 +82,9 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
                 Timeseries(
                     "Cache hit ratio by model",
-                    "cache_read / (input + cache_read) per model; a model at 0 is not using the "
-                    "prompt cache.",
+                    "Prompt tokens read from the cache per prompt token, cache_read / (input + "
+                    "cache_read + cache_write), per model; a model at 0 is not using the prompt "
+                    "cache.",
                     [target(q.cache_hit_ratio(by=("model",)), "{{model}}")],
                     unit="percentunit",
                 ),

@@ -1,0 +1,106 @@
+"""Dashboard queries evaluated for real, by promtool, on hand-made series.
+
+``test_mixin_dashboards.py`` checks the queries' shape; this checks what
+they compute in the cases a reader gets wrong (the cache hit ratio's
+denominator, a stat with no traffic). Each case is a promtool unit test whose
+expression compares the panel query, as Grafana sends it, with the expected
+value and returns 1 when they agree within 1e-9.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from realservers import require_binary
+
+from ccobs.catalog import TOKENS
+from ccobs.mixin.config import MixinConfig
+from ccobs.mixin.dashboards import Queries
+from ccobs.mixin.grafana import interpolate
+
+pytestmark = pytest.mark.integration
+
+CONFIG = MixinConfig()
+VALUES = {
+    "__rate_interval": "5m",
+    "__range": "1h",
+    "__range_s": "3600",
+    "job": "ccproxy",
+    "instance": ".*",
+    "model": ".*",
+    "service_type": ".*",
+}
+"""What Grafana substitutes: one job, every instance, model and service type."""
+
+LABELS = 'job="ccproxy", instance="a:8000", model="claude-sonnet-4-6", service_type="anthropic"'
+
+
+def tokens(kind: str, per_minute: int) -> dict[str, str]:
+    """A token counter of one type growing by ``per_minute`` for an hour."""
+    name = CONFIG.metric(TOKENS)
+    return {"series": f'{name}{{{LABELS}, type="{kind}"}}', "values": f"0+{per_minute}x60"}
+
+
+def evaluates_to(
+    tmp_path: Path, series: list[dict[str, str]], expr: str, value: float, labels: str = "{}"
+) -> None:
+    """Assert that ``expr`` (a panel query) is one series ``labels`` of ``value`` at 1h."""
+    query = interpolate(expr, VALUES)
+    check = f"abs(({query}) - {value!r}) < bool 1e-9"
+    test: dict[str, Any] = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": check,
+                        "eval_time": "1h",
+                        "exp_samples": [{"labels": labels, "value": 1}],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(
+        [require_binary("promtool"), "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{query}\n{result.stdout}{result.stderr}"
+
+
+# --- cache hit ratio ------------------------------------------------------------
+
+ISSUE_EXAMPLE = [
+    tokens("input", 1_000),
+    tokens("cache_write", 100_000),
+    tokens("cache_read", 100_000),
+    tokens("output", 5_000),
+]
+"""The issue's example: 1k input, 100k cache writes and 100k cache reads (and some output)."""
+
+
+@pytest.mark.parametrize("whole_range", [True, False], ids=["over the range", "rate"])
+def test_cache_hit_ratio_divides_by_every_prompt_token(tmp_path: Path, whole_range: bool) -> None:
+    # 100k / (1k + 100k + 100k), about 50 %; reads over input + reads alone would say 99 %.
+    expr = Queries(CONFIG).cache_hit_ratio(whole_range=whole_range)
+
+    evaluates_to(tmp_path, ISSUE_EXAMPLE, expr, 100_000 / 201_000)
+
+
+def test_cache_hit_ratio_by_model_is_zero_without_cache_reads(tmp_path: Path) -> None:
+    series = [tokens("input", 1_000), tokens("cache_write", 100_000)]
+
+    expr = Queries(CONFIG).cache_hit_ratio(by=("model",))
+
+    evaluates_to(tmp_path, series, expr, 0.0, labels='{model="claude-sonnet-4-6"}')
