@@ -17,9 +17,11 @@ import promql_parser
 import pytest
 
 from ccobs.catalog import ALL_METRICS, MetricSpec
-from ccobs.mixin.config import BurnRateWindow, MixinConfig
+from ccobs.mixin.alerts import alert_rules
+from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
 from ccobs.mixin.dashboards import build_dashboards, iter_queries, iter_variable_queries
 from ccobs.mixin.grafana import interpolate, iter_panels, iter_targets
+from ccobs.mixin.recording_rules import recording_rules
 
 Json = dict[str, Any]
 
@@ -59,6 +61,9 @@ ALLOWED_UNITS = frozenset(
     {"short", "none", "reqps", "s", "percentunit", "currencyUSD", "opm", "cps"}
 )
 """Grafana unit ids the dashboards may use; a typo renders as a raw number."""
+
+ALERT_WINDOWS = frozenset(timedelta(seconds=duration_seconds(w)) for w in (DEFAULT.cost_window,))
+"""Fixed windows an alert evaluates over: a panel showing what that alert sees uses the same."""
 
 RANGE_FUNCTIONS = frozenset({"rate", "increase"})
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), *(?P<label>\w+)\)$", re.DOTALL)
@@ -145,6 +150,11 @@ def referenced_names(boards: list[Json], *, with_variables: bool = True) -> set[
     return names
 
 
+def recorded_names(config: MixinConfig) -> set[str]:
+    """The series the recording rules write: aggregated by job, so they carry no other filter."""
+    return {rule.record for rule in recording_rules(config)}
+
+
 def job_selector_matchers(config: MixinConfig) -> set[tuple[str, str, str]]:
     selector = promql_parser.parse(f"x{{{config.job_selector}}}")
     assert isinstance(selector, promql_parser.VectorSelector)
@@ -152,14 +162,23 @@ def job_selector_matchers(config: MixinConfig) -> set[tuple[str, str, str]]:
 
 
 def filter_violations(config: MixinConfig) -> list[str]:
-    """Selectors missing the job selector, job/instance, or model/service_type where labelled."""
+    """Selectors missing the job selector, job/instance, or model/service_type where labelled.
+
+    A recorded series needs only the job variable: its rule applied the job
+    selector and kept nothing but the job label.
+    """
     labels = {name: spec.labels for name, spec in emitted_names(config.namespace).items()}
     labels.update(dict.fromkeys(BUILTINS, ()))
+    recorded = recorded_names(config)
     required_job = job_selector_matchers(config)
     problems = []
     for board in build_dashboards(config).values():
         for uid, title, expr in iter_queries(board):
             for selector in selectors(parse(expr, LINT_VALUES)):
+                if selector.name in recorded:
+                    if ("job", str(promql_parser.MatchOp.Re), "VAR_job") not in matchers(selector):
+                        problems.append(f"{uid}/{title}: {selector} lacks the job variable")
+                    continue
                 assert selector.name in labels, f"{uid}/{title}: unknown {selector.name}"
                 wanted = {"job", "instance"} | (
                     {"model", "service_type"} & set(labels[selector.name])
@@ -380,7 +399,8 @@ def test_every_range_is_rate_interval_or_the_dashboard_range() -> None:
                 if isinstance(node, promql_parser.SubqueryExpr):
                     pytest.fail(f"{uid}/{title}: subquery {node}")
                 if isinstance(node, promql_parser.MatrixSelector):
-                    assert node.range in (RATE_WINDOW, RANGE_WINDOW), f"{uid}/{title}: {node}"
+                    allowed = {RATE_WINDOW, RANGE_WINDOW} | ALERT_WINDOWS
+                    assert node.range in allowed, f"{uid}/{title}: {node}"
                 if isinstance(node, promql_parser.Call) and node.func.name in RANGE_FUNCTIONS:
                     assert isinstance(node.args[0], promql_parser.MatrixSelector), title
 
@@ -412,7 +432,12 @@ def test_every_query_applies_a_configured_job_selector() -> None:
 
 
 def test_every_referenced_metric_is_emitted_or_builtin() -> None:
-    unknown = referenced_names(BOARDS) - set(emitted_names(DEFAULT.namespace)) - BUILTINS
+    unknown = (
+        referenced_names(BOARDS)
+        - set(emitted_names(DEFAULT.namespace))
+        - BUILTINS
+        - recorded_names(DEFAULT)
+    )
 
     assert unknown == set()
 
@@ -426,11 +451,13 @@ def test_every_emitted_metric_is_charted() -> None:
 
 
 def test_another_namespace_yields_only_its_metric_names() -> None:
-    boards = list(build_dashboards(MixinConfig(namespace="gateway")).values())
+    config = MixinConfig(namespace="gateway")
+    boards = list(build_dashboards(config).values())
 
-    names = referenced_names(boards) - BUILTINS
+    names = referenced_names(boards) - BUILTINS - recorded_names(config)
     assert names
     assert all(name.startswith("gateway_") for name in names)
+    assert all(":gateway_" in name for name in referenced_names(boards) & recorded_names(config))
     assert "ccproxy_" not in json.dumps(boards)
 
 
@@ -521,3 +548,24 @@ def test_projected_spend_scales_the_range_cost_to_30_days() -> None:
 
     assert "[$__range]" in item["expr"]
     assert item["expr"].endswith(f"/ $__range_s * {30 * 86400}")
+
+
+def recorded_in(expr: str, config: MixinConfig = DEFAULT) -> set[str]:
+    return {s.name for s in selectors(parse(expr)) if s.name} & recorded_names(config)
+
+
+def alert_expr(name: str) -> str:
+    return next(rule.expr for rule in alert_rules(DEFAULT) if rule.name == name)
+
+
+def test_cost_per_hour_panels_read_the_cost_alerts_recorded_rate() -> None:
+    alert = recorded_in(alert_expr(f"{DEFAULT.alert_prefix}HourlyCostOverBudget"))
+    now = panel("ccobs-tokens-cost", "Cost per hour now")
+    by_model = panel("ccobs-tokens-cost", "Cost per hour by model")
+
+    assert alert
+    assert [recorded_in(t["expr"]) for t in now["targets"]] == [alert]
+    assert alert in [recorded_in(t["expr"]) for t in by_model["targets"]]
+    for t in [*now["targets"], *by_model["targets"]]:
+        assert "$__rate_interval" not in t["expr"]
+    assert threshold_values(now) == [DEFAULT.hourly_cost_budget_usd]

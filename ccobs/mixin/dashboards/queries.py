@@ -22,6 +22,7 @@ from ccobs.mixin.grafana import (
     RANGE,
     RATE_INTERVAL,
 )
+from ccobs.mixin.names import cost_rate_record
 
 TOTAL_COST_MATCHER = 'cost_type="total"'
 """The cost series that is the sum of the others; summing every cost_type would double count."""
@@ -111,9 +112,26 @@ class Queries:
         total = window(TOKENS, f'type=~"{"|".join(PROMPT_TOKEN_TYPES)}"', by=by)
         return f"({cached} or {total} * 0)\n/\n{total}"
 
-    def hourly_cost(self, by: Sequence[str] = ()) -> str:
-        """Spend in USD per hour at the current rate."""
-        return f"{self.rate(COST, TOTAL_COST_MATCHER, by=by)} * 3600"
+    def recorded(self, record: str) -> str:
+        """A series of the recording rules, which alerts compare with their thresholds.
+
+        The rules aggregate by job (after applying the job selector), so only
+        the job variable applies: instance, model and service type are gone.
+        """
+        return f'{record}{{job=~"$job"}}'
+
+    def hourly_cost(self) -> str:
+        """Spend in USD per hour per job: the recorded rate the cost alert compares with."""
+        return f"{self.recorded(cost_rate_record(self.config))} * 3600"
+
+    def hourly_cost_by(self, by: Sequence[str]) -> str:
+        """Spend per hour ``by`` labels the recorded rate drops, over the cost alert's window.
+
+        The same window as the alert (not ``$__rate_interval``), so one
+        expensive request does not read as a spend rate the alert never sees.
+        """
+        inner = f"rate({self.selector(COST, TOTAL_COST_MATCHER)}[{self.config.cost_window}])"
+        return f"sum{_by(by)} ({inner}) * 3600"
 
     def newest_sample_age(self) -> str:
         """Seconds since the newest sample of the always-present info series."""
