@@ -17,7 +17,7 @@ import pytest
 import yaml
 from realservers import require_binary
 
-from ccobs.catalog import TOKENS
+from ccobs.catalog import ERRORS, REQUESTS, TOKENS
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards import Queries
 from ccobs.mixin.grafana import interpolate
@@ -104,3 +104,41 @@ def test_cache_hit_ratio_by_model_is_zero_without_cache_reads(tmp_path: Path) ->
     expr = Queries(CONFIG).cache_hit_ratio(by=("model",))
 
     evaluates_to(tmp_path, series, expr, 0.0, labels='{model="claude-sonnet-4-6"}')
+
+
+# --- error ratio and error budget -------------------------------------------------
+
+
+def requests(per_minute: int) -> dict[str, str]:
+    """A request counter growing by ``per_minute`` for an hour (0: present, but idle)."""
+    name = CONFIG.metric(REQUESTS)
+    labels = f'{LABELS}, endpoint="/v1/messages", method="POST", status="200"'
+    return {"series": f"{name}{{{labels}}}", "values": f"0+{per_minute}x60"}
+
+
+def errors(error_type: str, per_minute: int) -> dict[str, str]:
+    name = CONFIG.metric(ERRORS)
+    labels = f'{LABELS}, endpoint="/v1/messages", error_type="{error_type}"'
+    return {"series": f"{name}{{{labels}}}", "values": f"0+{per_minute}x60"}
+
+
+def test_error_ratio_over_the_range_is_zero_without_traffic(tmp_path: Path) -> None:
+    # 0/0 is NaN in PromQL; the stat shows the errors there were: none.
+    evaluates_to(tmp_path, [requests(0)], Queries(CONFIG).error_ratio_over("$__range"), 0.0)
+
+
+def test_error_ratio_over_the_range_counts_only_budget_errors(tmp_path: Path) -> None:
+    series = [requests(100), errors("upstream_overloaded", 2), errors("invalid_request", 50)]
+
+    evaluates_to(tmp_path, series, Queries(CONFIG).error_ratio_over("$__range"), 0.02)
+
+
+def test_error_budget_remaining_is_whole_without_traffic(tmp_path: Path) -> None:
+    evaluates_to(tmp_path, [requests(0)], Queries(CONFIG).error_budget_remaining(), 1.0)
+
+
+def test_error_budget_remaining_goes_negative_when_overspent(tmp_path: Path) -> None:
+    # 2 % errors against a 1 % budget: the budget is spent twice over.
+    series = [requests(100), errors("upstream_overloaded", 2)]
+
+    evaluates_to(tmp_path, series, Queries(CONFIG).error_budget_remaining(), -1.0)

@@ -63,6 +63,8 @@ class MixinConfig:
     """Grafana uid of the VictoriaMetrics data source the pipeline dashboard compares with."""
     error_ratio_slo: float = 0.99
     error_ratio_excluded: str = "|".join(CLIENT_ERROR_TYPES)
+    slo_window: str = "30d"
+    """The period the availability SLO's error budget is counted over (the burn factors' basis)."""
     burn_rate_windows: tuple[BurnRateWindow, ...] = (
         BurnRateWindow("1h", "5m", 14.4, "critical", "2m"),
         BurnRateWindow("6h", "30m", 6.0, "critical", "15m"),

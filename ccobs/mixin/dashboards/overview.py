@@ -12,23 +12,38 @@ from ccobs.catalog import (
 )
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards.common import (
+    alert_error_ratio,
     board_title,
     board_uid,
-    error_ratio_steps,
+    percent,
     variables,
 )
-from ccobs.mixin.dashboards.queries import TOTAL_COST_MATCHER, Queries, number
+from ccobs.mixin.dashboards.queries import (
+    ANNOTATION_STEP,
+    TOTAL_COST_MATCHER,
+    Queries,
+    number,
+)
 from ccobs.mixin.grafana import (
+    RANGE,
     Json,
     Stat,
+    Table,
     Timeseries,
+    annotation,
     dashboard,
     target,
+    value_mapping,
 )
 
 
 def overview(config: MixinConfig) -> Json:
-    """Traffic, errors, latency and spend at a glance: the first dashboard an on-call opens."""
+    """Traffic, errors, latency and spend at a glance: the first dashboard an on-call opens.
+
+    Below the range totals, an "is it up" row answers first whether the
+    proxy reports at all (scraped or pushed) and what is firing; alerts and
+    version changes are annotations on every graph.
+    """
     q = Queries(config)
     budget = number(config.error_budget)
     top_line = [
@@ -53,10 +68,61 @@ def overview(config: MixinConfig) -> Json:
         Stat(
             "Error ratio over the range",
             "Share of requests over the selected range that failed with an error counting "
-            f"against the {config.error_ratio_slo:.4g} SLO; red once the whole budget is spent.",
-            [target(q.error_ratio(whole_range=True), "error ratio", instant=True)],
+            f"against the {percent(config.error_ratio_slo)} SLO (client errors excluded); 0 "
+            "without traffic. Red above the error budget (1 - SLO): errors came faster than "
+            f"the SLO allows, which spends the {config.slo_window} budget early if it lasts.",
+            [target(q.error_ratio_over(RANGE), "error ratio", instant=True)],
             unit="percentunit",
             steps=[(budget, "red")],
+        ),
+    ]
+    is_it_up = [
+        Stat(
+            "Scraped targets up",
+            "Prometheus' up series of the proxy's scrape targets: DOWN means the last scrape "
+            "failed. Empty when the proxy only pushes (see the push age).",
+            [target(q.builtin("up"), "{{instance}}", instant=True)],
+            unit="none",
+            h=5,
+            steps=[(None, "red"), (1, "green")],
+            mappings=[value_mapping({"0": ("DOWN", "red"), "1": ("UP", "green")})],
+        ),
+        Stat(
+            "Seconds since the last push",
+            "Per pushing job and instance, time since its last successful push to Pushgateway; "
+            "red past the stale-push alert threshold. Empty when the proxy is only scraped.",
+            [target(f"time() - {q.builtin('push_time_seconds')}", "{{instance}}", instant=True)],
+            unit="s",
+            h=5,
+            steps=[(number(config.push_stale_seconds), "red")],
+        ),
+        Table(
+            "Firing alerts",
+            f"Alerts of this mixin ({config.alert_prefix}...) firing now, from Prometheus' "
+            "ALERTS series; empty when all is well.",
+            [target(q.firing_alerts(), instant=True, table=True)],
+            unit="none",
+            w=12,
+            h=5,
+            hide_columns=("Time", "Value", "__name__", "alertstate"),
+        ),
+    ]
+    annotations = [
+        annotation(
+            "Firing alerts",
+            q.firing_alerts(),
+            title="{{alertname}}",
+            text="{{severity}} {{job}} {{instance}}",
+            color="red",
+            step=ANNOTATION_STEP,
+        ),
+        annotation(
+            "Version changes",
+            q.version_changes(),
+            title="{{job}} runs ccobs {{version}}",
+            text="A version new to the job started: a deploy, an upgrade or a rollback.",
+            color="blue",
+            step=ANNOTATION_STEP,
         ),
     ]
     return dashboard(
@@ -65,8 +131,10 @@ def overview(config: MixinConfig) -> Json:
         description="Request rate, errors, latency, time to first token and spend of the proxy.",
         tags=config.dashboard_tags,
         variables=variables(config),
+        annotations=annotations,
         rows=[
             top_line,
+            is_it_up,
             [
                 Timeseries(
                     "Request rate by model and status",
@@ -76,15 +144,7 @@ def overview(config: MixinConfig) -> Json:
                     unit="reqps",
                     stack=True,
                 ),
-                Timeseries(
-                    "Error ratio",
-                    "Failed requests per request, excluding client errors "
-                    f"({config.error_ratio_excluded}). Dashed lines: the SLO error budget and the "
-                    "fastest burn rate that pages.",
-                    [target(q.error_ratio(), "error ratio")],
-                    unit="percentunit",
-                    steps=error_ratio_steps(config),
-                ),
+                alert_error_ratio(config, "Error ratio"),
             ],
             [
                 Timeseries(
