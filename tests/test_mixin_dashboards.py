@@ -630,3 +630,20 @@ def test_annotation_queries_parse_and_honour_the_job_variable() -> None:
         assert item["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert item["enable"], item["name"]
         assert item["titleFormat"], item["name"]
+
+
+def test_overview_draws_the_ttft_percentile_and_its_alert_threshold() -> None:
+    item = panel("ccobs-overview", "Time to first token p50 / p95 / p99")
+
+    assert threshold_values(item) == [DEFAULT.ttft_p99_seconds]
+    assert [t["legendFormat"] for t in item["targets"]] == ["p50", "p95", "p99"]
+    assert item["targets"][-1]["expr"].startswith(f"histogram_quantile({DEFAULT.ttft_quantile}, ")
+
+
+def test_ttft_panel_follows_the_configured_percentile_and_threshold() -> None:
+    config = MixinConfig(ttft_quantile=0.999, ttft_p99_seconds=4.0)
+    board = build_dashboards(config)["ccobs-overview.json"]
+
+    item = next(p for p in iter_panels(board) if p["title"].startswith("Time to first token"))
+    assert item["title"] == "Time to first token p50 / p95 / p99.9"
+    assert threshold_values(item) == [4.0]

@@ -74,6 +74,10 @@ class MixinConfig:
     latency_p99_seconds: float = 60.0
     latency_window: str = "5m"
     latency_for: str = "15m"
+    ttft_p99_seconds: float = 10.0
+    """Time to first token above which the TTFT alert fires (and the overview draws its line)."""
+    ttft_quantile: float = 0.99
+    """The time-to-first-token percentile the TTFT alert and the overview compare with it."""
     hourly_cost_budget_usd: float = 50.0
     cost_window: str = "1h"
     cost_for: str = "15m"

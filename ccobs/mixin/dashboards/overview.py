@@ -46,6 +46,9 @@ def overview(config: MixinConfig) -> Json:
     """
     q = Queries(config)
     budget = number(config.error_budget)
+    # The alert's percentile last, so the threshold line belongs to the last series.
+    ttft_quantiles = sorted({0.5, 0.95, config.ttft_quantile})
+    ttft_names = [f"p{number(quantile * 100):g}" for quantile in ttft_quantiles]
     top_line = [
         Stat(
             "Requests",
@@ -159,16 +162,16 @@ def overview(config: MixinConfig) -> Json:
                     steps=[(number(config.latency_p99_seconds), "red")],
                 ),
                 Timeseries(
-                    "Time to first token p50 / p95",
+                    f"Time to first token {' / '.join(ttft_names)}",
                     "Time from request start to the first generated token of streaming "
-                    "responses: the wait a user sees before text appears.",
+                    "responses: the wait a user sees before text appears. Dashed line: the "
+                    f"{ttft_names[-1]} time-to-first-token alert threshold.",
                     [
-                        target(
-                            q.quantile(quantile, TIME_TO_FIRST_TOKEN), f"p{round(quantile * 100)}"
-                        )
-                        for quantile in (0.5, 0.95)
+                        target(q.quantile(quantile, TIME_TO_FIRST_TOKEN), name)
+                        for quantile, name in zip(ttft_quantiles, ttft_names, strict=True)
                     ],
                     unit="s",
+                    steps=[(number(config.ttft_p99_seconds), "red")],
                 ),
             ],
             [
