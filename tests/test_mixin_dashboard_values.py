@@ -17,7 +17,7 @@ import pytest
 import yaml
 from realservers import require_binary
 
-from ccobs.catalog import ERRORS, REQUESTS, TOKENS
+from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards import Queries
 from ccobs.mixin.grafana import interpolate
@@ -45,28 +45,14 @@ def tokens(kind: str, per_minute: int) -> dict[str, str]:
     return {"series": f'{name}{{{LABELS}, type="{kind}"}}', "values": f"0+{per_minute}x60"}
 
 
-def evaluates_to(
-    tmp_path: Path, series: list[dict[str, str]], expr: str, value: float, labels: str = "{}"
+def promtool_passes(
+    tmp_path: Path, series: list[dict[str, str]], expr_tests: list[dict[str, Any]]
 ) -> None:
-    """Assert that ``expr`` (a panel query) is one series ``labels`` of ``value`` at 1h."""
-    query = interpolate(expr, VALUES)
-    check = f"abs(({query}) - {value!r}) < bool 1e-9"
+    """Assert that promtool's ``promql_expr_test`` cases hold over ``series`` (1m apart)."""
     test: dict[str, Any] = {
         "rule_files": [],
         "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": series,
-                "promql_expr_test": [
-                    {
-                        "expr": check,
-                        "eval_time": "1h",
-                        "exp_samples": [{"labels": labels, "value": 1}],
-                    }
-                ],
-            }
-        ],
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": expr_tests}],
     }
     path = tmp_path / "test.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
@@ -76,7 +62,16 @@ def evaluates_to(
         text=True,
         check=False,
     )
-    assert result.returncode == 0, f"{query}\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def evaluates_to(
+    tmp_path: Path, series: list[dict[str, str]], expr: str, value: float, labels: str = "{}"
+) -> None:
+    """Assert that ``expr`` (a panel query) is one series ``labels`` of ``value`` at 1h."""
+    check = f"abs(({interpolate(expr, VALUES)}) - {value!r}) < bool 1e-9"
+    expected = [{"labels": labels, "value": 1}]
+    promtool_passes(tmp_path, series, [{"expr": check, "eval_time": "1h", "exp_samples": expected}])
 
 
 # --- cache hit ratio ------------------------------------------------------------
@@ -142,3 +137,28 @@ def test_error_budget_remaining_goes_negative_when_overspent(tmp_path: Path) -> 
     series = [requests(100), errors("upstream_overloaded", 2)]
 
     evaluates_to(tmp_path, series, Queries(CONFIG).error_budget_remaining(), -1.0)
+
+
+# --- annotations ------------------------------------------------------------------
+
+
+def test_version_change_annotation_marks_the_step_a_new_version_appears(tmp_path: Path) -> None:
+    # 1.0 runs for 30 minutes; 1.1 replaces it at minute 30 (a deploy).
+    name = CONFIG.metric(INFO)
+    base = 'job="ccproxy", instance="a:8000", python_version="3.12", platform="linux"'
+    series = [
+        {"series": f'{name}{{{base}, version="1.0"}}', "values": "1x30"},
+        {"series": f'{name}{{{base}, version="1.1"}}', "values": "_x30 1x29"},
+    ]
+    expr = interpolate(Queries(CONFIG).version_changes(), VALUES)
+    new = [{"labels": '{job="ccproxy", version="1.1"}', "value": 1}]
+
+    promtool_passes(
+        tmp_path,
+        series,
+        [
+            {"expr": expr, "eval_time": "10m", "exp_samples": []},
+            {"expr": expr, "eval_time": "30m", "exp_samples": new},
+            {"expr": expr, "eval_time": "45m", "exp_samples": []},
+        ],
+    )
