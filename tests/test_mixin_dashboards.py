@@ -17,9 +17,11 @@ import promql_parser
 import pytest
 
 from ccobs.catalog import ALL_METRICS, MetricSpec
-from ccobs.mixin.config import BurnRateWindow, MixinConfig
+from ccobs.mixin.alerts import alert_rules
+from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
 from ccobs.mixin.dashboards import build_dashboards, iter_queries, iter_variable_queries
-from ccobs.mixin.grafana import interpolate, iter_panels, iter_targets
+from ccobs.mixin.grafana import interpolate, iter_annotation_queries, iter_panels, iter_targets
+from ccobs.mixin.recording_rules import recording_rules
 
 Json = dict[str, Any]
 
@@ -55,10 +57,18 @@ BUILTINS = frozenset(
 )
 """Series Prometheus and Pushgateway add themselves; they carry only job and instance."""
 
+ALERTS = "ALERTS"
+"""Prometheus' series of pending and firing alerts; labelled by the rules, so job at most."""
+
 ALLOWED_UNITS = frozenset(
     {"short", "none", "reqps", "s", "percentunit", "currencyUSD", "opm", "cps"}
 )
 """Grafana unit ids the dashboards may use; a typo renders as a raw number."""
+
+ALERT_WINDOWS = frozenset(
+    timedelta(seconds=duration_seconds(w)) for w in (DEFAULT.cost_window, DEFAULT.slo_window)
+)
+"""Fixed windows an alert evaluates over: a panel showing what that alert sees uses the same."""
 
 RANGE_FUNCTIONS = frozenset({"rate", "increase"})
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), *(?P<label>\w+)\)$", re.DOTALL)
@@ -145,6 +155,11 @@ def referenced_names(boards: list[Json], *, with_variables: bool = True) -> set[
     return names
 
 
+def recorded_names(config: MixinConfig) -> set[str]:
+    """The series the recording rules write: aggregated by job, so they carry no other filter."""
+    return {rule.record for rule in recording_rules(config)}
+
+
 def job_selector_matchers(config: MixinConfig) -> set[tuple[str, str, str]]:
     selector = promql_parser.parse(f"x{{{config.job_selector}}}")
     assert isinstance(selector, promql_parser.VectorSelector)
@@ -152,14 +167,24 @@ def job_selector_matchers(config: MixinConfig) -> set[tuple[str, str, str]]:
 
 
 def filter_violations(config: MixinConfig) -> list[str]:
-    """Selectors missing the job selector, job/instance, or model/service_type where labelled."""
+    """Selectors missing the job selector, job/instance, or model/service_type where labelled.
+
+    A recorded series needs only the job variable: its rule applied the job
+    selector and kept nothing but the job label. So does ``ALERTS``, whose
+    labels are the alert's.
+    """
     labels = {name: spec.labels for name, spec in emitted_names(config.namespace).items()}
     labels.update(dict.fromkeys(BUILTINS, ()))
+    recorded = recorded_names(config)
     required_job = job_selector_matchers(config)
     problems = []
     for board in build_dashboards(config).values():
         for uid, title, expr in iter_queries(board):
             for selector in selectors(parse(expr, LINT_VALUES)):
+                if selector.name in recorded or selector.name == ALERTS:
+                    if ("job", str(promql_parser.MatchOp.Re), "VAR_job") not in matchers(selector):
+                        problems.append(f"{uid}/{title}: {selector} lacks the job variable")
+                    continue
                 assert selector.name in labels, f"{uid}/{title}: unknown {selector.name}"
                 wanted = {"job", "instance"} | (
                     {"model", "service_type"} & set(labels[selector.name])
@@ -380,7 +405,8 @@ def test_every_range_is_rate_interval_or_the_dashboard_range() -> None:
                 if isinstance(node, promql_parser.SubqueryExpr):
                     pytest.fail(f"{uid}/{title}: subquery {node}")
                 if isinstance(node, promql_parser.MatrixSelector):
-                    assert node.range in (RATE_WINDOW, RANGE_WINDOW), f"{uid}/{title}: {node}"
+                    allowed = {RATE_WINDOW, RANGE_WINDOW} | ALERT_WINDOWS
+                    assert node.range in allowed, f"{uid}/{title}: {node}"
                 if isinstance(node, promql_parser.Call) and node.func.name in RANGE_FUNCTIONS:
                     assert isinstance(node.args[0], promql_parser.MatrixSelector), title
 
@@ -412,7 +438,13 @@ def test_every_query_applies_a_configured_job_selector() -> None:
 
 
 def test_every_referenced_metric_is_emitted_or_builtin() -> None:
-    unknown = referenced_names(BOARDS) - set(emitted_names(DEFAULT.namespace)) - BUILTINS
+    unknown = (
+        referenced_names(BOARDS)
+        - set(emitted_names(DEFAULT.namespace))
+        - BUILTINS
+        - recorded_names(DEFAULT)
+        - {ALERTS}
+    )
 
     assert unknown == set()
 
@@ -426,11 +458,13 @@ def test_every_emitted_metric_is_charted() -> None:
 
 
 def test_another_namespace_yields_only_its_metric_names() -> None:
-    boards = list(build_dashboards(MixinConfig(namespace="gateway")).values())
+    config = MixinConfig(namespace="gateway")
+    boards = list(build_dashboards(config).values())
 
-    names = referenced_names(boards) - BUILTINS
+    names = referenced_names(boards) - BUILTINS - recorded_names(config) - {ALERTS}
     assert names
     assert all(name.startswith("gateway_") for name in names)
+    assert all(":gateway_" in name for name in referenced_names(boards) & recorded_names(config))
     assert "ccproxy_" not in json.dumps(boards)
 
 
@@ -480,7 +514,7 @@ def test_thresholds_follow_the_config() -> None:
 
 def test_overview_top_line_stats_cover_the_selected_range() -> None:
     board = DASHBOARDS["ccobs-overview.json"]
-    stats = [p for p in iter_panels(board) if p["type"] == "stat"]
+    stats = [p for p in iter_panels(board) if p["type"] == "stat" and p["gridPos"]["y"] == 0]
 
     assert [p["title"] for p in stats] == [
         "Requests",
@@ -521,3 +555,95 @@ def test_projected_spend_scales_the_range_cost_to_30_days() -> None:
 
     assert "[$__range]" in item["expr"]
     assert item["expr"].endswith(f"/ $__range_s * {30 * 86400}")
+
+
+def recorded_in(expr: str, config: MixinConfig = DEFAULT) -> set[str]:
+    return {s.name for s in selectors(parse(expr)) if s.name} & recorded_names(config)
+
+
+def alert_expr(name: str) -> str:
+    return next(rule.expr for rule in alert_rules(DEFAULT) if rule.name == name)
+
+
+def test_cost_per_hour_panels_read_the_cost_alerts_recorded_rate() -> None:
+    alert = recorded_in(alert_expr(f"{DEFAULT.alert_prefix}HourlyCostOverBudget"))
+    now = panel("ccobs-tokens-cost", "Cost per hour now")
+    by_model = panel("ccobs-tokens-cost", "Cost per hour by model")
+
+    assert alert
+    assert [recorded_in(t["expr"]) for t in now["targets"]] == [alert]
+    assert alert in [recorded_in(t["expr"]) for t in by_model["targets"]]
+    for t in [*now["targets"], *by_model["targets"]]:
+        assert "$__rate_interval" not in t["expr"]
+    assert threshold_values(now) == [DEFAULT.hourly_cost_budget_usd]
+
+
+def test_error_panels_plot_the_burn_rate_alerts_recorded_series_and_thresholds() -> None:
+    # Every burn-rate pair is drawn from the records its alert compares, against its threshold.
+    burns = [r for r in alert_rules(DEFAULT) if r.name == f"{DEFAULT.alert_prefix}ErrorBudgetBurn"]
+    board = DASHBOARDS["ccobs-errors.json"]
+    drawn = {}
+    for p in iter_panels(board):
+        names = set().union(*(recorded_in(t["expr"]) for t in p["targets"]))
+        if names and "errors_per_request" in next(iter(names)):
+            drawn[frozenset(names)] = threshold_values(p)[-1]
+    assert len(burns) == len(DEFAULT.burn_rate_windows) == len(drawn)
+    for rule, window in zip(burns, DEFAULT.burn_rate_windows, strict=True):
+        records = frozenset(recorded_in(rule.expr))
+        assert drawn[records] == pytest.approx(DEFAULT.error_budget * window.factor)
+    overview = panel("ccobs-overview", "Error ratio")
+    assert set().union(*(recorded_in(t["expr"]) for t in overview["targets"])) in [
+        set(names) for names in drawn
+    ]
+
+
+def test_rate_limited_ratio_reads_the_alerts_recorded_ratio() -> None:
+    alert = recorded_in(alert_expr(f"{DEFAULT.alert_prefix}UpstreamRateLimited"))
+    targets = panel("ccobs-errors", "Rate-limited ratio")["targets"]
+
+    assert alert
+    assert [recorded_in(t["expr"]) for t in targets] == [alert]
+
+
+def test_overview_has_an_is_it_up_row_firing_alerts_and_annotations() -> None:
+    board = DASHBOARDS["ccobs-overview.json"]
+    second_row = [p["title"] for p in iter_panels(board) if p["gridPos"]["y"] == 4]
+
+    assert second_row == ["Scraped targets up", "Seconds since the last push", "Firing alerts"]
+    assert threshold_values(panel("ccobs-overview", "Seconds since the last push")) == [
+        DEFAULT.push_stale_seconds
+    ]
+    (alerts,) = panel("ccobs-overview", "Firing alerts")["targets"]
+    assert 'alertstate="firing"' in alerts["expr"]
+    assert f'alertname=~"{DEFAULT.alert_prefix}.+"' in alerts["expr"]
+    names = [item["name"] for item in board["annotations"]["list"]]
+    assert names == ["Firing alerts", "Version changes"]
+
+
+def test_annotation_queries_parse_and_honour_the_job_variable() -> None:
+    for board in BOARDS:
+        for uid, name, expr in iter_annotation_queries(board):
+            for selector in selectors(parse(expr, LINT_VALUES)):
+                have = matchers(selector)
+                assert ("job", str(promql_parser.MatchOp.Re), "VAR_job") in have, f"{uid}/{name}"
+    for item in DASHBOARDS["ccobs-overview.json"]["annotations"]["list"]:
+        assert item["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert item["enable"], item["name"]
+        assert item["titleFormat"], item["name"]
+
+
+def test_overview_draws_the_ttft_percentile_and_its_alert_threshold() -> None:
+    item = panel("ccobs-overview", "Time to first token p50 / p95 / p99")
+
+    assert threshold_values(item) == [DEFAULT.ttft_p99_seconds]
+    assert [t["legendFormat"] for t in item["targets"]] == ["p50", "p95", "p99"]
+    assert item["targets"][-1]["expr"].startswith(f"histogram_quantile({DEFAULT.ttft_quantile}, ")
+
+
+def test_ttft_panel_follows_the_configured_percentile_and_threshold() -> None:
+    config = MixinConfig(ttft_quantile=0.999, ttft_p99_seconds=4.0)
+    board = build_dashboards(config)["ccobs-overview.json"]
+
+    item = next(p for p in iter_panels(board) if p["title"].startswith("Time to first token"))
+    assert item["title"] == "Time to first token p50 / p95 / p99.9"
+    assert threshold_values(item) == [4.0]

@@ -63,6 +63,8 @@ class MixinConfig:
     """Grafana uid of the VictoriaMetrics data source the pipeline dashboard compares with."""
     error_ratio_slo: float = 0.99
     error_ratio_excluded: str = "|".join(CLIENT_ERROR_TYPES)
+    slo_window: str = "30d"
+    """The period the availability SLO's error budget is counted over (the burn factors' basis)."""
     burn_rate_windows: tuple[BurnRateWindow, ...] = (
         BurnRateWindow("1h", "5m", 14.4, "critical", "2m"),
         BurnRateWindow("6h", "30m", 6.0, "critical", "15m"),
@@ -72,6 +74,10 @@ class MixinConfig:
     latency_p99_seconds: float = 60.0
     latency_window: str = "5m"
     latency_for: str = "15m"
+    ttft_p99_seconds: float = 10.0
+    """Time to first token above which the TTFT alert fires (and the overview draws its line)."""
+    ttft_quantile: float = 0.99
+    """The time-to-first-token percentile the TTFT alert and the overview compare with it."""
     hourly_cost_budget_usd: float = 50.0
     cost_window: str = "1h"
     cost_for: str = "15m"

@@ -311,6 +311,28 @@ def value_mapping(values: Mapping[str, tuple[str, str]]) -> Json:
     }
 
 
+def annotation(name: str, expr: str, *, title: str, text: str, color: str, step: str) -> Json:
+    """A Prometheus query annotation: a mark wherever ``expr`` returns a series.
+
+    Grafana places one mark per step at which the query has a value, and
+    joins consecutive ones into a region; ``title``/``text`` are legend
+    formats (``{{label}}``).
+    """
+    return {
+        "name": name,
+        "datasource": dict(DATASOURCE),
+        "enable": True,
+        "hide": False,
+        "iconColor": color,
+        "expr": expr,
+        "step": step,
+        "titleFormat": title,
+        "textFormat": text,
+        "tagKeys": "",
+        "useValueForTime": False,
+    }
+
+
 def layout(rows: Sequence[Sequence[Panel]]) -> list[Json]:
     """Place panels row by row, left to right, and number them from 1.
 
@@ -341,6 +363,7 @@ def dashboard(
     tags: Sequence[str],
     variables: Sequence[Json],
     rows: Sequence[Sequence[Panel]],
+    annotations: Sequence[Json] = (),
 ) -> Json:
     """A whole dashboard: ``id`` null and no ``__inputs``, so it imports and provisions as is.
 
@@ -377,7 +400,7 @@ def dashboard(
         "refresh": "1m",
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
-        "annotations": {"list": []},
+        "annotations": {"list": list(annotations)},
         "links": links,
         "templating": {"list": list(variables)},
         "panels": layout(rows),
@@ -403,6 +426,12 @@ def iter_queries(board: Json) -> Iterator[tuple[str, str, str]]:
     """Every panel query as (dashboard uid, panel title, PromQL expression)."""
     for panel, item in iter_targets(board):
         yield board["uid"], panel["title"], item["expr"]
+
+
+def iter_annotation_queries(board: Json) -> Iterator[tuple[str, str, str]]:
+    """Every annotation query as (dashboard uid, annotation name, PromQL expression)."""
+    for item in board["annotations"]["list"]:
+        yield board["uid"], item["name"], item["expr"]
 
 
 def iter_variable_queries(board: Json) -> Iterator[tuple[str, str, str]]:

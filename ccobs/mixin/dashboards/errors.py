@@ -9,14 +9,18 @@ from ccobs.catalog import (
 )
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards.common import (
+    alert_error_ratio,
     board_title,
     board_uid,
-    error_ratio_steps,
+    burn_rate_pair,
+    percent,
     variables,
 )
 from ccobs.mixin.dashboards.queries import Queries, number
 from ccobs.mixin.grafana import (
+    GRID_WIDTH,
     Json,
+    Stat,
     Table,
     Timeseries,
     dashboard,
@@ -27,6 +31,21 @@ from ccobs.mixin.grafana import (
 def errors(config: MixinConfig) -> Json:
     """What fails, where and how fast the error budget burns."""
     q = Queries(config)
+    budget_width = 6
+    fastest = max(config.burn_rate_windows, key=lambda window: window.factor, default=None)
+    others = [window for window in config.burn_rate_windows if window is not fastest]
+    pair_width = (GRID_WIDTH - budget_width) // max(len(others), 1)
+    budget_remaining = Stat(
+        f"Error budget remaining over {config.slo_window}",
+        f"Share of the error budget of the {percent(config.error_ratio_slo)} SLO left over the "
+        f"last {config.slo_window}, for the selected traffic: 1 - error ratio / (1 - SLO), "
+        "client errors excluded. Negative once overspent; 100 % without traffic.",
+        [target(q.error_budget_remaining(), "remaining", instant=True)],
+        unit="percentunit",
+        steps=[(None, "red"), (0, "orange"), (0.25, "green")],
+        w=budget_width,
+        h=8,
+    )
     return dashboard(
         uid=board_uid(config, "errors"),
         title=board_title(config, "Errors"),
@@ -36,25 +55,19 @@ def errors(config: MixinConfig) -> Json:
         variables=variables(config),
         rows=[
             [
-                Timeseries(
-                    "Error ratio against the alert thresholds",
-                    "Failed requests per request, excluding client errors "
-                    f"({config.error_ratio_excluded}). Dashed lines: the SLO error budget "
-                    f"(1 - {config.error_ratio_slo:.4g}) and that budget times the fastest burn "
-                    "rate, where the error-ratio alert pages.",
-                    [target(q.error_ratio(), "error ratio")],
-                    unit="percentunit",
-                    steps=error_ratio_steps(config),
-                ),
+                alert_error_ratio(config, "Error ratio against the alert thresholds"),
                 Timeseries(
                     "Rate-limited ratio",
                     f"Requests the upstream refused with 429 (error_type {RATE_LIMITED_ERROR_TYPE})"
-                    " per request; the dashed line is the rate-limiting alert threshold.",
-                    [target(q.rate_limited_ratio(), "rate limited")],
+                    f" per request per job over {config.rate_limited_window}, as recorded for the "
+                    "rate-limiting alert; it fires once the ratio stays above the dashed line for "
+                    f"{config.rate_limited_for}.",
+                    [target(q.rate_limited_ratio_recorded(), "{{job}}")],
                     unit="percentunit",
                     steps=[(number(config.rate_limited_ratio), "red")],
                 ),
             ],
+            [budget_remaining, *(burn_rate_pair(config, w, pair_width) for w in others)],
             [
                 Timeseries(
                     "Errors by error type",

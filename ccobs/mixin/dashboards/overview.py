@@ -12,25 +12,43 @@ from ccobs.catalog import (
 )
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards.common import (
+    alert_error_ratio,
     board_title,
     board_uid,
-    error_ratio_steps,
+    percent,
     variables,
 )
-from ccobs.mixin.dashboards.queries import TOTAL_COST_MATCHER, Queries, number
+from ccobs.mixin.dashboards.queries import (
+    ANNOTATION_STEP,
+    TOTAL_COST_MATCHER,
+    Queries,
+    number,
+)
 from ccobs.mixin.grafana import (
+    RANGE,
     Json,
     Stat,
+    Table,
     Timeseries,
+    annotation,
     dashboard,
     target,
+    value_mapping,
 )
 
 
 def overview(config: MixinConfig) -> Json:
-    """Traffic, errors, latency and spend at a glance: the first dashboard an on-call opens."""
+    """Traffic, errors, latency and spend at a glance: the first dashboard an on-call opens.
+
+    Below the range totals, an "is it up" row answers first whether the
+    proxy reports at all (scraped or pushed) and what is firing; alerts and
+    version changes are annotations on every graph.
+    """
     q = Queries(config)
     budget = number(config.error_budget)
+    # The alert's percentile last, so the threshold line belongs to the last series.
+    ttft_quantiles = sorted({0.5, 0.95, config.ttft_quantile})
+    ttft_names = [f"p{number(quantile * 100):g}" for quantile in ttft_quantiles]
     top_line = [
         Stat(
             "Requests",
@@ -53,10 +71,61 @@ def overview(config: MixinConfig) -> Json:
         Stat(
             "Error ratio over the range",
             "Share of requests over the selected range that failed with an error counting "
-            f"against the {config.error_ratio_slo:.4g} SLO; red once the whole budget is spent.",
-            [target(q.error_ratio(whole_range=True), "error ratio", instant=True)],
+            f"against the {percent(config.error_ratio_slo)} SLO (client errors excluded); 0 "
+            "without traffic. Red above the error budget (1 - SLO): errors came faster than "
+            f"the SLO allows, which spends the {config.slo_window} budget early if it lasts.",
+            [target(q.error_ratio_over(RANGE), "error ratio", instant=True)],
             unit="percentunit",
             steps=[(budget, "red")],
+        ),
+    ]
+    is_it_up = [
+        Stat(
+            "Scraped targets up",
+            "Prometheus' up series of the proxy's scrape targets: DOWN means the last scrape "
+            "failed. Empty when the proxy only pushes (see the push age).",
+            [target(q.builtin("up"), "{{instance}}", instant=True)],
+            unit="none",
+            h=5,
+            steps=[(None, "red"), (1, "green")],
+            mappings=[value_mapping({"0": ("DOWN", "red"), "1": ("UP", "green")})],
+        ),
+        Stat(
+            "Seconds since the last push",
+            "Per pushing job and instance, time since its last successful push to Pushgateway; "
+            "red past the stale-push alert threshold. Empty when the proxy is only scraped.",
+            [target(f"time() - {q.builtin('push_time_seconds')}", "{{instance}}", instant=True)],
+            unit="s",
+            h=5,
+            steps=[(number(config.push_stale_seconds), "red")],
+        ),
+        Table(
+            "Firing alerts",
+            f"Alerts of this mixin ({config.alert_prefix}...) firing now, from Prometheus' "
+            "ALERTS series; empty when all is well.",
+            [target(q.firing_alerts(), instant=True, table=True)],
+            unit="none",
+            w=12,
+            h=5,
+            hide_columns=("Time", "Value", "__name__", "alertstate"),
+        ),
+    ]
+    annotations = [
+        annotation(
+            "Firing alerts",
+            q.firing_alerts(),
+            title="{{alertname}}",
+            text="{{severity}} {{job}} {{instance}}",
+            color="red",
+            step=ANNOTATION_STEP,
+        ),
+        annotation(
+            "Version changes",
+            q.version_changes(),
+            title="{{job}} runs ccobs {{version}}",
+            text="A version new to the job started: a deploy, an upgrade or a rollback.",
+            color="blue",
+            step=ANNOTATION_STEP,
         ),
     ]
     return dashboard(
@@ -65,8 +134,10 @@ def overview(config: MixinConfig) -> Json:
         description="Request rate, errors, latency, time to first token and spend of the proxy.",
         tags=config.dashboard_tags,
         variables=variables(config),
+        annotations=annotations,
         rows=[
             top_line,
+            is_it_up,
             [
                 Timeseries(
                     "Request rate by model and status",
@@ -76,15 +147,7 @@ def overview(config: MixinConfig) -> Json:
                     unit="reqps",
                     stack=True,
                 ),
-                Timeseries(
-                    "Error ratio",
-                    "Failed requests per request, excluding client errors "
-                    f"({config.error_ratio_excluded}). Dashed lines: the SLO error budget and the "
-                    "fastest burn rate that pages.",
-                    [target(q.error_ratio(), "error ratio")],
-                    unit="percentunit",
-                    steps=error_ratio_steps(config),
-                ),
+                alert_error_ratio(config, "Error ratio"),
             ],
             [
                 Timeseries(
@@ -99,16 +162,16 @@ def overview(config: MixinConfig) -> Json:
                     steps=[(number(config.latency_p99_seconds), "red")],
                 ),
                 Timeseries(
-                    "Time to first token p50 / p95",
+                    f"Time to first token {' / '.join(ttft_names)}",
                     "Time from request start to the first generated token of streaming "
-                    "responses: the wait a user sees before text appears.",
+                    "responses: the wait a user sees before text appears. Dashed line: the "
+                    f"{ttft_names[-1]} time-to-first-token alert threshold.",
                     [
-                        target(
-                            q.quantile(quantile, TIME_TO_FIRST_TOKEN), f"p{round(quantile * 100)}"
-                        )
-                        for quantile in (0.5, 0.95)
+                        target(q.quantile(quantile, TIME_TO_FIRST_TOKEN), name)
+                        for quantile, name in zip(ttft_quantiles, ttft_names, strict=True)
                     ],
                     unit="s",
+                    steps=[(number(config.ttft_p99_seconds), "red")],
                 ),
             ],
             [

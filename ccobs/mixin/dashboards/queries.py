@@ -12,7 +12,6 @@ from ccobs.catalog import (
     COST,
     ERRORS,
     INFO,
-    RATE_LIMITED_ERROR_TYPE,
     REQUESTS,
     TOKENS,
     MetricSpec,
@@ -22,9 +21,16 @@ from ccobs.mixin.grafana import (
     RANGE,
     RATE_INTERVAL,
 )
+from ccobs.mixin.names import cost_rate_record, error_ratio_record, rate_limited_ratio_record
 
 TOTAL_COST_MATCHER = 'cost_type="total"'
 """The cost series that is the sum of the others; summing every cost_type would double count."""
+
+ANNOTATION_STEP = "1m"
+"""The step of the annotation queries; a new version is one that was absent one step earlier."""
+
+PROMPT_TOKEN_TYPES = ("input", "cache_read", "cache_write")
+"""The token types that make up a prompt: uncached input, cache reads and cache writes."""
 
 
 def number(value: float) -> float:
@@ -70,9 +76,11 @@ class Queries:
         inner = f"rate({self.selector(spec, *matchers, suffix=suffix)}[{RATE_INTERVAL}])"
         return f"sum{_by(by)} ({inner})"
 
-    def increase(self, spec: MetricSpec, *matchers: str, by: Sequence[str] = ()) -> str:
-        """Increase over the whole dashboard range, summed ``by`` the given labels."""
-        return f"sum{_by(by)} (increase({self.selector(spec, *matchers)}[{RANGE}]))"
+    def increase(
+        self, spec: MetricSpec, *matchers: str, by: Sequence[str] = (), window: str = RANGE
+    ) -> str:
+        """Increase over the whole dashboard range (or ``window``), summed ``by`` the labels."""
+        return f"sum{_by(by)} (increase({self.selector(spec, *matchers)}[{window}]))"
 
     def quantile(self, q: float, spec: MetricSpec, by: Sequence[str] = ()) -> str:
         """``q``-quantile of a histogram, aggregated over everything but ``by``."""
@@ -83,31 +91,82 @@ class Queries:
         # A numerator with no series (no errors yet) reads as 0, not as "no data".
         return f"({numerator} or vector(0))\n/\n{denominator}"
 
-    def error_ratio(self, whole_range: bool = False) -> str:
-        """Errors that count against the SLO per request: the alerting rules' ratio."""
-        excluded = f"error_type!~{_quote(self.config.error_ratio_excluded)}"
-        window = self.increase if whole_range else self.rate
-        return self._ratio(window(ERRORS, excluded), window(REQUESTS))
+    def error_ratio_over(self, window: str) -> str:
+        """Errors that count against the SLO per request over ``window``; 0 without traffic.
 
-    def rate_limited_ratio(self) -> str:
-        """Requests the upstream refused with 429, per request."""
-        limited = f"error_type={_quote(RATE_LIMITED_ERROR_TYPE)}"
-        return self._ratio(self.rate(ERRORS, limited), self.rate(REQUESTS))
+        With no requests the ratio is 0/0; ``>= 0`` drops that NaN (it
+        compares false) and ``or vector(0)`` shows 0, the errors there were.
+        """
+        excluded = f"error_type!~{_quote(self.config.error_ratio_excluded)}"
+        errors = self.increase(ERRORS, excluded, window=window)
+        ratio = self._ratio(errors, self.increase(REQUESTS, window=window))
+        return f"(\n{ratio}\n) >= 0 or vector(0)"
+
+    def error_budget_remaining(self) -> str:
+        """Share of the SLO window's error budget not yet spent; negative once overspent."""
+        spent = self.error_ratio_over(self.config.slo_window)
+        return f"1 - (\n{spent}\n) / {number(self.config.error_budget)}"
+
+    def error_ratio_recorded(self, window: str) -> str:
+        """The recorded error ratio over ``window`` per job, as the burn-rate alerts read it."""
+        return self.recorded(error_ratio_record(self.config, window))
+
+    def rate_limited_ratio_recorded(self) -> str:
+        """The recorded 429 ratio per job, as the rate-limiting alert reads it."""
+        return self.recorded(rate_limited_ratio_record(self.config))
+
+    def firing_alerts(self) -> str:
+        """The mixin's firing alerts (Prometheus' ``ALERTS`` series), in the selected jobs.
+
+        Only the job variable applies: alert labels are the rule's, and an
+        alert about a missing job (absence) has no job label, which ``.*`` matches.
+        """
+        prefix = _quote(self.config.alert_prefix + ".+")
+        return f'ALERTS{{alertstate="firing", alertname=~{prefix}, job=~"$job"}}'
+
+    def version_changes(self) -> str:
+        """Versions that appeared in a job within the last step: an upgrade or a rollback."""
+        info = self.selector(INFO)
+        labels = "job, version"
+        return (
+            f"group by ({labels}) ({info})\nunless\n"
+            f"group by ({labels}) ({info} offset {ANNOTATION_STEP})"
+        )
 
     def cache_hit_ratio(self, by: Sequence[str] = (), whole_range: bool = False) -> str:
-        """Cached input tokens per input token: ``cache_read / (input + cache_read)``.
+        """Prompt tokens read from the cache per prompt token: ``cache_read / prompt``.
 
-        A model with input but no cache reads shows 0 (``or ... * 0``), which is
-        the finding worth seeing, instead of disappearing from the panel.
+        The prompt is every token sent in: ``input`` counts only the uncached
+        part and excludes cache writes, so dividing by ``input + cache_read``
+        alone would show a first, cache-writing request as a near-total hit.
+        A model with prompts but no cache reads shows 0 (``or ... * 0``), the
+        finding worth seeing, instead of disappearing from the panel.
         """
         window = self.increase if whole_range else self.rate
         cached = window(TOKENS, 'type="cache_read"', by=by)
-        total = window(TOKENS, 'type=~"input|cache_read"', by=by)
+        total = window(TOKENS, f'type=~"{"|".join(PROMPT_TOKEN_TYPES)}"', by=by)
         return f"({cached} or {total} * 0)\n/\n{total}"
 
-    def hourly_cost(self, by: Sequence[str] = ()) -> str:
-        """Spend in USD per hour at the current rate."""
-        return f"{self.rate(COST, TOTAL_COST_MATCHER, by=by)} * 3600"
+    def recorded(self, record: str) -> str:
+        """A series of the recording rules, which alerts compare with their thresholds.
+
+        The rules aggregate by job (after applying the job selector), so only
+        the job variable applies: instance, model and service type are gone.
+        """
+        return f'{record}{{job=~"$job"}}'
+
+    def hourly_cost(self) -> str:
+        """Spend in USD per hour per job: the recorded rate the cost alert compares with."""
+        return f"{self.recorded(cost_rate_record(self.config))} * 3600"
+
+    def hourly_cost_by(self, by: Sequence[str]) -> str:
+        """Spend per hour ``by`` labels the recorded rate drops, over the cost alert's window.
+
+        The same window as the alert (not ``$__rate_interval``), so one
+        expensive request does not read as a spend rate the alert never sees.
+        """
+        inner = f"rate({self.selector(COST, TOTAL_COST_MATCHER)}[{self.config.cost_window}])"
+        return f"sum{_by(by)} ({inner}) * 3600"
 
     def newest_sample_age(self) -> str:
         """Seconds since the newest sample of the always-present info series."""

@@ -57,16 +57,17 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
                 Stat(
                     "Cost per hour now",
-                    "Spend per hour at the current rate; red above the hourly cost budget the "
-                    "cost alert uses.",
-                    [target(q.hourly_cost(), "per hour", instant=True)],
+                    f"Spend per hour per job, averaged over the last {config.cost_window}: the "
+                    "recorded rate the cost alert compares with the hourly budget; red above it.",
+                    [target(q.hourly_cost(), "{{job}}", instant=True)],
                     unit="currencyUSD",
                     steps=[(budget, "red")],
                 ),
                 Stat(
                     "Cache hit ratio over the range",
-                    "Input tokens served from the prompt cache, cache_read / (input + cache_read), "
-                    "over the selected range: higher is cheaper and faster.",
+                    "Prompt tokens served from the prompt cache over the selected range, "
+                    "cache_read / (input + cache_read + cache_write): higher is cheaper and "
+                    "faster.",
                     [target(q.cache_hit_ratio(whole_range=True), "cache hit", instant=True)],
                     unit="percentunit",
                 ),
@@ -81,8 +82,9 @@ def tokens_cost(config: MixinConfig) -> Json:
                 ),
                 Timeseries(
                     "Cache hit ratio by model",
-                    "cache_read / (input + cache_read) per model; a model at 0 is not using the "
-                    "prompt cache.",
+                    "Prompt tokens read from the cache per prompt token, cache_read / (input + "
+                    "cache_read + cache_write), per model; a model at 0 is not using the prompt "
+                    "cache.",
                     [target(q.cache_hit_ratio(by=("model",)), "{{model}}")],
                     unit="percentunit",
                 ),
@@ -90,11 +92,14 @@ def tokens_cost(config: MixinConfig) -> Json:
             [
                 Timeseries(
                     "Cost per hour by model",
-                    "Spend in USD per hour at the current rate, stacked by model; the dashed line "
-                    "is the hourly cost budget the cost alert compares the total with.",
-                    [target(q.hourly_cost(by=("model",)), "{{model}}")],
+                    f"Spend in USD per hour averaged over the last {config.cost_window}, by model, "
+                    "and per job the recorded total the cost alert compares with its budget "
+                    "(the dashed line).",
+                    [
+                        target(q.hourly_cost_by(("model",)), "{{model}}"),
+                        target(q.hourly_cost(), "{{job}} total"),
+                    ],
                     unit="currencyUSD",
-                    stack=True,
                     steps=[(budget, "red")],
                 ),
                 BarGauge(

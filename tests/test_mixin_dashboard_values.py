@@ -1,0 +1,164 @@
+"""Dashboard queries evaluated for real, by promtool, on hand-made series.
+
+``test_mixin_dashboards.py`` checks the queries' shape; this checks what
+they compute in the cases a reader gets wrong (the cache hit ratio's
+denominator, a stat with no traffic). Each case is a promtool unit test whose
+expression compares the panel query, as Grafana sends it, with the expected
+value and returns 1 when they agree within 1e-9.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from realservers import require_binary
+
+from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS
+from ccobs.mixin.config import MixinConfig
+from ccobs.mixin.dashboards import Queries
+from ccobs.mixin.grafana import interpolate
+
+pytestmark = pytest.mark.integration
+
+CONFIG = MixinConfig()
+VALUES = {
+    "__rate_interval": "5m",
+    "__range": "1h",
+    "__range_s": "3600",
+    "job": "ccproxy",
+    "instance": ".*",
+    "model": ".*",
+    "service_type": ".*",
+}
+"""What Grafana substitutes: one job, every instance, model and service type."""
+
+LABELS = 'job="ccproxy", instance="a:8000", model="claude-sonnet-4-6", service_type="anthropic"'
+
+
+def tokens(kind: str, per_minute: int) -> dict[str, str]:
+    """A token counter of one type growing by ``per_minute`` for an hour."""
+    name = CONFIG.metric(TOKENS)
+    return {"series": f'{name}{{{LABELS}, type="{kind}"}}', "values": f"0+{per_minute}x60"}
+
+
+def promtool_passes(
+    tmp_path: Path, series: list[dict[str, str]], expr_tests: list[dict[str, Any]]
+) -> None:
+    """Assert that promtool's ``promql_expr_test`` cases hold over ``series`` (1m apart)."""
+    test: dict[str, Any] = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": expr_tests}],
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    result = subprocess.run(
+        [require_binary("promtool"), "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def evaluates_to(
+    tmp_path: Path, series: list[dict[str, str]], expr: str, value: float, labels: str = "{}"
+) -> None:
+    """Assert that ``expr`` (a panel query) is one series ``labels`` of ``value`` at 1h."""
+    check = f"abs(({interpolate(expr, VALUES)}) - {value!r}) < bool 1e-9"
+    expected = [{"labels": labels, "value": 1}]
+    promtool_passes(tmp_path, series, [{"expr": check, "eval_time": "1h", "exp_samples": expected}])
+
+
+# --- cache hit ratio ------------------------------------------------------------
+
+ISSUE_EXAMPLE = [
+    tokens("input", 1_000),
+    tokens("cache_write", 100_000),
+    tokens("cache_read", 100_000),
+    tokens("output", 5_000),
+]
+"""The issue's example: 1k input, 100k cache writes and 100k cache reads (and some output)."""
+
+
+@pytest.mark.parametrize("whole_range", [True, False], ids=["over the range", "rate"])
+def test_cache_hit_ratio_divides_by_every_prompt_token(tmp_path: Path, whole_range: bool) -> None:
+    # 100k / (1k + 100k + 100k), about 50 %; reads over input + reads alone would say 99 %.
+    expr = Queries(CONFIG).cache_hit_ratio(whole_range=whole_range)
+
+    evaluates_to(tmp_path, ISSUE_EXAMPLE, expr, 100_000 / 201_000)
+
+
+def test_cache_hit_ratio_by_model_is_zero_without_cache_reads(tmp_path: Path) -> None:
+    series = [tokens("input", 1_000), tokens("cache_write", 100_000)]
+
+    expr = Queries(CONFIG).cache_hit_ratio(by=("model",))
+
+    evaluates_to(tmp_path, series, expr, 0.0, labels='{model="claude-sonnet-4-6"}')
+
+
+# --- error ratio and error budget -------------------------------------------------
+
+
+def requests(per_minute: int) -> dict[str, str]:
+    """A request counter growing by ``per_minute`` for an hour (0: present, but idle)."""
+    name = CONFIG.metric(REQUESTS)
+    labels = f'{LABELS}, endpoint="/v1/messages", method="POST", status="200"'
+    return {"series": f"{name}{{{labels}}}", "values": f"0+{per_minute}x60"}
+
+
+def errors(error_type: str, per_minute: int) -> dict[str, str]:
+    name = CONFIG.metric(ERRORS)
+    labels = f'{LABELS}, endpoint="/v1/messages", error_type="{error_type}"'
+    return {"series": f"{name}{{{labels}}}", "values": f"0+{per_minute}x60"}
+
+
+def test_error_ratio_over_the_range_is_zero_without_traffic(tmp_path: Path) -> None:
+    # 0/0 is NaN in PromQL; the stat shows the errors there were: none.
+    evaluates_to(tmp_path, [requests(0)], Queries(CONFIG).error_ratio_over("$__range"), 0.0)
+
+
+def test_error_ratio_over_the_range_counts_only_budget_errors(tmp_path: Path) -> None:
+    series = [requests(100), errors("upstream_overloaded", 2), errors("invalid_request", 50)]
+
+    evaluates_to(tmp_path, series, Queries(CONFIG).error_ratio_over("$__range"), 0.02)
+
+
+def test_error_budget_remaining_is_whole_without_traffic(tmp_path: Path) -> None:
+    evaluates_to(tmp_path, [requests(0)], Queries(CONFIG).error_budget_remaining(), 1.0)
+
+
+def test_error_budget_remaining_goes_negative_when_overspent(tmp_path: Path) -> None:
+    # 2 % errors against a 1 % budget: the budget is spent twice over.
+    series = [requests(100), errors("upstream_overloaded", 2)]
+
+    evaluates_to(tmp_path, series, Queries(CONFIG).error_budget_remaining(), -1.0)
+
+
+# --- annotations ------------------------------------------------------------------
+
+
+def test_version_change_annotation_marks_the_step_a_new_version_appears(tmp_path: Path) -> None:
+    # 1.0 runs for 30 minutes; 1.1 replaces it at minute 30 (a deploy).
+    name = CONFIG.metric(INFO)
+    base = 'job="ccproxy", instance="a:8000", python_version="3.12", platform="linux"'
+    series = [
+        {"series": f'{name}{{{base}, version="1.0"}}', "values": "1x30"},
+        {"series": f'{name}{{{base}, version="1.1"}}', "values": "_x30 1x29"},
+    ]
+    expr = interpolate(Queries(CONFIG).version_changes(), VALUES)
+    new = [{"labels": '{job="ccproxy", version="1.1"}', "value": 1}]
+
+    promtool_passes(
+        tmp_path,
+        series,
+        [
+            {"expr": expr, "eval_time": "10m", "exp_samples": []},
+            {"expr": expr, "eval_time": "30m", "exp_samples": new},
+            {"expr": expr, "eval_time": "45m", "exp_samples": []},
+        ],
+    )
