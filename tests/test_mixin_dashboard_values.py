@@ -17,9 +17,10 @@ import pytest
 import yaml
 from realservers import require_binary
 
-from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS
+from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS, UNPRICED_REQUESTS
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards import Queries
+from ccobs.mixin.dashboards.queries import or_none
 from ccobs.mixin.grafana import interpolate
 
 pytestmark = pytest.mark.integration
@@ -162,3 +163,26 @@ def test_version_change_annotation_marks_the_step_a_new_version_appears(tmp_path
             {"expr": expr, "eval_time": "45m", "exp_samples": []},
         ],
     )
+
+
+# --- panels whose healthy answer is "none" ------------------------------------------
+
+
+def test_a_by_label_panel_reads_one_zero_none_when_it_has_nothing(tmp_path: Path) -> None:
+    query = or_none(Queries(CONFIG).increase(UNPRICED_REQUESTS, by=("model",)), "model")
+
+    evaluates_to(tmp_path, [tokens("input", 1)], query, 0.0, '{model="none"}')
+
+
+def test_a_by_label_panel_shows_only_its_series_when_it_has_some(tmp_path: Path) -> None:
+    unpriced = {
+        "series": f"{CONFIG.metric(UNPRICED_REQUESTS)}{{{LABELS}}}",
+        "values": "0+1x60",
+    }
+    query = or_none(Queries(CONFIG).increase(UNPRICED_REQUESTS, by=("model",)), "model")
+
+    evaluates_to(tmp_path, [unpriced], query, 60.0, '{model="claude-sonnet-4-6"}')
+
+
+def test_firing_alert_count_is_zero_when_nothing_fires(tmp_path: Path) -> None:
+    evaluates_to(tmp_path, [tokens("input", 1)], Queries(CONFIG).firing_alert_count(), 0.0)

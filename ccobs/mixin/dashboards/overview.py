@@ -28,7 +28,6 @@ from ccobs.mixin.grafana import (
     RANGE,
     Json,
     Stat,
-    Table,
     Timeseries,
     annotation,
     dashboard,
@@ -99,15 +98,15 @@ def overview(config: MixinConfig) -> Json:
             h=5,
             steps=[(number(config.push_stale_seconds), "red")],
         ),
-        Table(
+        Stat(
             "Firing alerts",
             f"Alerts of this mixin ({config.alert_prefix}...) firing now, from Prometheus' "
-            "ALERTS series; empty when all is well.",
-            [target(q.firing_alerts(), instant=True, table=True)],
+            "ALERTS series: 0 when all is well; the annotations name them.",
+            [target(q.firing_alert_count(), instant=True)],
             unit="none",
             w=12,
             h=5,
-            hide_columns=("Time", "Value", "__name__", "alertstate"),
+            steps=[(1, "red")],
         ),
     ]
     annotations = [

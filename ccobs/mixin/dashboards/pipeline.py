@@ -17,7 +17,7 @@ from ccobs.mixin.dashboards.common import (
     board_uid,
     variables,
 )
-from ccobs.mixin.dashboards.queries import Queries, number
+from ccobs.mixin.dashboards.queries import Queries, number, or_none
 from ccobs.mixin.grafana import (
     DATASOURCE,
     MIXED_DATASOURCE,
@@ -91,10 +91,12 @@ def pipeline(config: MixinConfig) -> Json:
                 Timeseries(
                     "Pushes by protocol and outcome",
                     "Pushes per minute by protocol and outcome; failure includes pushes skipped "
-                    "while the circuit breaker is open.",
+                    'while the circuit breaker is open; "none" at 0 when the proxy does not push.',
                     [
                         target(
-                            f"{q.rate(PUSHES, by=('protocol', 'outcome'))} * 60",
+                            or_none(
+                                f"{q.rate(PUSHES, by=('protocol', 'outcome'))} * 60", "outcome"
+                            ),
                             "{{protocol}} {{outcome}}",
                         )
                     ],

@@ -124,6 +124,10 @@ class Queries:
         prefix = _quote(self.config.alert_prefix + ".+")
         return f'ALERTS{{alertstate="firing", alertname=~{prefix}, job=~"$job"}}'
 
+    def firing_alert_count(self) -> str:
+        """How many of the mixin's alerts fire now: 0, not nothing, when none does."""
+        return f"count({self.firing_alerts()}) or vector(0)"
+
     def version_changes(self) -> str:
         """Versions that appeared in a job within the last step: an upgrade or a rollback."""
         info = self.selector(INFO)
@@ -171,3 +175,12 @@ class Queries:
     def newest_sample_age(self) -> str:
         """Seconds since the newest sample of the always-present info series."""
         return f"time() - max(timestamp({self.selector(INFO)}))"
+
+
+def or_none(expr: str, label: str) -> str:
+    """``expr``, or one zero series labelled ``label="none"`` when it has no series.
+
+    For a by-label panel whose healthy answer is "nothing" (no unpriced model,
+    no push): it then reads 0 for none rather than "No data", which looks broken.
+    """
+    return f'({expr}) or on() label_replace(vector(0), "{label}", "none", "", "")'

@@ -13,7 +13,7 @@ from ccobs.mixin.dashboards.common import (
     board_uid,
     variables,
 )
-from ccobs.mixin.dashboards.queries import TOTAL_COST_MATCHER, Queries, number
+from ccobs.mixin.dashboards.queries import TOTAL_COST_MATCHER, Queries, number, or_none
 from ccobs.mixin.grafana import (
     RANGE_SECONDS,
     BarGauge,
@@ -132,10 +132,13 @@ def tokens_cost(config: MixinConfig) -> Json:
                 BarGauge(
                     "Unpriced requests over the range by model",
                     "Requests for models missing from the price table: their cost is recorded as "
-                    "zero, so the spend above is too low while this is not empty.",
+                    "zero, so the spend above is too low while any shows; none reads 0.",
                     [
                         target(
-                            f"sort_desc({q.increase(UNPRICED_REQUESTS, by=('model',))})",
+                            or_none(
+                                f"sort_desc({q.increase(UNPRICED_REQUESTS, by=('model',))})",
+                                "model",
+                            ),
                             "{{model}}",
                             instant=True,
                         )
