@@ -297,6 +297,22 @@ def test_error_budget_burn_pairs_share_one_alert_name(built: Built) -> None:
         assert rule["for"] == window.for_
 
 
+def test_every_burn_rate_pair_has_a_traffic_guard(built: Built) -> None:
+    # One routine upstream failure at a few requests an hour must not page.
+    name = f"{built.config.alert_prefix}ErrorBudgetBurn"
+    guard = f"> {built.config.burn_rate_min_requests:.10g}"
+    for rule in built.alerts:
+        if rule["alert"] == name:
+            assert "increase(" in rule["expr"], rule["expr"]
+            assert guard in rule["expr"], rule["expr"]
+    low = [g for g in built.test_groups if "requests an hour and one" in g["name"]]
+    if built.config == MixinConfig():
+        # Generated where the unguarded pair would fire: 1h/5m and 6h/30m here.
+        assert len(low) >= 3, "the low-traffic scenarios are missing: the guard is untested"
+    for group in low:
+        assert all(not case["exp_alerts"] for case in group["alert_rule_test"])
+
+
 # --- the generated unit tests -------------------------------------------------
 
 
