@@ -84,6 +84,12 @@ class MixinConfig:
     """Time-to-first-token threshold: the latency users of a stream feel."""
     ttft_quantile: float = 0.99
     """The TTFT percentile the alert and the overview's panel compare with ``ttft_p99_seconds``."""
+    ttft_min_requests: float = 20.0
+    """Streams the latency window must hold before the TTFT percentile may alert.
+
+    A percentile of a handful of streams is one slow request; below this
+    count the TTFT alert stays quiet (the SRE workbook's low-traffic guard).
+    """
     hourly_cost_budget_usd: float = 50.0
     cost_window: str = "1h"
     cost_for: str = "15m"
@@ -111,10 +117,9 @@ class MixinConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.burn_rate_min_requests < 0:
-            raise ValueError(
-                f"burn_rate_min_requests must not be negative, got {self.burn_rate_min_requests}"
-            )
+        for name in ("burn_rate_min_requests", "ttft_min_requests"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 < self.ttft_quantile < 1:
             raise ValueError(f"ttft_quantile must be within (0, 1), got {self.ttft_quantile}")
         if not 0 < self.rate_limited_ratio < 1:

@@ -23,6 +23,7 @@ from ccobs.mixin.rule_types import AlertFamily, AlertRule
 
 ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     error_budget.error_budget_burn,
+    latency.ttft_high,
     latency.p99_latency_high,
     availability.down,
     availability.absent,
