@@ -52,8 +52,8 @@ def _severity_text(family: AlertFamily) -> str:
         return family.rules[0].severity
     parts = []
     for rule in family.rules:
-        labels = dict(rule.labels)
-        parts.append(f"{rule.severity} ({labels['long_window']}/{labels['short_window']})")
+        # Rules sharing a name differ by their static labels: 1h/5m, or a scope.
+        parts.append(f"{rule.severity} ({'/'.join(value for _, value in rule.labels)})")
     return ", ".join(parts)
 
 
