@@ -100,6 +100,7 @@ class MixinConfig:
     push_stale_seconds: float = 300.0
     push_stale_for: str = "5m"
     push_failure_window: str = "15m"
+    """The window of PushFailing's runbook query (the alert reads the Pushgateway's times)."""
     push_failure_for: str = "15m"
 
     def __post_init__(self) -> None:
