@@ -91,8 +91,13 @@ class MixinConfig:
     count the TTFT alert stays quiet (the SRE workbook's low-traffic guard).
     """
     hourly_cost_budget_usd: float = 50.0
+    cost_critical_factor: float = 5.0
+    """The hourly spend, in multiples of ``hourly_cost_budget_usd``, that pages (critical)."""
     cost_window: str = "1h"
     cost_for: str = "15m"
+    daily_cost_budget_usd: float = 500.0
+    """Spend over the last 24 hours above which the daily alert warns (every job together)."""
+    daily_cost_for: str = "30m"
     rate_limited_ratio: float = 0.05
     rate_limited_window: str = "10m"
     rate_limited_for: str = "10m"
@@ -114,6 +119,7 @@ class MixinConfig:
             "latency_p99_seconds",
             "ttft_p99_seconds",
             "hourly_cost_budget_usd",
+            "daily_cost_budget_usd",
             "push_stale_seconds",
         ):
             if getattr(self, name) <= 0:
@@ -121,6 +127,10 @@ class MixinConfig:
         for name in ("burn_rate_min_requests", "ttft_min_requests"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.cost_critical_factor <= 1:
+            raise ValueError(
+                f"cost_critical_factor must be above 1, got {self.cost_critical_factor}"
+            )
         if not 0 < self.ttft_quantile < 1:
             raise ValueError(f"ttft_quantile must be within (0, 1), got {self.ttft_quantile}")
         if not 0 < self.rate_limited_ratio < 1:

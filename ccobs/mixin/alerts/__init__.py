@@ -30,6 +30,7 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     push.push_stale,
     push.push_failing,
     cost.hourly_cost_over_budget,
+    cost.daily_cost_over_budget,
     rate_limit.upstream_rate_limited,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
