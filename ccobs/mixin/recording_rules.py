@@ -15,6 +15,7 @@ from ccobs.catalog import (
     DEFAULT_DURATION_BUCKETS,
     ERRORS,
     RATE_LIMITED_ERROR_TYPE,
+    RATE_LIMITED_ERROR_TYPES,
     REQUESTS,
     RESPONSE_DURATION,
 )
@@ -67,8 +68,9 @@ def counted_errors(config: MixinConfig) -> str:
 
 
 def rate_limited_errors(config: MixinConfig) -> str:
-    """The errors of requests the upstream refused with 429."""
-    return metric(config, config.metric(ERRORS), f"error_type={quote(RATE_LIMITED_ERROR_TYPE)}")
+    """The errors of requests the upstream refused with 429, before or during the stream."""
+    pattern = "|".join(RATE_LIMITED_ERROR_TYPES)
+    return metric(config, config.metric(ERRORS), f"error_type=~{quote(pattern)}")
 
 
 def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
@@ -195,7 +197,7 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
         expected[error_ratio_record(config, window)] = job_ratio(
             store, counted_series, requests, at, duration_seconds(window)
         )
-    limited = store.select(errors_name, error_type=lambda v: v == RATE_LIMITED_ERROR_TYPE)
+    limited = store.select(errors_name, error_type=lambda v: v in RATE_LIMITED_ERROR_TYPES)
     expected[rate_limited_ratio_record(config)] = job_ratio(
         store, limited, requests, at, duration_seconds(config.rate_limited_window)
     )

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ccobs.catalog import ERRORS, REQUESTS, upstream_status_error_type
+from ccobs.catalog import (
+    ERRORS,
+    REQUESTS,
+    upstream_event_error_type,
+    upstream_status_error_type,
+)
 from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
 from ccobs.mixin.names import error_ratio_record, runbook_url
 from ccobs.mixin.oracle.alert_state import ModelledAlert, alert_states
@@ -225,6 +230,10 @@ def _burn_rate_tests(
     if excluded is not None:
         # Errors the SLO ignores, at half the traffic: they must not count.
         quiet.append((excluded, [(per_step / 2, steps - 1)]))
+    event = upstream_event_error_type("invalid_request_error")
+    if satisfies(event, "=~", config.error_ratio_excluded):
+        # A stream ended by a client-error event counts as its status (400) does.
+        quiet.append((event, [(per_step / 2, steps - 1)]))
     scenarios.append(
         quiet_scenario(
             alert,
@@ -283,7 +292,9 @@ def error_budget_burn(config: MixinConfig) -> AlertFamily:
             f"and\n{error_ratio_record(config, burn.short)} > {num(threshold)}"
         )
         if guarded:
-            expr += f"\nand\n{_guard(config, burn.long)}"
+            # `on (job)`: where the recorded ratios carry external labels (vmalert
+            # reading series Prometheus remote-wrote), the raw sum does not.
+            expr += f"\nand on (job)\n{_guard(config, burn.long)}"
 
         rule = AlertRule(
             name=name,
