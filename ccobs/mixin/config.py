@@ -101,6 +101,16 @@ class MixinConfig:
     rate_limited_ratio: float = 0.05
     rate_limited_window: str = "10m"
     rate_limited_for: str = "10m"
+    upstream_auth_error_ratio: float = 0.05
+    """Share of requests the upstream refuses as unauthorized or not found above which to warn."""
+    upstream_auth_min_errors: float = 5.0
+    """Such errors the window must hold before the share may alert (one retired-model call is not
+    an incident)."""
+    upstream_auth_window: str = "10m"
+    upstream_auth_for: str = "5m"
+    data_quality_window: str = "1h"
+    """Window of the alerts on unpriced requests, label overflows and access-log drops."""
+    data_quality_for: str = "5m"
     proxy_down_for: str = "5m"
     push_stale_seconds: float = 300.0
     push_stale_for: str = "5m"
@@ -124,7 +134,7 @@ class MixinConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("burn_rate_min_requests", "ttft_min_requests"):
+        for name in ("burn_rate_min_requests", "ttft_min_requests", "upstream_auth_min_errors"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.cost_critical_factor <= 1:
@@ -133,6 +143,11 @@ class MixinConfig:
             )
         if not 0 < self.ttft_quantile < 1:
             raise ValueError(f"ttft_quantile must be within (0, 1), got {self.ttft_quantile}")
+        if not 0 < self.upstream_auth_error_ratio < 1:
+            raise ValueError(
+                f"upstream_auth_error_ratio must be within (0, 1), got "
+                f"{self.upstream_auth_error_ratio}"
+            )
         if not 0 < self.rate_limited_ratio < 1:
             raise ValueError(
                 f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from ccobs.mixin.alerts import (
     availability,
     cost,
+    data_quality,
     error_budget,
     latency,
     push,
     rate_limit,
+    upstream_auth,
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
@@ -32,6 +34,10 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     cost.hourly_cost_over_budget,
     cost.daily_cost_over_budget,
     rate_limit.upstream_rate_limited,
+    upstream_auth.upstream_auth_errors,
+    data_quality.unpriced_requests,
+    data_quality.label_overflow,
+    data_quality.access_log_dropped,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 
