@@ -185,33 +185,41 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
         series.append(build_series(bucket_name, labels, 0, [(per_second * step, steps - 1)]))
     store = Store(step, tuple(series))
 
-    requests = store.select(config.metric(REQUESTS))
-    errors_name = config.metric(ERRORS)
-    expected: dict[str, float | None] = {
-        requests_rate_record(config): sum_rate(store, requests, at, latency_s),
-    }
-    for window in error_ratio_windows(config):
-        counted_series = store.select(
-            errors_name, error_type=lambda v: not satisfies(v, "=~", config.error_ratio_excluded)
+    def expected_values(store: Store) -> dict[str, float | None]:
+        """Every record's value at ``at``, as the oracle computes it from ``store``."""
+        requests = store.select(config.metric(REQUESTS))
+        errors_name = config.metric(ERRORS)
+        expected: dict[str, float | None] = {
+            requests_rate_record(config): sum_rate(store, requests, at, latency_s),
+        }
+        for window in error_ratio_windows(config):
+            counted_series = store.select(
+                errors_name,
+                error_type=lambda v: not satisfies(v, "=~", config.error_ratio_excluded),
+            )
+            expected[error_ratio_record(config, window)] = job_ratio(
+                store, counted_series, requests, at, duration_seconds(window)
+            )
+        limited = store.select(errors_name, error_type=lambda v: v in RATE_LIMITED_ERROR_TYPES)
+        expected[rate_limited_ratio_record(config)] = job_ratio(
+            store, limited, requests, at, duration_seconds(config.rate_limited_window)
         )
-        expected[error_ratio_record(config, window)] = job_ratio(
-            store, counted_series, requests, at, duration_seconds(window)
+        expected[cost_rate_record(config)] = sum_rate(
+            store,
+            store.select(config.metric(COST), cost_type=lambda v: v == TOTAL_COST_TYPE),
+            at,
+            cost_s,
         )
-    limited = store.select(errors_name, error_type=lambda v: v in RATE_LIMITED_ERROR_TYPES)
-    expected[rate_limited_ratio_record(config)] = job_ratio(
-        store, limited, requests, at, duration_seconds(config.rate_limited_window)
-    )
-    expected[cost_rate_record(config)] = sum_rate(
-        store,
-        store.select(config.metric(COST), cost_type=lambda v: v == TOTAL_COST_TYPE),
-        at,
-        cost_s,
-    )
-    buckets = [
-        (float(s.label_dict["le"]), sum_rate(store, [s], at, latency_s) or 0.0)
-        for s in store.select(bucket_name)
-    ]
-    expected[latency_p99_record(config)] = bucket_quantile(0.99, buckets)
+        buckets = [
+            (float(s.label_dict["le"]), sum_rate(store, [s], at, latency_s) or 0.0)
+            for s in store.select(bucket_name)
+        ]
+        expected[latency_p99_record(config)] = bucket_quantile(0.99, buckets)
+        return expected
+
+    expected = expected_values(store)
+    if expected_values(store.under_prometheus_3()) != expected:
+        raise ValueError("recording rule tests differ under Prometheus 3's left-open ranges")
     recorded = [rule.record for rule in recording_rules(config)]
     if sorted(expected) != sorted(recorded):
         raise AssertionError(f"recording rule tests {sorted(expected)} != rules {sorted(recorded)}")
