@@ -77,6 +77,11 @@ class MixinConfig:
     page critical. The default, 1 / (1 - 0.99), is the count under which a
     single failure alone spends more than the 99 % objective's whole budget.
     """
+    slow_rules_min_window: str = "1d"
+    """Recording rules over windows this long or longer go to a slower group."""
+    slow_rules_interval: str = "1m"
+    """Evaluation interval of that group: a 1d or 3d window moves little in a minute, and
+    reading days of raw samples every 15 s is most of the rules' cost."""
     latency_p99_seconds: float = 60.0
     latency_window: str = "5m"
     latency_for: str = "15m"
@@ -153,7 +158,7 @@ class MixinConfig:
                 f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"
             )
         for f in fields(self):
-            if f.name.endswith(("_window", "_for")):
+            if f.name.endswith(("_window", "_for", "_interval")):
                 try:
                     duration_seconds(getattr(self, f.name))
                 except ValueError as exc:

@@ -21,11 +21,14 @@ from ccobs.catalog import (
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
 from ccobs.mixin.names import (
+    burn_long_windows,
     cost_rate_record,
     error_ratio_record,
     error_ratio_windows,
+    is_slow_window,
     latency_p99_record,
     rate_limited_ratio_record,
+    requests_increase_record,
     requests_rate_record,
 )
 from ccobs.mixin.oracle.evaluation import bucket_quantile, job_ratio, satisfies, sum_rate
@@ -88,6 +91,13 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
         )
         for window in error_ratio_windows(config)
     ]
+    rules += [
+        RecordingRule(
+            requests_increase_record(config, window),
+            f"sum by (job) (increase({requests}[{window}]))",
+        )
+        for window in burn_long_windows(config)
+    ]
     rules.append(
         RecordingRule(
             rate_limited_ratio_record(config),
@@ -109,6 +119,21 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
         )
     )
     return tuple(rules)
+
+
+def slow_records(config: MixinConfig) -> frozenset[str]:
+    """The records over windows of at least ``slow_rules_min_window``: the slow group's."""
+    records = {
+        error_ratio_record(config, w)
+        for w in error_ratio_windows(config)
+        if is_slow_window(config, w)
+    }
+    records |= {
+        requests_increase_record(config, w)
+        for w in burn_long_windows(config)
+        if is_slow_window(config, w)
+    }
+    return frozenset(records)
 
 
 def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
@@ -199,6 +224,10 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
             )
             expected[error_ratio_record(config, window)] = job_ratio(
                 store, counted_series, requests, at, duration_seconds(window)
+            )
+        for window in burn_long_windows(config):
+            expected[requests_increase_record(config, window)] = sum_rate(
+                store, requests, at, duration_seconds(window), is_rate=False
             )
         limited = store.select(errors_name, error_type=lambda v: v in RATE_LIMITED_ERROR_TYPES)
         expected[rate_limited_ratio_record(config)] = job_ratio(

@@ -21,7 +21,7 @@ from ccobs.catalog import (
     upstream_status_error_type,
 )
 from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
-from ccobs.mixin.names import error_ratio_record, runbook_url
+from ccobs.mixin.names import error_ratio_record, requests_increase_record, runbook_url
 from ccobs.mixin.oracle.alert_state import ModelledAlert, alert_states
 from ccobs.mixin.oracle.evaluation import (
     AmbiguousTestError,
@@ -69,9 +69,8 @@ def _per_step(config: MixinConfig) -> float:
 
 
 def _guard(config: MixinConfig, window: str) -> str:
-    """More requests than the minimum in ``window``: the pair may page."""
-    requests = metric(config, config.metric(REQUESTS))
-    return f"sum by (job) (increase({requests}[{window}])) > {num(config.burn_rate_min_requests)}"
+    """More requests than the minimum in ``window`` (recorded): the pair may page."""
+    return f"{requests_increase_record(config, window)} > {num(config.burn_rate_min_requests)}"
 
 
 def _low_traffic_scenarios(
@@ -292,8 +291,8 @@ def error_budget_burn(config: MixinConfig) -> AlertFamily:
             f"and\n{error_ratio_record(config, burn.short)} > {num(threshold)}"
         )
         if guarded:
-            # `on (job)`: where the recorded ratios carry external labels (vmalert
-            # reading series Prometheus remote-wrote), the raw sum does not.
+            # `on (job)`: only the job identifies a pair's series (a recorded
+            # series read back from remote storage may carry external labels).
             expr += f"\nand on (job)\n{_guard(config, burn.long)}"
 
         rule = AlertRule(

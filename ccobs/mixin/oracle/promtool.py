@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccobs.mixin.config import MixinConfig, duration_seconds
-from ccobs.mixin.names import alert_group, recording_group
+from ccobs.mixin.names import alert_group, recording_group, slow_recording_group
 from ccobs.mixin.oracle.alert_state import (
     AlertState,
     ModelledAlert,
@@ -84,6 +84,15 @@ def _check_prometheus_3(
             )
 
 
+def recording_groups(config: MixinConfig) -> list[str]:
+    """The recording rule groups ``recording_rules.yaml`` holds, in evaluation order."""
+    from ccobs.mixin.names import burn_long_windows, error_ratio_windows, is_slow_window
+
+    windows = (*error_ratio_windows(config), *burn_long_windows(config))
+    slow = any(is_slow_window(config, w) for w in windows)
+    return [recording_group(config), *([slow_recording_group(config)] if slow else [])]
+
+
 def promtool_file(config: MixinConfig, step: int, groups: list[dict[str, Any]]) -> dict[str, Any]:
     """A promtool test file; rule paths are relative to it (``alerts/tests/``)."""
     return {
@@ -91,7 +100,7 @@ def promtool_file(config: MixinConfig, step: int, groups: list[dict[str, Any]]) 
         "evaluation_interval": duration(step),
         # Recording rules first, as a Prometheus group evaluation would see
         # them; without an order promtool evaluates the groups in map order.
-        "group_eval_order": [recording_group(config), alert_group(config)],
+        "group_eval_order": [*recording_groups(config), alert_group(config)],
         "tests": groups,
     }
 
