@@ -38,6 +38,7 @@ CUSTOM = MixinConfig(
     namespace="llmgw",
     job_selector='service="llm-gateway", env!="dev", job=~"gw-.+"',
     alert_prefix="LLMGateway",
+    aggregation_labels=("job", "cluster"),
     runbook_url="https://runbooks.example.com/llmgw.md",
     error_ratio_slo=0.995,
     error_ratio_excluded="invalid_request|client_disconnect|rate_limited",
@@ -325,6 +326,17 @@ def test_long_window_records_are_evaluated_in_a_slower_group(built: Built) -> No
             assert window is not None, rule["expr"]
             slow = duration_seconds(window.group(1)) >= limit
             assert (intervals[group["name"]] == built.config.slow_rules_interval) == slow, rule
+
+
+def test_every_aggregation_keeps_the_aggregation_labels(built: Built) -> None:
+    # Grouping labels (cluster, namespace) survive every sum, as in kubernetes-mixin.
+    clause = ", ".join(built.config.aggregation_labels)
+    texts = [rule["expr"] for rule in (*built.recording, *built.alerts)]
+    for text in texts:
+        for found in re.findall(r"\b(?:sum|min|count) by \(([^)]*)\)", text):
+            assert found.startswith(clause), text
+        for found in re.findall(r"\band on \(([^)]*)\)", text):
+            assert found == clause, text
 
 
 # --- the generated unit tests -------------------------------------------------

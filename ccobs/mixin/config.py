@@ -56,6 +56,9 @@ class MixinConfig:
     namespace: str = DEFAULT_NAMESPACE
     job_selector: str = 'job=~"ccproxy.*"'
     alert_prefix: str = "CCProxy"
+    aggregation_labels: tuple[str, ...] = ("job",)
+    """The labels every ``sum by`` keeps (``job`` first); add ``cluster``, ``namespace``...
+    where one job name runs in several places, as kubernetes-mixin's ``clusterLabel``."""
     runbook_url: str = "https://github.com/ccobs/ccobs/blob/main/alerts/runbook.md"
     dashboard_uid_prefix: str = "ccobs"
     dashboard_tags: tuple[str, ...] = ("ccobs", "llm-proxy")
@@ -128,6 +131,11 @@ class MixinConfig:
             raise ValueError(f"namespace {self.namespace!r} is not a Prometheus name")
         if not re.match(r"^[A-Z][A-Za-z0-9]*$", self.alert_prefix):
             raise ValueError(f"alert_prefix {self.alert_prefix!r} must be CamelCase")
+        if not self.aggregation_labels or self.aggregation_labels[0] != "job":
+            raise ValueError("aggregation_labels must start with job")
+        for label in self.aggregation_labels:
+            if not _NAME.match(label) or label.startswith("__") or label in ("le", "instance"):
+                raise ValueError(f"aggregation label {label!r} is not a usable label name")
         if not 0 < self.error_ratio_slo < 1:
             raise ValueError(f"error_ratio_slo must be within (0, 1), got {self.error_ratio_slo}")
         for name in (

@@ -40,10 +40,11 @@ from ccobs.mixin.oracle.samples import (
     counted_error_type,
     errors_series,
     excluded_error_type,
+    job_only,
     sample_labels,
 )
 from ccobs.mixin.oracle.series import Store, build_series
-from ccobs.mixin.promql import duration, metric, quote
+from ccobs.mixin.promql import by, duration, metric, quote
 from ccobs.mixin.rule_types import RecordingRule
 
 TOTAL_COST_TYPE = "total"
@@ -57,9 +58,11 @@ def _ratio_expr(config: MixinConfig, numerator: str, window: str) -> str:
     matching error series yet (ccobs creates a label child on first use), so
     dashboards show 0 instead of "no data" and the ratio never has gaps.
     """
-    requests = f"sum by (job) (rate({metric(config, config.metric(REQUESTS))}[{window}]))"
+    clause = by(config)
+    requests = f"sum by ({clause}) (rate({metric(config, config.metric(REQUESTS))}[{window}]))"
     return (
-        f"(\n  sum by (job) (rate({numerator}[{window}]))\n  or\n  {requests} * 0\n)\n/\n{requests}"
+        f"(\n  sum by ({clause}) (rate({numerator}[{window}]))\n  or\n  {requests} * 0\n)"
+        f"\n/\n{requests}"
     )
 
 
@@ -82,7 +85,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
     rules = [
         RecordingRule(
             requests_rate_record(config),
-            f"sum by (job) (rate({requests}[{config.latency_window}]))",
+            f"sum by ({by(config)}) (rate({requests}[{config.latency_window}]))",
         )
     ]
     rules += [
@@ -94,7 +97,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
     rules += [
         RecordingRule(
             requests_increase_record(config, window),
-            f"sum by (job) (increase({requests}[{window}]))",
+            f"sum by ({by(config)}) (increase({requests}[{window}]))",
         )
         for window in burn_long_windows(config)
     ]
@@ -107,7 +110,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
     cost = metric(config, config.metric(COST), f"cost_type={quote(TOTAL_COST_TYPE)}")
     rules.append(
         RecordingRule(
-            cost_rate_record(config), f"sum by (job) (rate({cost}[{config.cost_window}]))"
+            cost_rate_record(config), f"sum by ({by(config)}) (rate({cost}[{config.cost_window}]))"
         )
     )
     buckets = metric(config, config.metric(RESPONSE_DURATION) + "_bucket")
@@ -115,7 +118,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
         RecordingRule(
             latency_p99_record(config),
             "histogram_quantile(\n  0.99,\n"
-            f"  sum by (job, le) (rate({buckets}[{config.latency_window}]))\n)",
+            f"  sum by ({by(config)}, le) (rate({buckets}[{config.latency_window}]))\n)",
         )
     )
     return tuple(rules)
@@ -252,7 +255,7 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
     recorded = [rule.record for rule in recording_rules(config)]
     if sorted(expected) != sorted(recorded):
         raise AssertionError(f"recording rule tests {sorted(expected)} != rules {sorted(recorded)}")
-    job_label = quote(job["job"])
+    kept = ",".join(f"{label}={quote(value)}" for label, value in job_only(config, job).items())
     tests = []
     for record in recorded:
         value = expected[record]
@@ -262,7 +265,7 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
             {
                 "expr": record,
                 "eval_time": duration(at),
-                "exp_samples": [{"labels": f"{record}{{job={job_label}}}", "value": value}],
+                "exp_samples": [{"labels": f"{record}{{{kept}}}", "value": value}],
             }
         )
     group = {

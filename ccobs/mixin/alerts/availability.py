@@ -26,9 +26,9 @@ from ccobs.mixin.oracle.promtool import (
     round_up,
     single_rule_family,
 )
-from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, absent_labels, sample_labels
+from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, absent_labels, job_only, sample_labels
 from ccobs.mixin.oracle.series import Store, gauge_series
-from ccobs.mixin.promql import metric
+from ccobs.mixin.promql import by, metric
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
 
@@ -48,7 +48,7 @@ def down(config: MixinConfig) -> AlertFamily:
 
     def job_model(store: Store, t: int) -> list[tuple[dict[str, str], float]]:
         values = [v for s in store.select("up") if (v := store.instant(s, t)) is not None]
-        return [({"job": job["job"]}, 0.0)] if values and sum(values) == 0 else []
+        return [(job_only(config, job), 0.0)] if values and sum(values) == 0 else []
 
     up = metric(config, "up")
     instance = ModelledAlert(
@@ -70,7 +70,7 @@ def down(config: MixinConfig) -> AlertFamily:
     whole = ModelledAlert(
         AlertRule(
             name=name,
-            expr=f"sum by (job) ({up}) == 0",
+            expr=f"sum by ({by(config)}) ({up}) == 0",
             for_=config.proxy_down_for,
             severity="critical",
             summary="Every target of a proxy job is down.",
@@ -226,9 +226,12 @@ def absent(config: MixinConfig) -> AlertFamily:
             "proxy alert is silent."
         ),
         diagnose=(
-            (f"count by (job) ({metric(config, 'up')})", "Targets Prometheus knows per job."),
             (
-                f"count by (job, instance) ({metric(config, info)})",
+                f"count by ({by(config)}) ({metric(config, 'up')})",
+                "Targets Prometheus knows per job.",
+            ),
+            (
+                f"count by ({by(config)}, instance) ({metric(config, info)})",
                 "Proxy processes whose metrics arrive, scraped or pushed.",
             ),
             (

@@ -27,7 +27,7 @@ from ccobs.mixin.oracle.promtool import (
 )
 from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, SAMPLE_MODEL, sample_labels
 from ccobs.mixin.oracle.series import Store, build_series
-from ccobs.mixin.promql import as_threshold, metric, num, quote, sum_by
+from ccobs.mixin.promql import as_threshold, by, metric, num, quote, sum_by
 from ccobs.mixin.recording_rules import TOTAL_COST_TYPE
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
@@ -146,7 +146,7 @@ def hourly_cost_over_budget(config: MixinConfig) -> AlertFamily:
         ),
         diagnose=(
             (
-                f"sum by (job, model) (rate({cost}[{config.cost_window}])) * 3600",
+                f"sum by ({by(config)}, model) (rate({cost}[{config.cost_window}])) * 3600",
                 "USD per hour by model.",
             ),
             (
@@ -246,11 +246,11 @@ def daily_cost_over_budget(config: MixinConfig) -> AlertFamily:
         ),
         diagnose=(
             (
-                f"sum by (job, model) (increase({total}[1d]))",
+                f"sum by ({by(config)}, model) (increase({total}[1d]))",
                 "USD over the last day by job and model.",
             ),
             (
-                f"sum by (job) (increase({total}[1h]))",
+                f"sum by ({by(config)}) (increase({total}[1h]))",
                 "USD in the last hour per job: is it still going on?",
             ),
         ),

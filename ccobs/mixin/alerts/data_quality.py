@@ -24,7 +24,7 @@ from ccobs.mixin.oracle.promtool import (
     round_up,
     single_rule_family,
 )
-from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, sample_labels
+from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, job_only, sample_labels
 from ccobs.mixin.oracle.series import Series, Store, build_series
 from ccobs.mixin.promql import sum_by
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
@@ -65,7 +65,7 @@ def _counter_alert(config: MixinConfig, what: _CounterAlert) -> AlertFamily:
             seen = sum_rate(store, members, t, window, is_rate=False)
             if is_above(seen, 0, exact=True):
                 assert seen is not None
-                out.append(({"job": job["job"], what.label: value}, seen))
+                out.append(({**job_only(config, job), what.label: value}, seen))
         return out
 
     by = f"job, {what.label}"

@@ -50,7 +50,7 @@ from ccobs.mixin.oracle.samples import (
     sample_labels,
 )
 from ccobs.mixin.oracle.series import Store
-from ccobs.mixin.promql import as_threshold, metric, num
+from ccobs.mixin.promql import as_threshold, by, metric, num, sum_by
 from ccobs.mixin.recording_rules import counted_errors
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
@@ -284,16 +284,16 @@ def error_budget_burn(config: MixinConfig) -> AlertFamily:
                 if not is_above(seen, config.burn_rate_min_requests):
                     return []
             assert long_ratio is not None
-            return [(job_only(job), long_ratio)]
+            return [(job_only(config, job), long_ratio)]
 
         expr = (
             f"{error_ratio_record(config, burn.long)} > {num(threshold)}\n"
             f"and\n{error_ratio_record(config, burn.short)} > {num(threshold)}"
         )
         if guarded:
-            # `on (job)`: only the job identifies a pair's series (a recorded
+            # `on (aggregation labels)`: only they identify a pair's series (a recorded
             # series read back from remote storage may carry external labels).
-            expr += f"\nand on (job)\n{_guard(config, burn.long)}"
+            expr += f"\nand on ({by(config)})\n{_guard(config, burn.long)}"
 
         rule = AlertRule(
             name=name,
@@ -321,9 +321,7 @@ def error_budget_burn(config: MixinConfig) -> AlertFamily:
         for burn, alert in zip(config.burn_rate_windows, alerts, strict=True)
     )
 
-    errors_by_type = (
-        f"sum by (job, error_type) (rate({metric(config, errors_name)}[{config.latency_window}]))"
-    )
+    errors_by_type = sum_by(config, "error_type", "rate", errors_name, config.latency_window)
     runbook = RunbookEntry(
         meaning=(
             f"Requests are failing fast enough to spend the error budget of the "
@@ -353,12 +351,12 @@ def error_budget_burn(config: MixinConfig) -> AlertFamily:
                 "`upstream_timeout` point at the upstream; exception names at the proxy.",
             ),
             (
-                f"topk(10, sum by (job, endpoint, model) (rate({counted_errors(config)}"
+                f"topk(10, sum by ({by(config)}, endpoint, model) (rate({counted_errors(config)}"
                 f"[{config.latency_window}])))",
                 "Which routes and models fail.",
             ),
             (
-                f"sum by (job, status) (rate({metric(config, requests_name)}"
+                f"sum by ({by(config)}, status) (rate({metric(config, requests_name)}"
                 f"[{config.latency_window}]))",
                 "Response statuses the proxy returned.",
             ),

@@ -33,7 +33,7 @@ from ccobs.mixin.oracle.samples import (
     sample_labels,
 )
 from ccobs.mixin.oracle.series import Store, build_series
-from ccobs.mixin.promql import as_threshold, metric, num
+from ccobs.mixin.promql import as_threshold, by, metric, num
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
 
@@ -97,7 +97,7 @@ def ttft_high(config: MixinConfig) -> AlertFamily:
         seen = sum_rate(store, store.select(ttft + "_count"), t, window, is_rate=False)
         if is_above(value, threshold) and is_above(seen, minimum):
             assert value is not None
-            return [(job_only(job), value)]
+            return [(job_only(config, job), value)]
         return []
 
     buckets = metric(config, ttft + "_bucket")
@@ -106,9 +106,9 @@ def ttft_high(config: MixinConfig) -> AlertFamily:
             name=name,
             expr=(
                 f"histogram_quantile(\n  {num(q)},\n"
-                f"  sum by (job, le) (rate({buckets}[{config.latency_window}]))\n)"
+                f"  sum by ({by(config)}, le) (rate({buckets}[{config.latency_window}]))\n)"
                 f" > {num(threshold)}\nand\n"
-                f"sum by (job) (increase({metric(config, ttft + '_count')}"
+                f"sum by ({by(config)}) (increase({metric(config, ttft + '_count')}"
                 f"[{config.latency_window}])) > {num(minimum)}"
             ),
             for_=config.latency_for,
@@ -177,17 +177,17 @@ def ttft_high(config: MixinConfig) -> AlertFamily:
         ),
         diagnose=(
             (
-                f"histogram_quantile({num(q)}, sum by (job, model, le) (rate({buckets}"
+                f"histogram_quantile({num(q)}, sum by ({by(config)}, model, le) (rate({buckets}"
                 f"[{config.latency_window}])))",
                 "Per model: one model queueing upstream, or all of them?",
             ),
             (
-                f"sum by (job, model) (rate({metric(config, ttft + '_count')}"
+                f"sum by ({by(config)}, model) (rate({metric(config, ttft + '_count')}"
                 f"[{config.latency_window}]))",
                 "Streams per second per model: a burst of traffic can queue upstream.",
             ),
             (
-                f"sum by (job) ({metric(config, config.metric(ACTIVE_REQUESTS))})",
+                f"sum by ({by(config)}) ({metric(config, config.metric(ACTIVE_REQUESTS))})",
                 "Requests in flight in the proxy: saturation of the proxy itself.",
             ),
         ),
@@ -215,7 +215,7 @@ def p99_latency_high(config: MixinConfig) -> AlertFamily:
         if not is_above(p99, threshold):
             return []
         assert p99 is not None
-        return [(job_only(job), p99)]
+        return [(job_only(config, job), p99)]
 
     alert = ModelledAlert(
         AlertRule(
@@ -278,12 +278,12 @@ def p99_latency_high(config: MixinConfig) -> AlertFamily:
         diagnose=(
             (latency_p99_record(config), "The recorded p99 per job."),
             (
-                f"histogram_quantile(0.99, sum by (job, model, le) (rate({buckets}"
+                f"histogram_quantile(0.99, sum by ({by(config)}, model, le) (rate({buckets}"
                 f"[{config.latency_window}])))",
                 "p99 per model: long generations of one model, or all of them?",
             ),
             (
-                "histogram_quantile(0.99, sum by (job, le) (rate("
+                f"histogram_quantile(0.99, sum by ({by(config)}, le) (rate("
                 f"{metric(config, config.metric(TIME_TO_FIRST_TOKEN) + '_bucket')}"
                 f"[{config.latency_window}])))",
                 "p99 time to first token: a slow start means upstream queueing, a slow "

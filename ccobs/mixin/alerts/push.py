@@ -27,7 +27,7 @@ from ccobs.mixin.oracle.promtool import (
 )
 from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, job_only, sample_labels
 from ccobs.mixin.oracle.series import Series, Store, build_series
-from ccobs.mixin.promql import metric, num, seconds_text, sum_by
+from ccobs.mixin.promql import by, metric, num, seconds_text, sum_by
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
 
@@ -46,13 +46,16 @@ def push_stale(config: MixinConfig) -> AlertFamily:
             if (value := store.instant(series, t)) is not None
         ]
         if ages and is_above(min(ages), stale, exact=True):
-            return [(job_only(job), min(ages))]
+            return [(job_only(config, job), min(ages))]
         return []
 
     alert = ModelledAlert(
         AlertRule(
             name=name,
-            expr=(f"min by (job) (time() - {metric(config, 'push_time_seconds')}) > {num(stale)}"),
+            expr=(
+                f"min by ({by(config)}) (time() - {metric(config, 'push_time_seconds')})"
+                f" > {num(stale)}"
+            ),
             for_=config.push_stale_for,
             severity="warning",
             summary="Metric pushes to the Pushgateway are stale.",

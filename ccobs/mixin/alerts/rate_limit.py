@@ -29,7 +29,7 @@ from ccobs.mixin.oracle.promtool import (
 )
 from ccobs.mixin.oracle.samples import errors_series, job_only, requests_series, sample_labels
 from ccobs.mixin.oracle.series import Store
-from ccobs.mixin.promql import as_threshold, num, sum_by
+from ccobs.mixin.promql import as_threshold, by, num, sum_by
 from ccobs.mixin.recording_rules import rate_limited_errors
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
@@ -48,7 +48,7 @@ def upstream_rate_limited(config: MixinConfig) -> AlertFamily:
         ratio = job_ratio(store, limited, store.select(requests_name), t, window)
         if is_above(ratio, threshold):
             assert ratio is not None
-            return [(job_only(job), ratio)]
+            return [(job_only(config, job), ratio)]
         return []
 
     alert = ModelledAlert(
@@ -125,7 +125,7 @@ def upstream_rate_limited(config: MixinConfig) -> AlertFamily:
         diagnose=(
             (rate_limited_ratio_record(config), "The recorded share of rate-limited requests."),
             (
-                f"sum by (job, model) (rate({limited}[{config.rate_limited_window}]))",
+                f"sum by ({by(config)}, model) (rate({limited}[{config.rate_limited_window}]))",
                 "Rate-limited requests per second by model (limits are often per model).",
             ),
             (

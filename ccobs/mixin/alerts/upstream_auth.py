@@ -23,7 +23,7 @@ from ccobs.mixin.oracle.promtool import (
 )
 from ccobs.mixin.oracle.samples import errors_series, job_only, requests_series, sample_labels
 from ccobs.mixin.oracle.series import Store
-from ccobs.mixin.promql import as_threshold, metric, num, quote, sum_by
+from ccobs.mixin.promql import as_threshold, by, metric, num, quote, sum_by
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
 
@@ -45,7 +45,7 @@ def upstream_auth_errors(config: MixinConfig) -> AlertFamily:
         count = sum_rate(store, refused, t, window, is_rate=False)
         if is_above(ratio, threshold) and is_above(count, minimum):
             assert ratio is not None
-            return [(job_only(job), ratio)]
+            return [(job_only(config, job), ratio)]
         return []
 
     errors = sum_by(config, "job", "rate", errors_name, window_text, matcher)
@@ -126,7 +126,7 @@ def upstream_auth_errors(config: MixinConfig) -> AlertFamily:
         ),
         diagnose=(
             (
-                f"sum by (job, model, error_type) (rate({refused}[{window_text}]))",
+                f"sum by ({by(config)}, model, error_type) (rate({refused}[{window_text}]))",
                 "Refusals by model and type: one model (retired, 404) or all (the key, 401).",
             ),
         ),
