@@ -75,14 +75,52 @@ def http_error_type(status: int) -> str:
     return f"http_{status}"
 
 
+UPSTREAM_EVENT_STATUSES: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+"""The type of an error event that ends an upstream stream, and the HTTP status it stands
+for: a stream's ``upstream_<type>`` must count wherever its status equivalent does."""
+
+
+def status_equivalent_error_types(*statuses: int) -> tuple[str, ...]:
+    """Every ``error_type`` an upstream failure with one of ``statuses`` is recorded as:
+    the status's own type and the stream error events standing for it."""
+    types = [upstream_status_error_type(status) for status in statuses]
+    types += [
+        upstream_event_error_type(kind)
+        for kind, status in UPSTREAM_EVENT_STATUSES.items()
+        if status in statuses
+    ]
+    return tuple(types)
+
+
+RATE_LIMITED_ERROR_TYPES: tuple[str, ...] = status_equivalent_error_types(429)
+"""A 429, before the stream (``rate_limited``) or as its error event."""
+UPSTREAM_AUTH_ERROR_TYPES: tuple[str, ...] = status_equivalent_error_types(401, 403, 404)
+"""The upstream refused the key or does not know the model (401, 403, 404, or their stream
+events): client errors for the SLO, but 100 % of requests when a key is revoked."""
+
 CLIENT_ERROR_TYPES: tuple[str, ...] = (
     INVALID_REQUEST,
     CLIENT_DISCONNECT,
     "http_4..",
     "upstream_4..",
+    *(
+        upstream_event_error_type(kind)
+        for kind, status in UPSTREAM_EVENT_STATUSES.items()
+        if 400 <= status < 500 and status != 429
+    ),
 )
 """The error types that are the client's doing and do not count against the availability
-SLO, as PromQL regular-expression alternatives (``http_4..`` matches every 4xx)."""
+SLO, as PromQL regular-expression alternatives (``http_4..`` matches every 4xx); a stream's
+error events count as their status equivalents do."""
 
 UNKNOWN = "unknown"
 """Label value recorded when a caller passes no model or service type."""

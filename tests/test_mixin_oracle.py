@@ -79,6 +79,13 @@ def test_rate_adds_back_a_counter_reset() -> None:
     assert extrapolated_rate([(0, 10.0), (30, 20.0), (60, 5.0)], 60, 60, is_rate=True) == 0.25
 
 
+def test_prometheus_3_ranges_leave_out_the_sample_on_their_start() -> None:
+    store = Store(60, (build_series("c", {}, 0, [(1.0, 3)]),))
+    (series,) = store.series
+    assert [t for t, _ in store.range(series, 120, 120)] == [0, 60, 120]
+    assert [t for t, _ in store.under_prometheus_3().range(series, 120, 120)] == [60, 120]
+
+
 def test_rate_needs_two_samples() -> None:
     assert extrapolated_rate([(0, 1.0)], 60, 60, is_rate=True) is None
 

@@ -24,6 +24,7 @@ from realservers import require_binary
 
 from ccobs.catalog import ALL_METRICS, COST_TYPES, RATE_LIMITED_ERROR_TYPE
 from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
+from ccobs.mixin.names import requests_increase_record
 from ccobs.mixin.rules import (
     SEVERITIES,
     TOTAL_COST_TYPE,
@@ -37,6 +38,7 @@ CUSTOM = MixinConfig(
     namespace="llmgw",
     job_selector='service="llm-gateway", env!="dev", job=~"gw-.+"',
     alert_prefix="LLMGateway",
+    aggregation_labels=("job", "cluster"),
     runbook_url="https://runbooks.example.com/llmgw.md",
     error_ratio_slo=0.995,
     error_ratio_excluded="invalid_request|client_disconnect|rate_limited",
@@ -295,6 +297,46 @@ def test_error_budget_burn_pairs_share_one_alert_name(built: Built) -> None:
         assert error_ratio_record(built.config, window.long) in rule["expr"]
         assert error_ratio_record(built.config, window.short) in rule["expr"]
         assert rule["for"] == window.for_
+
+
+def test_every_burn_rate_pair_has_a_traffic_guard(built: Built) -> None:
+    # One routine upstream failure at a few requests an hour must not page.
+    name = f"{built.config.alert_prefix}ErrorBudgetBurn"
+    minimum = f"{built.config.burn_rate_min_requests:.10g}"
+    burns = [rule for rule in built.alerts if rule["alert"] == name]
+    for rule, window in zip(burns, built.config.burn_rate_windows, strict=True):
+        guard = f"{requests_increase_record(built.config, window.long)} > {minimum}"
+        assert guard in rule["expr"], rule["expr"]
+    low = [g for g in built.test_groups if "requests an hour and one" in g["name"]]
+    if built.config == MixinConfig():
+        # Generated where the unguarded pair would fire: 1h/5m and 6h/30m here.
+        assert len(low) >= 3, "the low-traffic scenarios are missing: the guard is untested"
+    for group in low:
+        assert all(not case["exp_alerts"] for case in group["alert_rule_test"])
+
+
+def test_long_window_records_are_evaluated_in_a_slower_group(built: Built) -> None:
+    # A 1d or 3d window read every 15 s is most of the rules' cost.
+    data = yaml.safe_load(built.files["recording_rules.yaml"])
+    intervals = {group["name"]: group.get("interval") for group in data["groups"]}
+    limit = duration_seconds(built.config.slow_rules_min_window)
+    for group in data["groups"]:
+        for rule in group["rules"]:
+            window = re.search(r"\[(\d+[smhd])\]", rule["expr"])
+            assert window is not None, rule["expr"]
+            slow = duration_seconds(window.group(1)) >= limit
+            assert (intervals[group["name"]] == built.config.slow_rules_interval) == slow, rule
+
+
+def test_every_aggregation_keeps_the_aggregation_labels(built: Built) -> None:
+    # Grouping labels (cluster, namespace) survive every sum, as in kubernetes-mixin.
+    clause = ", ".join(built.config.aggregation_labels)
+    texts = [rule["expr"] for rule in (*built.recording, *built.alerts)]
+    for text in texts:
+        for found in re.findall(r"\b(?:sum|min|count) by \(([^)]*)\)", text):
+            assert found.startswith(clause), text
+        for found in re.findall(r"\band on \(([^)]*)\)", text):
+            assert found == clause, text
 
 
 # --- the generated unit tests -------------------------------------------------

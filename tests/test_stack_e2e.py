@@ -45,8 +45,10 @@ MIXIN = MixinConfig(
     latency_for="1m",
     rate_limited_window="30s",
     push_failure_window="1m",
+    ttft_p99_seconds=1.0,
 )
 ERROR_ALERT = f"{MIXIN.alert_prefix}ErrorBudgetBurn"
+TTFT_ALERT = f"{MIXIN.alert_prefix}TTFTHigh"
 PANEL_VARIABLES = {
     "datasource": "prometheus",
     "vm_datasource": "victoriametrics",
@@ -288,6 +290,18 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             f"{ERROR_ALERT} resolved at the webhook",
             lambda: webhook.alerts(ERROR_ALERT, "resolved"),
             timeout=30,
+        )
+
+        # -- first tokens slow down (the mock's TTFT raised): the TTFT alert fires -------------
+        assert not alert_states(prometheus, TTFT_ALERT)
+        slow = replace(
+            healthy, rate=5.0, seed=7, stream_share=1.0, headers={"x-mock-ttft-ms": "1500"}
+        )
+        loads.append(Load(slow))
+        wait_for(
+            f"{TTFT_ALERT} firing in Prometheus",
+            lambda: "firing" in alert_states(prometheus, TTFT_ALERT),
+            timeout=150,
         )
     finally:
         for load in loads:

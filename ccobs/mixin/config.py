@@ -56,6 +56,9 @@ class MixinConfig:
     namespace: str = DEFAULT_NAMESPACE
     job_selector: str = 'job=~"ccproxy.*"'
     alert_prefix: str = "CCProxy"
+    aggregation_labels: tuple[str, ...] = ("job",)
+    """The labels every ``sum by`` keeps (``job`` first); add ``cluster``, ``namespace``...
+    where one job name runs in several places, as kubernetes-mixin's ``clusterLabel``."""
     runbook_url: str = "https://github.com/ccobs/ccobs/blob/main/alerts/runbook.md"
     dashboard_uid_prefix: str = "ccobs"
     dashboard_tags: tuple[str, ...] = ("ccobs", "llm-proxy")
@@ -71,23 +74,58 @@ class MixinConfig:
         BurnRateWindow("1d", "2h", 3.0, "warning", "1h"),
         BurnRateWindow("3d", "6h", 1.0, "warning", "3h"),
     )
+    burn_rate_min_requests: float = 100.0
+    """Requests the long window of a burn-rate pair must have seen before it may page.
+
+    The SRE workbook's guard for low-traffic services: with 6 requests an
+    hour, one routine upstream 529 is a 17 % error ratio over 1h and would
+    page critical. The default, 1 / (1 - 0.99), is the count under which a
+    single failure alone spends more than the 99 % objective's whole budget.
+    """
+    slow_rules_min_window: str = "1d"
+    """Recording rules over windows this long or longer go to a slower group."""
+    slow_rules_interval: str = "1m"
+    """Evaluation interval of that group: a 1d or 3d window moves little in a minute, and
+    reading days of raw samples every 15 s is most of the rules' cost."""
     latency_p99_seconds: float = 60.0
     latency_window: str = "5m"
     latency_for: str = "15m"
     ttft_p99_seconds: float = 10.0
-    """Time to first token above which the TTFT alert fires (and the overview draws its line)."""
+    """Time-to-first-token threshold: the latency users of a stream feel."""
     ttft_quantile: float = 0.99
-    """The time-to-first-token percentile the TTFT alert and the overview compare with it."""
+    """The TTFT percentile the alert and the overview's panel compare with ``ttft_p99_seconds``."""
+    ttft_min_requests: float = 20.0
+    """Streams the latency window must hold before the TTFT percentile may alert.
+
+    A percentile of a handful of streams is one slow request; below this
+    count the TTFT alert stays quiet (the SRE workbook's low-traffic guard).
+    """
     hourly_cost_budget_usd: float = 50.0
+    cost_critical_factor: float = 5.0
+    """The hourly spend, in multiples of ``hourly_cost_budget_usd``, that pages (critical)."""
     cost_window: str = "1h"
     cost_for: str = "15m"
+    daily_cost_budget_usd: float = 500.0
+    """Spend over the last 24 hours above which the daily alert warns (every job together)."""
+    daily_cost_for: str = "30m"
     rate_limited_ratio: float = 0.05
     rate_limited_window: str = "10m"
     rate_limited_for: str = "10m"
+    upstream_auth_error_ratio: float = 0.05
+    """Share of requests the upstream refuses as unauthorized or not found above which to warn."""
+    upstream_auth_min_errors: float = 5.0
+    """Such errors the window must hold before the share may alert (one retired-model call is not
+    an incident)."""
+    upstream_auth_window: str = "10m"
+    upstream_auth_for: str = "5m"
+    data_quality_window: str = "1h"
+    """Window of the alerts on unpriced requests, label overflows and access-log drops."""
+    data_quality_for: str = "5m"
     proxy_down_for: str = "5m"
     push_stale_seconds: float = 300.0
     push_stale_for: str = "5m"
     push_failure_window: str = "15m"
+    """The window of PushFailing's runbook query (the alert reads the Pushgateway's times)."""
     push_failure_for: str = "15m"
 
     def __post_init__(self) -> None:
@@ -95,17 +133,42 @@ class MixinConfig:
             raise ValueError(f"namespace {self.namespace!r} is not a Prometheus name")
         if not re.match(r"^[A-Z][A-Za-z0-9]*$", self.alert_prefix):
             raise ValueError(f"alert_prefix {self.alert_prefix!r} must be CamelCase")
+        if not self.aggregation_labels or self.aggregation_labels[0] != "job":
+            raise ValueError("aggregation_labels must start with job")
+        for label in self.aggregation_labels:
+            if not _NAME.match(label) or label.startswith("__") or label in ("le", "instance"):
+                raise ValueError(f"aggregation label {label!r} is not a usable label name")
         if not 0 < self.error_ratio_slo < 1:
             raise ValueError(f"error_ratio_slo must be within (0, 1), got {self.error_ratio_slo}")
-        for name in ("latency_p99_seconds", "hourly_cost_budget_usd", "push_stale_seconds"):
+        for name in (
+            "latency_p99_seconds",
+            "ttft_p99_seconds",
+            "hourly_cost_budget_usd",
+            "daily_cost_budget_usd",
+            "push_stale_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("burn_rate_min_requests", "ttft_min_requests", "upstream_auth_min_errors"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.cost_critical_factor <= 1:
+            raise ValueError(
+                f"cost_critical_factor must be above 1, got {self.cost_critical_factor}"
+            )
+        if not 0 < self.ttft_quantile < 1:
+            raise ValueError(f"ttft_quantile must be within (0, 1), got {self.ttft_quantile}")
+        if not 0 < self.upstream_auth_error_ratio < 1:
+            raise ValueError(
+                f"upstream_auth_error_ratio must be within (0, 1), got "
+                f"{self.upstream_auth_error_ratio}"
+            )
         if not 0 < self.rate_limited_ratio < 1:
             raise ValueError(
                 f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"
             )
         for f in fields(self):
-            if f.name.endswith(("_window", "_for")):
+            if f.name.endswith(("_window", "_for", "_interval")):
                 try:
                     duration_seconds(getattr(self, f.name))
                 except ValueError as exc:

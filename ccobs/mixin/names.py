@@ -25,6 +25,11 @@ def error_ratio_record(config: MixinConfig, window: str) -> str:
     return f"job:{_base(config, 'errors_per_request')}:ratio_rate{window}"
 
 
+def requests_increase_record(config: MixinConfig, window: str) -> str:
+    """Requests per job over ``window`` (the burn-rate pairs' traffic guard)."""
+    return f"job:{_base(config, 'requests')}:increase{window}"
+
+
 def rate_limited_ratio_record(config: MixinConfig) -> str:
     """Share of requests per job the upstream answered with 429."""
     return f"job:{_base(config, 'rate_limited_per_request')}:ratio_rate{config.rate_limited_window}"
@@ -51,6 +56,22 @@ def error_ratio_windows(config: MixinConfig) -> tuple[str, ...]:
 def recording_group(config: MixinConfig) -> str:
     """The rule group of ``recording_rules.yaml``."""
     return f"{config.namespace}-recording-rules"
+
+
+def slow_recording_group(config: MixinConfig) -> str:
+    """The rule group of the recording rules over long windows, evaluated less often."""
+    return f"{config.namespace}-recording-rules-slow"
+
+
+def is_slow_window(config: MixinConfig, window: str) -> bool:
+    """Whether a rule over ``window`` belongs in the slow group."""
+    return duration_seconds(window) >= duration_seconds(config.slow_rules_min_window)
+
+
+def burn_long_windows(config: MixinConfig) -> tuple[str, ...]:
+    """The distinct long windows of the burn-rate pairs, shortest first."""
+    windows = {burn.long for burn in config.burn_rate_windows}
+    return tuple(sorted(windows, key=duration_seconds))
 
 
 def alert_group(config: MixinConfig) -> str:

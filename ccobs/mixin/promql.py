@@ -30,9 +30,18 @@ def metric(config: MixinConfig, name: str, *extra: str) -> str:
     return name if text == "{}" else name + text
 
 
-def sum_by(config: MixinConfig, by: str, function: str, name: str, window: str, *extra: str) -> str:
-    """``sum by (by) (function(name{selector, extra}[window]))``."""
-    return f"sum by ({by}) ({function}({metric(config, name, *extra)}[{window}]))"
+def by(config: MixinConfig, *labels: str) -> str:
+    """The aggregation labels (``job`` and any configured), then ``labels``: a ``by`` clause."""
+    extra = [label for label in labels if label not in config.aggregation_labels]
+    return ", ".join((*config.aggregation_labels, *extra))
+
+
+def sum_by(
+    config: MixinConfig, labels: str, function: str, name: str, window: str, *extra: str
+) -> str:
+    """``sum by (aggregation labels, labels) (function(name{selector, extra}[window]))``."""
+    clause = by(config, *(part.strip() for part in labels.split(",") if part.strip()))
+    return f"sum by ({clause}) ({function}({metric(config, name, *extra)}[{window}]))"
 
 
 def num(value: float) -> str:

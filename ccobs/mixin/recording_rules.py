@@ -15,16 +15,20 @@ from ccobs.catalog import (
     DEFAULT_DURATION_BUCKETS,
     ERRORS,
     RATE_LIMITED_ERROR_TYPE,
+    RATE_LIMITED_ERROR_TYPES,
     REQUESTS,
     RESPONSE_DURATION,
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
 from ccobs.mixin.names import (
+    burn_long_windows,
     cost_rate_record,
     error_ratio_record,
     error_ratio_windows,
+    is_slow_window,
     latency_p99_record,
     rate_limited_ratio_record,
+    requests_increase_record,
     requests_rate_record,
 )
 from ccobs.mixin.oracle.evaluation import bucket_quantile, job_ratio, satisfies, sum_rate
@@ -36,10 +40,11 @@ from ccobs.mixin.oracle.samples import (
     counted_error_type,
     errors_series,
     excluded_error_type,
+    job_only,
     sample_labels,
 )
 from ccobs.mixin.oracle.series import Store, build_series
-from ccobs.mixin.promql import duration, metric, quote
+from ccobs.mixin.promql import by, duration, metric, quote
 from ccobs.mixin.rule_types import RecordingRule
 
 TOTAL_COST_TYPE = "total"
@@ -53,9 +58,11 @@ def _ratio_expr(config: MixinConfig, numerator: str, window: str) -> str:
     matching error series yet (ccobs creates a label child on first use), so
     dashboards show 0 instead of "no data" and the ratio never has gaps.
     """
-    requests = f"sum by (job) (rate({metric(config, config.metric(REQUESTS))}[{window}]))"
+    clause = by(config)
+    requests = f"sum by ({clause}) (rate({metric(config, config.metric(REQUESTS))}[{window}]))"
     return (
-        f"(\n  sum by (job) (rate({numerator}[{window}]))\n  or\n  {requests} * 0\n)\n/\n{requests}"
+        f"(\n  sum by ({clause}) (rate({numerator}[{window}]))\n  or\n  {requests} * 0\n)"
+        f"\n/\n{requests}"
     )
 
 
@@ -67,8 +74,9 @@ def counted_errors(config: MixinConfig) -> str:
 
 
 def rate_limited_errors(config: MixinConfig) -> str:
-    """The errors of requests the upstream refused with 429."""
-    return metric(config, config.metric(ERRORS), f"error_type={quote(RATE_LIMITED_ERROR_TYPE)}")
+    """The errors of requests the upstream refused with 429, before or during the stream."""
+    pattern = "|".join(RATE_LIMITED_ERROR_TYPES)
+    return metric(config, config.metric(ERRORS), f"error_type=~{quote(pattern)}")
 
 
 def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
@@ -77,7 +85,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
     rules = [
         RecordingRule(
             requests_rate_record(config),
-            f"sum by (job) (rate({requests}[{config.latency_window}]))",
+            f"sum by ({by(config)}) (rate({requests}[{config.latency_window}]))",
         )
     ]
     rules += [
@@ -85,6 +93,13 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
             error_ratio_record(config, window), _ratio_expr(config, counted_errors(config), window)
         )
         for window in error_ratio_windows(config)
+    ]
+    rules += [
+        RecordingRule(
+            requests_increase_record(config, window),
+            f"sum by ({by(config)}) (increase({requests}[{window}]))",
+        )
+        for window in burn_long_windows(config)
     ]
     rules.append(
         RecordingRule(
@@ -95,7 +110,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
     cost = metric(config, config.metric(COST), f"cost_type={quote(TOTAL_COST_TYPE)}")
     rules.append(
         RecordingRule(
-            cost_rate_record(config), f"sum by (job) (rate({cost}[{config.cost_window}]))"
+            cost_rate_record(config), f"sum by ({by(config)}) (rate({cost}[{config.cost_window}]))"
         )
     )
     buckets = metric(config, config.metric(RESPONSE_DURATION) + "_bucket")
@@ -103,10 +118,25 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
         RecordingRule(
             latency_p99_record(config),
             "histogram_quantile(\n  0.99,\n"
-            f"  sum by (job, le) (rate({buckets}[{config.latency_window}]))\n)",
+            f"  sum by ({by(config)}, le) (rate({buckets}[{config.latency_window}]))\n)",
         )
     )
     return tuple(rules)
+
+
+def slow_records(config: MixinConfig) -> frozenset[str]:
+    """The records over windows of at least ``slow_rules_min_window``: the slow group's."""
+    records = {
+        error_ratio_record(config, w)
+        for w in error_ratio_windows(config)
+        if is_slow_window(config, w)
+    }
+    records |= {
+        requests_increase_record(config, w)
+        for w in burn_long_windows(config)
+        if is_slow_window(config, w)
+    }
+    return frozenset(records)
 
 
 def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
@@ -183,37 +213,49 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
         series.append(build_series(bucket_name, labels, 0, [(per_second * step, steps - 1)]))
     store = Store(step, tuple(series))
 
-    requests = store.select(config.metric(REQUESTS))
-    errors_name = config.metric(ERRORS)
-    expected: dict[str, float | None] = {
-        requests_rate_record(config): sum_rate(store, requests, at, latency_s),
-    }
-    for window in error_ratio_windows(config):
-        counted_series = store.select(
-            errors_name, error_type=lambda v: not satisfies(v, "=~", config.error_ratio_excluded)
+    def expected_values(store: Store) -> dict[str, float | None]:
+        """Every record's value at ``at``, as the oracle computes it from ``store``."""
+        requests = store.select(config.metric(REQUESTS))
+        errors_name = config.metric(ERRORS)
+        expected: dict[str, float | None] = {
+            requests_rate_record(config): sum_rate(store, requests, at, latency_s),
+        }
+        for window in error_ratio_windows(config):
+            counted_series = store.select(
+                errors_name,
+                error_type=lambda v: not satisfies(v, "=~", config.error_ratio_excluded),
+            )
+            expected[error_ratio_record(config, window)] = job_ratio(
+                store, counted_series, requests, at, duration_seconds(window)
+            )
+        for window in burn_long_windows(config):
+            expected[requests_increase_record(config, window)] = sum_rate(
+                store, requests, at, duration_seconds(window), is_rate=False
+            )
+        limited = store.select(errors_name, error_type=lambda v: v in RATE_LIMITED_ERROR_TYPES)
+        expected[rate_limited_ratio_record(config)] = job_ratio(
+            store, limited, requests, at, duration_seconds(config.rate_limited_window)
         )
-        expected[error_ratio_record(config, window)] = job_ratio(
-            store, counted_series, requests, at, duration_seconds(window)
+        expected[cost_rate_record(config)] = sum_rate(
+            store,
+            store.select(config.metric(COST), cost_type=lambda v: v == TOTAL_COST_TYPE),
+            at,
+            cost_s,
         )
-    limited = store.select(errors_name, error_type=lambda v: v == RATE_LIMITED_ERROR_TYPE)
-    expected[rate_limited_ratio_record(config)] = job_ratio(
-        store, limited, requests, at, duration_seconds(config.rate_limited_window)
-    )
-    expected[cost_rate_record(config)] = sum_rate(
-        store,
-        store.select(config.metric(COST), cost_type=lambda v: v == TOTAL_COST_TYPE),
-        at,
-        cost_s,
-    )
-    buckets = [
-        (float(s.label_dict["le"]), sum_rate(store, [s], at, latency_s) or 0.0)
-        for s in store.select(bucket_name)
-    ]
-    expected[latency_p99_record(config)] = bucket_quantile(0.99, buckets)
+        buckets = [
+            (float(s.label_dict["le"]), sum_rate(store, [s], at, latency_s) or 0.0)
+            for s in store.select(bucket_name)
+        ]
+        expected[latency_p99_record(config)] = bucket_quantile(0.99, buckets)
+        return expected
+
+    expected = expected_values(store)
+    if expected_values(store.under_prometheus_3()) != expected:
+        raise ValueError("recording rule tests differ under Prometheus 3's left-open ranges")
     recorded = [rule.record for rule in recording_rules(config)]
     if sorted(expected) != sorted(recorded):
         raise AssertionError(f"recording rule tests {sorted(expected)} != rules {sorted(recorded)}")
-    job_label = quote(job["job"])
+    kept = ",".join(f"{label}={quote(value)}" for label, value in job_only(config, job).items())
     tests = []
     for record in recorded:
         value = expected[record]
@@ -223,7 +265,7 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
             {
                 "expr": record,
                 "eval_time": duration(at),
-                "exp_samples": [{"labels": f"{record}{{job={job_label}}}", "value": value}],
+                "exp_samples": [{"labels": f"{record}{{{kept}}}", "value": value}],
             }
         )
     group = {

@@ -12,8 +12,8 @@ import yaml
 
 from ccobs.mixin.alerts import alert_families
 from ccobs.mixin.config import MixinConfig
-from ccobs.mixin.names import alert_group, recording_group
-from ccobs.mixin.recording_rules import recording_rules, recording_rules_test
+from ccobs.mixin.names import alert_group, recording_group, slow_recording_group
+from ccobs.mixin.recording_rules import recording_rules, recording_rules_test, slow_records
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import render_runbook
 
@@ -52,8 +52,8 @@ def _severity_text(family: AlertFamily) -> str:
         return family.rules[0].severity
     parts = []
     for rule in family.rules:
-        labels = dict(rule.labels)
-        parts.append(f"{rule.severity} ({labels['long_window']}/{labels['short_window']})")
+        # Rules sharing a name differ by their static labels: 1h/5m, or a scope.
+        parts.append(f"{rule.severity} ({'/'.join(value for _, value in rule.labels)})")
     return ", ".join(parts)
 
 
@@ -67,22 +67,32 @@ def _alert_yaml(rule: AlertRule) -> dict[str, Any]:
     }
 
 
+def _recording_groups(config: MixinConfig) -> list[dict[str, Any]]:
+    """The recording rules; those over long windows in a group evaluated less often."""
+    slow = slow_records(config)
+    rules = recording_rules(config)
+    groups: list[dict[str, Any]] = [
+        {
+            "name": recording_group(config),
+            "rules": [{"record": r.record, "expr": r.expr} for r in rules if r.record not in slow],
+        }
+    ]
+    if slow:
+        groups.append(
+            {
+                "name": slow_recording_group(config),
+                "interval": config.slow_rules_interval,
+                "rules": [{"record": r.record, "expr": r.expr} for r in rules if r.record in slow],
+            }
+        )
+    return groups
+
+
 def build_rule_files(config: MixinConfig) -> dict[str, str]:
     """File name under ``alerts/`` -> content: rules, runbook and promtool unit tests."""
     families = alert_families(config)
     files = {
-        "recording_rules.yaml": _dump(
-            {
-                "groups": [
-                    {
-                        "name": recording_group(config),
-                        "rules": [
-                            {"record": r.record, "expr": r.expr} for r in recording_rules(config)
-                        ],
-                    }
-                ]
-            }
-        ),
+        "recording_rules.yaml": _dump({"groups": _recording_groups(config)}),
         "alerts.yaml": _dump(
             {
                 "groups": [

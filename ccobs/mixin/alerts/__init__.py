@@ -13,23 +13,31 @@ from collections.abc import Callable
 from ccobs.mixin.alerts import (
     availability,
     cost,
+    data_quality,
     error_budget,
     latency,
     push,
     rate_limit,
+    upstream_auth,
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 
 ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     error_budget.error_budget_burn,
+    latency.ttft_high,
     latency.p99_latency_high,
     availability.down,
     availability.absent,
     push.push_stale,
     push.push_failing,
     cost.hourly_cost_over_budget,
+    cost.daily_cost_over_budget,
     rate_limit.upstream_rate_limited,
+    upstream_auth.upstream_auth_errors,
+    data_quality.unpriced_requests,
+    data_quality.label_overflow,
+    data_quality.access_log_dropped,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 

@@ -1,8 +1,12 @@
 """PushStale and PushFailing: metrics pushed to a Pushgateway that stopped arriving.
 
-``PushStale`` reads the Pushgateway's own ``push_time_seconds``; ``PushFailing``
-reads ccobs' pusher counter, so it names the cause while ``PushStale`` sees
-the effect.
+Both read what Prometheus observes itself by scraping the Pushgateway, never
+a counter the failing push would have to deliver. ``PushStale`` is per job:
+the job's newest push is too old, so a group left behind by a retired pod (the
+grouping key holds the host name) does not page while its successors push.
+``PushFailing`` fires while the Pushgateway's ``push_failure_time_seconds`` of
+a group is newer than its ``push_time_seconds``: the Pushgateway rejects the
+pushes it receives. Pushes that never reach it show as ``PushStale``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from ccobs.catalog import PUSHES
 from ccobs.mixin.config import MixinConfig, duration_seconds
 from ccobs.mixin.names import runbook_url
 from ccobs.mixin.oracle.alert_state import ModelledAlert
-from ccobs.mixin.oracle.evaluation import is_above, sum_rate
+from ccobs.mixin.oracle.evaluation import is_above
 from ccobs.mixin.oracle.promtool import (
     evaluation_step,
     firing_scenario,
@@ -21,9 +25,9 @@ from ccobs.mixin.oracle.promtool import (
     round_up,
     single_rule_family,
 )
-from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, sample_labels
+from ccobs.mixin.oracle.samples import SAMPLE_INSTANCES, job_only, sample_labels
 from ccobs.mixin.oracle.series import Series, Store, build_series
-from ccobs.mixin.promql import metric, num, quote, seconds_text, sum_by
+from ccobs.mixin.promql import by, metric, num, seconds_text, sum_by
 from ccobs.mixin.rule_types import AlertFamily, AlertRule
 from ccobs.mixin.runbook import RunbookEntry
 
@@ -36,23 +40,28 @@ def push_stale(config: MixinConfig) -> AlertFamily:
     stale_text = seconds_text(stale)
 
     def model(store: Store, t: int) -> list[tuple[dict[str, str], float]]:
-        out = []
-        for series in store.select("push_time_seconds"):
-            value = store.instant(series, t)
-            if value is not None and is_above(t - value, stale, exact=True):
-                out.append((series.label_dict, t - value))
-        return out
+        ages = [
+            t - value
+            for series in store.select("push_time_seconds")
+            if (value := store.instant(series, t)) is not None
+        ]
+        if ages and is_above(min(ages), stale, exact=True):
+            return [(job_only(config, job), min(ages))]
+        return []
 
     alert = ModelledAlert(
         AlertRule(
             name=name,
-            expr=f"time() - {metric(config, 'push_time_seconds')} > {num(stale)}",
+            expr=(
+                f"min by ({by(config)}) (time() - {metric(config, 'push_time_seconds')})"
+                f" > {num(stale)}"
+            ),
             for_=config.push_stale_for,
             severity="warning",
             summary="Metric pushes to the Pushgateway are stale.",
             description=(
-                "{{ $labels.job }} on {{ $labels.instance }} last pushed its metrics "
-                "{{ $value | humanizeDuration }} ago, more than the "
+                "No process of {{ $labels.job }} has pushed its metrics for "
+                "{{ $value | humanizeDuration }}, more than the "
                 f"{stale_text} allowed."
             ),
             runbook_url=runbook_url(config, name),
@@ -71,6 +80,13 @@ def push_stale(config: MixinConfig) -> AlertFamily:
     # Pushes always arrive, but each one lags just under the stale threshold.
     lag = 0.99 * stale
     lagging = build_series("push_time_seconds", labels, -lag, [(float(step), steps - 1)])
+    # A deploy: the old pod's group stops, its successor's group starts pushing.
+    successor = build_series(
+        "push_time_seconds",
+        {**job, "instance": "batch-worker-2"},
+        0,
+        [(0.0, pushes), (float(step), steps - pushes - 1)],
+    )
     scenarios = [
         firing_scenario(alert, [alert], Store(step, (stopped,)), late, "pushes stop"),
         quiet_scenario(
@@ -80,13 +96,25 @@ def push_stale(config: MixinConfig) -> AlertFamily:
             late,
             "the last push is always 0.99 times the stale threshold old",
         ),
+        quiet_scenario(
+            alert,
+            [alert],
+            Store(step, (stopped, successor)),
+            late,
+            "after a deploy: the retired pod's group stops, its successor's pushes go on",
+        ),
     ]
     push_time = metric(config, "push_time_seconds")
     runbook = RunbookEntry(
         meaning=(
-            f"A push group on the Pushgateway has not been updated for more than {stale_text}: "
-            "the pushing process stopped, or its pushes fail (see "
-            f"`{config.alert_prefix}PushFailing`)."
+            f"No push group of the job on the Pushgateway has been updated for more than "
+            f"{stale_text}: every pushing process stopped, or none of their pushes arrive "
+            f"(see `{config.alert_prefix}PushFailing` for pushes the Pushgateway rejects). "
+            "It is per job, not per group: groups are keyed by host name, so every deploy "
+            "leaves the retired pods' groups behind, stale for ever; while a successor "
+            "pushes they do not page. One replica of several that cannot reach the "
+            "Pushgateway therefore does not page either; `time() - push_time_seconds` "
+            "below shows it."
         ),
         impact=(
             "The Pushgateway keeps serving the last pushed values, so dashboards show frozen "
@@ -106,7 +134,8 @@ def push_stale(config: MixinConfig) -> AlertFamily:
         mitigate=(
             "Check that the pushing process runs; a finished batch job's group stays until "
             "deleted (`DELETE /metrics/job/<job>/instance/<instance>`), which is the fix "
-            "when the job is gone for good.",
+            "when the job is gone for good (retired pods' groups too: they keep old "
+            "instances and versions in the dashboards' variables).",
             "If it runs, read its logs for push errors (loggers `ccobs.pusher` and "
             "`ccobs.pushgateway`) and check "
             "the Pushgateway URL and reachability.",
@@ -116,78 +145,91 @@ def push_stale(config: MixinConfig) -> AlertFamily:
 
 
 def push_failing(config: MixinConfig) -> AlertFamily:
-    """``<prefix>PushFailing``: pushes failed and none succeeded over the window."""
+    """``<prefix>PushFailing``: a group's last rejected push is newer than its last accepted one."""
     name = f"{config.alert_prefix}PushFailing"
     job = sample_labels(config)
-    window = duration_seconds(config.push_failure_window)
     pushes_name = config.metric(PUSHES)
+    window_text = config.push_failure_window
+    labels = {**job, "instance": SAMPLE_INSTANCES[0]}
 
     def model(store: Store, t: int) -> list[tuple[dict[str, str], float]]:
-        def increase(outcome: str) -> float | None:
-            series = store.select(pushes_name, outcome=lambda v: v == outcome)
-            return sum_rate(store, series, t, window, is_rate=False)
+        out = []
+        for success in store.select("push_time_seconds"):
+            group = success.label_dict
+            failures = [
+                f for f in store.select("push_failure_time_seconds") if f.label_dict == group
+            ]
+            ok = store.instant(success, t)
+            failed = store.instant(failures[0], t) if failures else None
+            if ok is not None and failed is not None and is_above(failed, ok, exact=True):
+                out.append((group, t - ok))
+        return out
 
-        failed, succeeded = increase("failure"), increase("success")
-        if is_above(failed, 0, exact=True) and not is_above(succeeded, 0, exact=True):
-            assert failed is not None
-            return [({"job": job["job"], "instance": SAMPLE_INSTANCES[0]}, failed)]
-        return []
-
-    window_text = config.push_failure_window
-
-    def pushes(outcome: str) -> str:
-        matcher = f"outcome={quote(outcome)}"
-        return sum_by(config, "job, instance", "increase", pushes_name, window_text, matcher)
-
+    push_time = metric(config, "push_time_seconds")
+    failure_time = metric(config, "push_failure_time_seconds")
     alert = ModelledAlert(
         AlertRule(
             name=name,
-            expr=f"{pushes('failure')} > 0\nunless\n{pushes('success')} > 0",
+            expr=f"time() - {push_time}\nand\n{failure_time} > {push_time}",
             for_=config.push_failure_for,
             severity="warning",
-            summary="Metric pushes are failing.",
+            summary="The Pushgateway rejects metric pushes.",
             description=(
-                "{{ $labels.job }} on {{ $labels.instance }} failed {{ $value | humanize }} "
-                f"metric pushes in the last {config.push_failure_window} and none succeeded."
+                "The Pushgateway rejected the latest pushes of {{ $labels.job }} on "
+                "{{ $labels.instance }}; the last one it accepted was "
+                "{{ $value | humanizeDuration }} ago."
             ),
             runbook_url=runbook_url(config, name),
         ),
         model,
     )
     hold = duration_seconds(config.push_failure_for)
-    step = evaluation_step([window], [hold])
+    step = evaluation_step([], [hold], cap=60)
     ok_steps = 3
-    late = round_up(ok_steps * step + window + hold + 2 * step, step)
+    late = round_up(ok_steps * step + hold + 2 * step, step)
     steps = late // step + 1
 
-    def counter(outcome: str, segments: Sequence[tuple[float, int]]) -> Series:
-        labels = {
-            **job,
-            "instance": SAMPLE_INSTANCES[0],
-            "protocol": "pushgateway",
-            "outcome": outcome,
-        }
-        return build_series(pushes_name, labels, 0, segments)
+    def times(name: str, segments: Sequence[tuple[float, int]]) -> Series:
+        return build_series(name, labels, 0, segments)
 
     broken = Store(
         step,
         (
-            counter("success", [(1.0, ok_steps), (0.0, steps - ok_steps - 1)]),
-            counter("failure", [(0.0, ok_steps), (1.0, steps - ok_steps - 1)]),
+            times("push_time_seconds", [(float(step), ok_steps), (0.0, steps - ok_steps - 1)]),
+            # Timestamps: 0 (never failed), then the time of each rejected push.
+            times(
+                "push_failure_time_seconds",
+                [
+                    (0.0, ok_steps),
+                    (float((ok_steps + 1) * step), 1),
+                    (float(step), steps - ok_steps - 2),
+                ],
+            ),
         ),
     )
-    flaky = Store(
-        step, (counter("success", [(1.0, steps - 1)]), counter("failure", [(1.0, steps - 1)]))
+    # One rejected push early on, every push accepted since.
+    recovered = Store(
+        step,
+        (
+            times("push_time_seconds", [(float(step), steps - 1)]),
+            times("push_failure_time_seconds", [(step / 2, 1), (0.0, steps - 1)]),
+        ),
     )
     scenarios = [
-        firing_scenario(alert, [alert], broken, late, "every push fails"),
-        quiet_scenario(alert, [alert], flaky, late, "half the pushes fail, half succeed"),
+        firing_scenario(alert, [alert], broken, late, "the Pushgateway rejects every push"),
+        quiet_scenario(
+            alert, [alert], recovered, late, "one push rejected, every later one accepted"
+        ),
     ]
     runbook = RunbookEntry(
         meaning=(
-            f"A process using ccobs' pusher failed every metric push in the last "
-            f"{config.push_failure_window} (failures include pushes skipped while the circuit "
-            "breaker is open)."
+            "The Pushgateway's last failed push of a group (`push_failure_time_seconds`) is "
+            "newer than its last accepted one (`push_time_seconds`): pushes arrive and are "
+            "rejected. Prometheus sees this by scraping the Pushgateway, so it does not depend "
+            "on the failing push delivering anything. Pushes that never arrive (network, the "
+            f"Pushgateway down) show as `{config.alert_prefix}PushStale` instead; the "
+            "pusher's own counter, in the diagnosis queries, has the detail where the "
+            "process is also scraped."
         ),
         impact=(
             "The Pushgateway or VictoriaMetrics holds stale values for this process; "
@@ -200,7 +242,7 @@ def push_failing(config: MixinConfig) -> AlertFamily:
                 ),
                 "Push rate per outcome and protocol.",
             ),
-            (f"time() - {metric(config, 'push_time_seconds')}", "Age of the pushed groups."),
+            (f"time() - {push_time}", "Age of the pushed groups."),
         ),
         mitigate=(
             "Check that the push target is up and reachable from the process "
@@ -210,6 +252,8 @@ def push_failing(config: MixinConfig) -> AlertFamily:
             "rejects the exposition (e.g. a metric pushed with conflicting help or type by "
             "another job).",
             "The circuit breaker retries on its own once the target is back.",
+            "If no group is updated at all, check the Pushgateway's own scrape (`up` of its "
+            "job in Prometheus' targets page).",
         ),
     )
     return single_rule_family(config, alert, runbook, "push_failing_test.yaml", step, scenarios)

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccobs.mixin.config import MixinConfig, duration_seconds
-from ccobs.mixin.names import alert_group, recording_group
-from ccobs.mixin.oracle.alert_state import ModelledAlert, alert_states, expected_alerts
+from ccobs.mixin.names import alert_group, recording_group, slow_recording_group
+from ccobs.mixin.oracle.alert_state import (
+    AlertState,
+    ModelledAlert,
+    alert_states,
+    expected_alerts,
+)
 from ccobs.mixin.oracle.evaluation import AmbiguousTestError
 from ccobs.mixin.oracle.series import Store
 from ccobs.mixin.promql import duration
@@ -39,6 +44,7 @@ def promtool_group(
 ) -> dict[str, Any]:
     """One ``tests`` entry checking alert ``name`` at the scenario's times."""
     states = alert_states(alerts, scenario.store, max(scenario.eval_times))
+    _check_prometheus_3(name, alerts, scenario, states)
     return {
         "name": scenario.name,
         "interval": duration(scenario.store.step),
@@ -54,6 +60,39 @@ def promtool_group(
     }
 
 
+def _check_prometheus_3(
+    name: str,
+    alerts: Sequence[ModelledAlert],
+    scenario: Scenario,
+    states: dict[int, list[AlertState]],
+) -> None:
+    """Refuse a scenario whose expectations differ under Prometheus 3's left-open ranges.
+
+    Only Prometheus 2's promtool runs here, so the oracle proves the other
+    semantics: a sample on a window's start (a counter's jump, a push) must
+    not decide an outcome.
+    """
+    try:
+        other = alert_states(alerts, scenario.store.under_prometheus_3(), max(scenario.eval_times))
+    except AmbiguousTestError as exc:
+        raise AmbiguousTestError(f"{name}: {scenario.name!r} under Prometheus 3: {exc}") from None
+    for t in scenario.eval_times:
+        if expected_alerts(states[t]) != expected_alerts(other[t]):
+            raise ValueError(
+                f"{name}: {scenario.name!r} expects other alerts at {duration(t)} under "
+                "Prometheus 3's left-open ranges; move samples off the window boundaries"
+            )
+
+
+def recording_groups(config: MixinConfig) -> list[str]:
+    """The recording rule groups ``recording_rules.yaml`` holds, in evaluation order."""
+    from ccobs.mixin.names import burn_long_windows, error_ratio_windows, is_slow_window
+
+    windows = (*error_ratio_windows(config), *burn_long_windows(config))
+    slow = any(is_slow_window(config, w) for w in windows)
+    return [recording_group(config), *([slow_recording_group(config)] if slow else [])]
+
+
 def promtool_file(config: MixinConfig, step: int, groups: list[dict[str, Any]]) -> dict[str, Any]:
     """A promtool test file; rule paths are relative to it (``alerts/tests/``)."""
     return {
@@ -61,7 +100,7 @@ def promtool_file(config: MixinConfig, step: int, groups: list[dict[str, Any]]) 
         "evaluation_interval": duration(step),
         # Recording rules first, as a Prometheus group evaluation would see
         # them; without an order promtool evaluates the groups in map order.
-        "group_eval_order": [recording_group(config), alert_group(config)],
+        "group_eval_order": [*recording_groups(config), alert_group(config)],
         "tests": groups,
     }
 

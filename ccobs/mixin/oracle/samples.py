@@ -102,7 +102,8 @@ def sample_labels(config: MixinConfig) -> dict[str, str]:
     by_label: dict[str, list[tuple[str, str]]] = {}
     for name, op, value in job_matchers(config):
         by_label.setdefault(name, []).append((op, value))
-    by_label.setdefault("job", [])
+    for label in config.aggregation_labels:
+        by_label.setdefault(label, [])
     return {
         name: _value_for(name, constraints, (config.namespace, "ccproxy"))
         for name, constraints in by_label.items()
@@ -152,9 +153,9 @@ def excluded_error_type(config: MixinConfig) -> str | None:
     return None
 
 
-def job_only(labels: Mapping[str, str]) -> dict[str, str]:
-    """The labels a ``sum by (job)`` keeps."""
-    return {"job": labels["job"]}
+def job_only(config: MixinConfig, labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels a ``sum by (aggregation labels)`` keeps (``job`` by default)."""
+    return {label: labels[label] for label in config.aggregation_labels}
 
 
 def requests_series(

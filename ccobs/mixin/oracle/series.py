@@ -8,7 +8,7 @@ additions so the oracle sees the very floats Prometheus stores.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ccobs.mixin.promql import quote
 
@@ -88,10 +88,16 @@ def gauge_series(name: str, labels: Mapping[str, str], runs: Sequence[tuple[floa
 
 @dataclass(frozen=True)
 class Store:
-    """The input series of one test group, sampled every ``step`` seconds from time 0."""
+    """The input series of one test group, sampled every ``step`` seconds from time 0.
+
+    ``left_open`` selects Prometheus 3's range semantics (a range excludes a
+    sample exactly on its start; so does the instant lookback) instead of
+    Prometheus 2's closed ranges; the test files must hold under both.
+    """
 
     step: int
     series: tuple[Series, ...]
+    left_open: bool = False
 
     def select(self, name: str, **matchers: Callable[[str], bool]) -> list[Series]:
         return [
@@ -102,12 +108,18 @@ class Store:
         ]
 
     def range(self, series: Series, t: int, window: int) -> list[tuple[int, float]]:
-        """Samples in ``[t - window, t]`` (Prometheus 2.x ranges include both ends)."""
+        """Samples in ``[t - window, t]`` (Prometheus 2), or ``(t - window, t]`` (Prometheus 3)."""
+        start = t - window
         return [
             (i * self.step, v)
             for i, v in enumerate(series.values)
-            if t - window <= i * self.step <= t
+            if (start < i * self.step if self.left_open else start <= i * self.step)
+            and i * self.step <= t
         ]
+
+    def under_prometheus_3(self) -> Store:
+        """The same samples read with Prometheus 3's left-open ranges."""
+        return replace(self, left_open=True)
 
     def instant(self, series: Series, t: int) -> float | None:
         """The newest sample at or before ``t`` within the lookback, like an instant selector."""
