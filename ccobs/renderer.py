@@ -81,13 +81,25 @@ class ExpositionRenderer:
         self._kept: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
-    def render(self, registry: Any, fmt: str = TEXT) -> bytes:
-        """``registry``'s exposition in ``fmt`` (:data:`TEXT` or :data:`OPENMETRICS` 1.0.0)."""
+    def render(
+        self,
+        registry: Any,
+        fmt: str = TEXT,
+        fallback: Callable[[Any], bytes] | None = None,
+    ) -> bytes:
+        """``registry``'s exposition in ``fmt`` (:data:`TEXT` or :data:`OPENMETRICS` 1.0.0).
+
+        What it does not write (a name that is not a legacy name, a collector it
+        cannot read) is written by ``fallback``, else by prometheus_client's
+        encoder of ``fmt``.
+        """
         with self._lock:
             try:
                 return self._render(registry, fmt == OPENMETRICS)
             except (Unsupported, AttributeError, TypeError, ValueError):
                 self._prefixes = {}
+        if fallback is not None:
+            return fallback(registry)
         if fmt == OPENMETRICS:
             from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 
@@ -225,7 +237,7 @@ def render_registry(
     fmt = _renderer_format(encoder) if renderer is not None else None
     if renderer is None or fmt is None:
         return encoder(registry), content_type
-    return renderer.render(registry, fmt), content_type
+    return renderer.render(registry, fmt, fallback=encoder), content_type
 
 
 def _renderer_format(encoder: Callable[..., bytes]) -> str | None:
@@ -233,12 +245,21 @@ def _renderer_format(encoder: Callable[..., bytes]) -> str | None:
     from prometheus_client.exposition import generate_latest
     from prometheus_client.openmetrics import exposition as om
 
-    if encoder is generate_latest:
+    if encoder is generate_latest or (
+        isinstance(encoder, partial)
+        and encoder.func is generate_latest
+        and set(encoder.keywords) == {"escaping"}
+        and encoder.keywords["escaping"] in (om.UNDERSCORES, om.ALLOWUTF8)
+    ):
         return TEXT
+    # Prometheus 3 asks for ``escaping=allow-utf-8``. Legacy names are written the same
+    # under both escapings, and the renderer writes nothing but legacy names: any other
+    # name goes to ``fallback``, which is prometheus_client's encoder for that escaping.
     if (
         isinstance(encoder, partial)
         and encoder.func is om.generate_latest
-        and encoder.keywords == {"escaping": om.UNDERSCORES, "version": "1.0.0"}
+        and encoder.keywords.get("version") == "1.0.0"
+        and encoder.keywords.get("escaping") in (om.UNDERSCORES, om.ALLOWUTF8)
     ):
         return OPENMETRICS
     return None

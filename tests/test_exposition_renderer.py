@@ -230,12 +230,56 @@ def test_render_metrics_picks_the_renderer_format_from_the_accept_header() -> No
     assert om_type.startswith("application/openmetrics-text; version=1.0.0")
 
 
+PROMETHEUS_3_ACCEPTS = {
+    # Prometheus 3's default scrape protocols (its scrape tests' expected header).
+    "openmetrics first": "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;q=0.5,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    # Later Prometheus 3 releases, which put the text format first.
+    "text first": "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "text/plain;version=0.0.4;q=0.5,"
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.4,*/*;q=0.3",
+}
+
+
+@pytest.mark.parametrize("accept", PROMETHEUS_3_ACCEPTS.values(), ids=PROMETHEUS_3_ACCEPTS.keys())
+def test_a_prometheus_3_scrape_is_written_by_the_renderer_as_prometheus_client_would(
+    accept: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prometheus_client.exposition
+    import prometheus_client.openmetrics.exposition
+
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+    metrics.record_request("GET", "/x", "m", 200, "proxy_service")
+    expected = render_metrics(metrics, accept)
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("the renderer handed the render to prometheus_client")
+
+    monkeypatch.setattr(prometheus_client.exposition, "generate_latest", refuse)
+    monkeypatch.setattr(prometheus_client.openmetrics.exposition, "generate_latest", refuse)
+    assert render_metrics(metrics, accept, ExpositionRenderer()) == expected
+    assert "escaping=allow-utf-8" in expected[1]
+
+
+@pytest.mark.parametrize("accept", PROMETHEUS_3_ACCEPTS.values(), ids=PROMETHEUS_3_ACCEPTS.keys())
+def test_a_utf8_name_under_prometheus_3_is_written_by_prometheus_client(accept: str) -> None:
+    registry = CollectorRegistry()
+    Counter("requests.by.route", "A name only UTF-8 escaping keeps.", registry=registry).inc()
+    metrics = PrometheusMetrics(registry=registry)
+
+    body, _ = render_metrics(metrics, accept, ExpositionRenderer())
+
+    assert body == render_metrics(metrics, accept)[0]
+    assert b'"requests.by.route' in body
+
+
 def test_other_escaping_schemes_are_written_by_prometheus_client() -> None:
     metrics = PrometheusMetrics(registry=CollectorRegistry())
     metrics.record_request("GET", "/x", None, 200, "proxy_service")
-    accept = "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8"
+    accept = "application/openmetrics-text; version=1.0.0; escaping=dots"
     body, content_type = render_metrics(metrics, accept, ExpositionRenderer())
-    assert content_type.endswith("escaping=allow-utf-8")
+    assert content_type.endswith("escaping=dots")
     assert body == render_metrics(metrics, accept)[0]
 
 
