@@ -22,7 +22,7 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
@@ -259,6 +259,23 @@ class PrometheusMetrics:
     ) -> None:
         """Count one failed request under its error type."""
         self._count(self._errors, (error_type, endpoint, model, service_type))
+
+    def start_model_series(self, models: Iterable[str], service_type: str | None = None) -> None:
+        """Create the token and cost series of ``models`` at zero, before their first request.
+
+        For models known in advance (an allow-list): ``increase()`` over a
+        series born with its first request's value misses that value, after
+        every restart, and a panel reads "No data" where it should read 0.
+        The models pass the label guard like any others: an allow-listed one
+        always keeps its name, any other takes a slot under the cap.
+        """
+        if not self._enabled:
+            return
+        for model in models:
+            for token_type in TOKEN_TYPES:
+                self._tokens.resolve((token_type, model, service_type))
+            for cost_type in COST_TYPES:
+                self._costs.resolve((model, cost_type, service_type))
 
     def record_unpriced_request(self, model: str | None, service_type: str | None = None) -> None:
         """Count a request whose model has no price, so its zero cost is visibly a gap."""

@@ -678,3 +678,31 @@ def test_every_refused_value_lands_in_a_series_that_existed_from_the_start(
         if sample.name.endswith("_total")
     }
     assert refused == dict.fromkeys(REJECTED_VALUE_METRICS, 1.0)
+
+
+def test_known_models_start_their_token_and_cost_series_at_zero(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.start_model_series(["claude-sonnet-4-6"], "proxy_service")
+
+    labels = {"model": "claude-sonnet-4-6", "service_type": "proxy_service"}
+    for token_type in ("input", "output", "cache_read", "cache_write"):
+        assert value(registry, "ccproxy_tokens_total", type=token_type, **labels) == 0
+    for cost_type in ("input", "output", "cache", "total"):
+        assert value(registry, "ccproxy_cost_usd_total", cost_type=cost_type, **labels) == 0
+
+
+def test_a_started_series_counts_the_first_request_from_zero(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.start_model_series(["m"], "proxy_service")
+    before = value(
+        registry, "ccproxy_tokens_total", type="input", model="m", service_type="proxy_service"
+    )
+
+    metrics.record_tokens(40, "input", "m", "proxy_service")
+
+    after = value(
+        registry, "ccproxy_tokens_total", type="input", model="m", service_type="proxy_service"
+    )
+    assert (before, after) == (0, 40)

@@ -14,11 +14,17 @@ from typing import Any
 import httpx
 import pytest
 from asgi_server import RunningServer, serve_asgi
+from prometheus_client import CollectorRegistry
 from proxy_harness import ProxyUnderTest, running_proxy
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
+from ccobs.settings import ObservabilitySettings
 
 pytestmark = pytest.mark.usefixtures("isolated_logging")
 
@@ -213,3 +219,16 @@ def test_the_accounted_routes_forward_the_query_string_too(
 
     assert response.json()["path"] == path
     assert response.json()["query"] == "beta=true"
+
+
+def test_the_proxy_starts_the_allow_listed_models_series_at_zero() -> None:
+    registry = CollectorRegistry()
+    settings = ObservabilitySettings(model_allowlist=("claude-sonnet-4-6",))
+    create_proxy_app(
+        ProxyConfig(upstream_url="http://127.0.0.1:9"),
+        metrics=PrometheusMetrics(registry=registry, settings=settings),
+        settings=settings,
+    )
+
+    labels = {"model": "claude-sonnet-4-6", "service_type": "proxy_service", "type": "output"}
+    assert registry.get_sample_value("ccproxy_tokens_total", labels) == 0

@@ -64,6 +64,8 @@ def create_proxy_app(
     if metrics is None:
         metrics = get_metrics(settings=settings)
     effective = settings or metrics.settings
+    # The allow-listed models' token and cost series exist from the start, at zero.
+    metrics.start_model_series(effective.model_allowlist, config.service_type)
     owned_store = None
     if storage is None and effective.access_log_db:
         storage = owned_store = open_access_log(
