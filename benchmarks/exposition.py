@@ -112,19 +112,30 @@ before its own renderer, the baseline) and :class:`ccobs.renderer.ExpositionRend
 in the text format and in OpenMetrics (what Prometheus asks for when it scrapes)."""
 
 
+PROMETHEUS_3_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;q=0.5,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+"""The Accept header of a Prometheus 3 scrape with its default scrape protocols."""
+
+
 def _render_functions(metrics: PrometheusMetrics) -> dict[str, Any]:
-    from prometheus_client.exposition import generate_latest
+    from prometheus_client.exposition import choose_encoder, generate_latest
     from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 
-    from ccobs.renderer import OPENMETRICS, TEXT, ExpositionRenderer
+    from ccobs.renderer import OPENMETRICS, TEXT, ExpositionRenderer, render_registry
 
     registry = metrics.exposition_registry()
     renderer = ExpositionRenderer()
+    prometheus_3, _ = choose_encoder(PROMETHEUS_3_ACCEPT)
     return {
         "prometheus_client_text": lambda: generate_latest(registry),
         "ccobs_text": lambda: renderer.render(registry, TEXT),
         "prometheus_client_om": lambda: om_latest(registry),
         "ccobs_om": lambda: renderer.render(registry, OPENMETRICS),
+        "prometheus_client_prometheus_3": lambda: prometheus_3(registry),
+        "ccobs_prometheus_3": lambda: render_registry(registry, PROMETHEUS_3_ACCEPT, renderer)[0],
     }
 
 
@@ -141,8 +152,10 @@ def child_size(target: int) -> dict[str, Any]:
     rss_after = rss_bytes()
     functions = _render_functions(metrics)
     outputs = {name: render() for name, render in functions.items()}  # warm the caches
-    if outputs["ccobs_text"] != outputs["prometheus_client_text"] or (
-        outputs["ccobs_om"] != outputs["prometheus_client_om"]
+    if (
+        outputs["ccobs_text"] != outputs["prometheus_client_text"]
+        or outputs["ccobs_om"] != outputs["prometheus_client_om"]
+        or outputs["ccobs_prometheus_3"] != outputs["prometheus_client_prometheus_3"]
     ):
         raise RuntimeError("ccobs's exposition differs from prometheus_client's")
     times: dict[str, list[float]] = {name: [] for name in functions}

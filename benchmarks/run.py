@@ -341,7 +341,8 @@ def exposition_section(data: dict[str, Any]) -> list[str]:
         "A fresh interpreter per size fills a registry through `record_completed_request` with",
         f"distinct `model` values ({data['series_per_model']} series each; `model_label_cap`"
         " raised to admit them), then renders what `GET /metrics` serves",
-        "in the text format and in OpenMetrics (what Prometheus asks for), by prometheus_client's",
+        "in the text format, in OpenMetrics, and as a Prometheus 3 scrape asks for it (its Accept",
+        "header: OpenMetrics with `escaping=allow-utf-8`), by prometheus_client's",
         "encoders (the baseline: what ccobs served before) and by ccobs's `ExpositionRenderer`",
         "(what `GET /metrics` serves now; checked byte-equal first), taking turns; median of",
         "repeated renders. A series is one sample line (each bucket, `_sum`, `_count`,",
@@ -349,8 +350,9 @@ def exposition_section(data: dict[str, Any]) -> list[str]:
         "caches).",
         "",
         "| series | text: prometheus_client | text: ccobs | OpenMetrics: prometheus_client |"
-        " OpenMetrics: ccobs | size | bytes per series | memory per series |",
-        "|---|---|---|---|---|---|---|---|",
+        " OpenMetrics: ccobs | Prometheus 3's Accept: prometheus_client |"
+        " Prometheus 3's Accept: ccobs | size | bytes per series | memory per series |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ten_k: dict[str, float] = {}
     for r in data["sizes"]:
@@ -361,6 +363,8 @@ def exposition_section(data: dict[str, Any]) -> list[str]:
             f"| {r['series']:,} | {ms['prometheus_client_text']:.0f} ms | "
             f"{ms['ccobs_text']:.1f} ms ({_ratio(ms, 'text')}) | "
             f"{ms['prometheus_client_om']:.0f} ms | {ms['ccobs_om']:.1f} ms ({_ratio(ms, 'om')}) | "
+            f"{ms['prometheus_client_prometheus_3']:.0f} ms | "
+            f"{ms['ccobs_prometheus_3']:.1f} ms ({_ratio(ms, 'prometheus_3')}) | "
             f"{r['bytes'] / 1e6:.2f} MB | {r['bytes_per_series']:.0f} B | "
             f"{r['bytes_per_series_rss']:.0f} B |"
         )
