@@ -23,6 +23,7 @@ from ccobs.mixin.dashboards.queries import (
     TOTAL_COST_MATCHER,
     Queries,
     number,
+    or_none,
 )
 from ccobs.mixin.grafana import (
     RANGE,
@@ -92,8 +93,14 @@ def overview(config: MixinConfig) -> Json:
         Stat(
             "Seconds since the last push",
             "Per pushing job and instance, time since its last successful push to Pushgateway; "
-            "red past the stale-push alert threshold. Empty when the proxy is only scraped.",
-            [target(f"time() - {q.builtin('push_time_seconds')}", "{{instance}}", instant=True)],
+            "red past the stale-push alert threshold; 'none' at 0 when the proxy is only scraped.",
+            [
+                target(
+                    or_none(f"time() - {q.builtin('push_time_seconds')}", "instance"),
+                    "{{instance}}",
+                    instant=True,
+                )
+            ],
             unit="s",
             h=5,
             steps=[(number(config.push_stale_seconds), "red")],

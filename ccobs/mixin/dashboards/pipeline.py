@@ -75,11 +75,11 @@ def pipeline(config: MixinConfig) -> Json:
                 Timeseries(
                     "Pushgateway push age",
                     "Seconds since the last successful push to Pushgateway per job and instance; "
-                    "the dashed line is the stale-push alert threshold. Empty when the proxy is "
-                    "scraped or pushes to VictoriaMetrics directly.",
+                    "the dashed line is the stale-push alert threshold; 'none' at 0 when the "
+                    "proxy is scraped or pushes to VictoriaMetrics directly.",
                     [
                         target(
-                            f"time() - {q.builtin('push_time_seconds')}",
+                            or_none(f"time() - {q.builtin('push_time_seconds')}", "instance"),
                             "{{job}} {{instance}}",
                         )
                     ],
