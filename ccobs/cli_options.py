@@ -8,7 +8,8 @@ commands (:mod:`ccobs.cli`) and the demo's (:mod:`ccobs.demo.commands`) read
 from __future__ import annotations
 
 import argparse
-import socket
+
+from ccobs.stack.processes import bind_error
 
 
 def positive_float(text: str) -> float:
@@ -60,23 +61,15 @@ def weights(text: str) -> dict[str, float]:
 
 
 def require_free_port(host: str, port: int) -> None:
-    """Fail before starting a server whose port is taken, with a way out, as ``stack up`` does.
-
-    Checked by binding the way uvicorn will (``SO_REUSEADDR``), so a port held
-    only by connections in TIME_WAIT is free here too.
-    """
+    """Fail before starting a server whose port is taken, with a way out, as ``stack up`` does."""
     if port == 0:
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ValueError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Stop what listens "
-                "there, or choose another port with --port P (--port 0 takes a free one)."
-            ) from None
+    error = bind_error(port, host)
+    if error is not None:
+        raise ValueError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}. Stop what listens "
+            "there, or choose another port with --port P (--port 0 takes a free one)."
+        )
 
 
 def config_option(command: argparse.ArgumentParser) -> None:

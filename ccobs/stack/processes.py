@@ -80,19 +80,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a server could listen on ``host:port`` now.
+def bind_error(port: int, host: str = LOOPBACK) -> OSError | None:
+    """Why a server could not listen on ``host:port`` now; None when it could.
 
-    ``SO_REUSEADDR`` as the Go servers set it, so a port held only by
-    connections in TIME_WAIT counts as free, exactly as it does for them.
+    ``SO_REUSEADDR`` as the Go servers and uvicorn set it, so a port held only
+    by connections in TIME_WAIT counts as free, exactly as it does for them.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc
+    return None
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on ``host:port`` now (see :func:`bind_error`)."""
+    return bind_error(port, host) is None
 
 
 def probe(url: str, timeout: float = 1.0) -> str | None:
