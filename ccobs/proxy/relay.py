@@ -39,10 +39,11 @@ from ccobs.catalog import (
     UPSTREAM_STREAM_ERROR,
     UPSTREAM_TIMEOUT,
     upstream_event_error_type,
+    upstream_status_error_type,
 )
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
-from ccobs.proxy.errors import error_body, error_type_for_status, stream_error_event
+from ccobs.proxy.errors import error_body, stream_error_event
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -330,7 +331,7 @@ class LLMProxy:
             upstream.close()  # closed even when the client left
         status = upstream.status_code
         if status >= 400:
-            ctx.record.error_type = error_type_for_status(status)
+            ctx.record.error_type = upstream_status_error_type(status)
             return relay_headers(Response(content, status_code=status), upstream)
         response = _AccountedResponse(
             content, status, lambda: self._account_whole(ctx, api, model, content)
