@@ -36,6 +36,7 @@ from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
 from ccobs.settings import ObservabilitySettings
 from ccobs.storage import AccessLogStorage
 
+HEALTH_PATH = "/health"
 PROBE_PATHS = ("/", "/api/hello")
 """Connectivity probes clients send their base URL before the first request (Claude Code:
 ``HEAD /api/hello``; others ``HEAD /`` or ``GET /``), answered here, never forwarded (they
@@ -117,13 +118,11 @@ def create_proxy_app(
         Route(RESPONSES_PATH, ApiRoute(proxy.openai_responses), methods=["POST"]),
     ]
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    # A healthy answer to a client's probe, and not traffic (skipped below), so a healthy
-    # session shows no errors.
-    app.router.routes.extend(Route(path, _healthy, methods=["GET", "HEAD"]) for path in PROBE_PATHS)
+    # ``/health``, and the probes clients send their base URL: a healthy answer, and not
+    # traffic (skipped below), so a healthy session shows no errors.
+    app.router.routes.extend(
+        Route(path, _healthy, methods=["GET", "HEAD"]) for path in (HEALTH_PATH, *PROBE_PATHS)
+    )
     instrument(
         app,
         metrics,
