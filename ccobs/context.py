@@ -203,26 +203,25 @@ def _log_request_end(ctx: RequestContext, exc: BaseException | None, levels_deci
     if exc is not None:
         metadata.setdefault("error_type", type(exc).__name__)
         if not levels_decide or _request_line_enabled(_ERROR):
-            fields = dict(metadata) if record is None else record.line_fields(metadata)
-            fields["error_message"] = str(exc)[:_ERROR_MESSAGE_MAX]
-            fields["duration_ms"] = round(ctx.duration_ms, 3)
+            fields = _line_fields(ctx, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
             # Tracebacks for real faults; a cancellation (client gone) needs none.
             ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
     elif "error_type" in metadata or (record is not None and record.error_type is not None):
         # Answered, but with an error the handler named.
         if not levels_decide or _request_line_enabled(_WARNING):
-            fields = dict(metadata) if record is None else record.line_fields(metadata)
-            fields["duration_ms"] = round(ctx.duration_ms, 3)
-            ctx.logger.warning("request_error", **fields)
+            ctx.logger.warning("request_error", **_line_fields(ctx))
     elif not levels_decide or _request_line_enabled(_INFO):
-        if record is None:
-            ctx.logger.info(
-                "request_success", **dict(metadata, duration_ms=round(ctx.duration_ms, 3))
-            )
-        else:
-            fields = record.line_fields(metadata)
-            fields["duration_ms"] = round(ctx.duration_ms, 3)
-            ctx.logger.info("request_success", **fields)
+        ctx.logger.info("request_success", **_line_fields(ctx))
+
+
+def _line_fields(ctx: RequestContext, **extra: Any) -> dict[str, Any]:
+    """The line's fields: the metadata with the record's facts in place, ``extra``, then
+    ``duration_ms`` last."""
+    record = ctx._record
+    fields = dict(ctx.metadata) if record is None else record.line_fields(ctx.metadata)
+    fields.update(extra)
+    fields["duration_ms"] = round(ctx.duration_ms, 3)
+    return fields
 
 
 def _record_metrics(metadata: dict[str, Any], record: RequestRecord, metrics: Any) -> None:
