@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = commands.add_parser(
         "proxy",
         help="run the instrumented LLM proxy",
-        description="Relay /v1/messages and /v1/chat/completions to an upstream, with metrics "
-        "on /metrics and one JSON access-log line per request. Point a client at it, e.g. "
+        description="Relay every path of an LLM API to an upstream, accounting tokens and cost "
+        "of /v1/messages, /v1/chat/completions and /v1/responses, with metrics on /metrics "
+        "and one JSON access-log line per request. Point a client at it, e.g. "
         "ANTHROPIC_BASE_URL=http://127.0.0.1:8000 claude",
     )
     listen_options(proxy, 8000)
