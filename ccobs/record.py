@@ -93,10 +93,14 @@ class RequestRecord:
     """The model has no price: the zero cost is a gap, counted as such."""
     stop_reason: str | None = None
     """Why the model stopped (``end_turn``, ``max_tokens``...); filled by a later issue."""
-    caller: str | None = None
-    """Who called, as an operator-given alias; filled by a later issue (caller identity)."""
+    team: str | None = None
+    """The caller's team, from the operator's identity file (``unassigned`` when unknown)."""
+    key_alias: str | None = None
+    """The caller's key as an operator-given alias (or a fingerprint-based one): never the key."""
+    key_fingerprint: str | None = None
+    """A short SHA-256 prefix of the caller's credential: stable, and never the key itself."""
     client_app: str | None = None
-    """The client application (Claude Code, an SDK); filled by a later issue."""
+    """The client application (Claude Code, an SDK), from a fixed set: a label value."""
     session_id: str | None = None
     """The client's session, for the access log only (never a label); a later issue."""
     upstream_request_id: str | None = None
@@ -165,8 +169,12 @@ class RequestRecord:
         # Facts a later issue fills: on the line only once something sets them.
         if self.stop_reason is not None:
             fields["stop_reason"] = self.stop_reason
-        if self.caller is not None:
-            fields["caller"] = self.caller
+        if self.team is not None:
+            fields["team"] = self.team
+        if self.key_alias is not None:
+            fields["key_alias"] = self.key_alias
+        if self.key_fingerprint is not None:
+            fields["key_fingerprint"] = self.key_fingerprint
         if self.client_app is not None:
             fields["client_app"] = self.client_app
         if self.session_id is not None:

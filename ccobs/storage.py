@@ -46,13 +46,16 @@ class AccessLogRecord:
     client_addr: str | None = None
     user_agent: str | None = None
     stop_reason: str | None = None
-    caller: str | None = None
+    team: str | None = None
+    key_alias: str | None = None
+    key_fingerprint: str | None = None
     client_app: str | None = None
     session_id: str | None = None
     upstream_request_id: str | None = None
-    """The five fields above are the ``RequestRecord`` facts a later issue fills (stop
-    reason, caller, client app, session, upstream id): carried on the record for
-    a store or a tail that reads them, not yet kept by the SQL stores."""
+    """The seven fields above are the ``RequestRecord`` facts later issues fill (stop
+    reason, team, key alias and fingerprint, client app, session, upstream id):
+    carried on the record for a store or a tail that reads them, not yet kept by
+    the SQL stores."""
 
     @classmethod
     def from_request(
