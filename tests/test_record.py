@@ -129,7 +129,9 @@ def test_record_is_slotted_and_empty_by_default() -> None:
     assert record.usage is None
     assert record.cost is None
     assert not record.unpriced
-    assert record.team is None and record.key_alias is None and record.key_fingerprint is None
+    assert record.team is None
+    assert record.key_alias is None
+    assert record.key_fingerprint is None
     assert record.session_id is None
     fields: dict[str, Any] = {}
     record.write_facts(fields)
@@ -171,7 +173,14 @@ def test_fields_a_later_issue_fills_reach_the_line_only_when_set() -> None:
     record.set_usage(1)
     fields: dict[str, Any] = {}
     record.write_facts(fields)
-    assert not {"stop_reason", "team", "key_alias", "key_fingerprint", "client_app", "session_id"} & set(fields)
+    assert not {
+        "stop_reason",
+        "team",
+        "key_alias",
+        "key_fingerprint",
+        "client_app",
+        "session_id",
+    } & set(fields)
     record.stop_reason = "end_turn"
     record.session_id = "s-1"
     record.upstream_request_id = "req_1"
