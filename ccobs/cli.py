@@ -64,12 +64,13 @@ def _proxy_command(args: argparse.Namespace) -> int:
 def _logs_command(args: argparse.Namespace) -> int:
     import json
 
-    from ccobs.access_log import LogFilter, open_reader, parse_time
+    from ccobs.access_log import LogFilter, open_reader, parse_time, shown_location
 
     try:
         reader = open_reader(args.db)
     except OSError as exc:
-        print(f"ccobs logs: cannot open {args.db!r}: {exc.strerror or exc}", file=sys.stderr)
+        shown = shown_location(args.db)  # a URL's password is never echoed
+        print(f"ccobs logs: cannot open {shown!r}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     since = (
         args.since

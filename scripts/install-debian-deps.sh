@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages whose binaries the integration tests start, when any is missing;
+# Installs the Debian packages whose binaries the integration tests start (PostgreSQL among
+# them), when any is missing;
 # with "bench", also those the benchmarks run (wrk, valgrind).
 set -euo pipefail
 declare -A package_of=(
@@ -18,6 +19,9 @@ missing=()
 for binary in "${!package_of[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${package_of[$binary]}")
 done
+# PostgreSQL (the shared access-log store's tests): Debian keeps its binaries off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 sudo=""

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 import structlog
+from pgserver import create_database, running_postgres
 from prometheus_client import CollectorRegistry
 from realservers import ServerProcess, start_pushgateway, start_victoria_metrics
 
 from ccobs.logging import UVICORN_LOGGERS
 from ccobs.metrics import PrometheusMetrics
+from ccobs.stack.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -76,3 +78,32 @@ def victoria_metrics(tmp_path: Path) -> Iterator[ServerProcess]:
     """A running single-node VictoriaMetrics (no query latency offset)."""
     with start_victoria_metrics(tmp_path) as server:
         yield server
+
+
+# --- PostgreSQL (tests/pgserver.py) -------------------------------------------
+# Session-scoped: initdb is the slow part; a database per test is cheap.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL on a loopback port, shared by the session's tests."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL (password included) of a new, empty database of the session's server."""
+    return create_database(postgres_server)
+
+
+ACCESS_LOG_BACKENDS = ("sqlite", "duckdb", "postgres")
+
+
+@pytest.fixture(params=ACCESS_LOG_BACKENDS)
+def access_log_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's access log lives, once per backend: a SQLite file, a DuckDB file,
+    a fresh PostgreSQL database. The shared store tests run against all three."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / ("access.duckdb" if request.param == "duckdb" else "access.db"))

@@ -1,8 +1,10 @@
 """Access-log storage: the batching store, its backends, the query API on the real proxy.
 
-Stores write to real files (SQLite, DuckDB) under ``tmp_path``; the proxy and
-mock upstream run on loopback; the Prometheus numbers are read from the
-proxy's own registry.
+Stores write to real databases: files (SQLite, DuckDB) under ``tmp_path`` and
+a fresh database on the session's real PostgreSQL; every test of what a
+store promises runs against all three (the ``access_log_location`` fixture).
+The proxy and mock upstream run on loopback; the Prometheus numbers are read
+from the proxy's own registry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from ccobs.access_log import (
+    BatchingAccessLog,
     LogFilter,
     SQLiteAccessLog,
     open_access_log,
@@ -76,8 +79,8 @@ def dropped(registry: CollectorRegistry, reason: str) -> float:
 
 
 @pytest.fixture
-def store(tmp_path: Path, metrics: PrometheusMetrics) -> Iterator[SQLiteAccessLog]:
-    with SQLiteAccessLog(tmp_path / "access.db", metrics=metrics) as s:
+def store(access_log_location: str, metrics: PrometheusMetrics) -> Iterator[BatchingAccessLog]:
+    with open_access_log(access_log_location, metrics=metrics) as s:
         yield s
 
 
@@ -112,7 +115,7 @@ class TinyDatabase(SQLiteAccessLog):
 # -- the store ---------------------------------------------------------------------------------
 
 
-def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> None:
+def test_a_stored_record_is_written_with_every_field(store: BatchingAccessLog) -> None:
     original = record(
         streaming=True,
         ttft_ms=12.5,
@@ -158,9 +161,9 @@ def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> 
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_client_address_and_user_agent_are_stored_only_when_enabled(
-    tmp_path: Path, keep: bool
+    access_log_location: str, keep: bool
 ) -> None:
-    with SQLiteAccessLog(tmp_path / "a.db", keep_client_info=keep) as s:
+    with open_access_log(access_log_location, keep_client_info=keep) as s:
         s.store(record(client_addr="10.1.2.3", user_agent="claude-cli/1.0"))
         s.flush()
         (row,) = s.query(LogFilter())
@@ -170,7 +173,7 @@ def test_client_address_and_user_agent_are_stored_only_when_enabled(
     )
 
 
-def test_written_records_are_counted(store: SQLiteAccessLog, registry: CollectorRegistry) -> None:
+def test_written_records_are_counted(store: BatchingAccessLog, registry: CollectorRegistry) -> None:
     for n in range(25):
         store.store(record(n))
     store.flush()
@@ -237,28 +240,29 @@ def test_a_database_that_cannot_be_opened_drops_and_counts(
     assert dropped(registry, "write_error") == 1
 
 
-def test_close_writes_every_accepted_record(tmp_path: Path) -> None:
-    s = SQLiteAccessLog(tmp_path / "a.db", flush_interval=5.0)
+def test_close_writes_every_accepted_record(access_log_location: str) -> None:
+    s = open_access_log(access_log_location, flush_interval=5.0)
     for n in range(5000):
         s.store(record(n))
     s.close()
 
     assert s.stats()["written"] == 5000
-    assert open_reader(tmp_path / "a.db").analytics(LogFilter())["totals"]["requests"] == 5000
+    reader = open_reader(access_log_location)
+    assert reader.analytics(LogFilter())["totals"]["requests"] == 5000
 
 
 def test_a_record_handed_over_after_close_is_counted_as_dropped(
-    tmp_path: Path, metrics: PrometheusMetrics, registry: CollectorRegistry
+    access_log_location: str, metrics: PrometheusMetrics, registry: CollectorRegistry
 ) -> None:
-    s = SQLiteAccessLog(tmp_path / "a.db", metrics=metrics)
+    s = open_access_log(access_log_location, metrics=metrics)
     s.close()
     s.store(record())
 
     assert dropped(registry, "closed") == 1
 
 
-def test_records_past_retention_are_pruned_automatically(tmp_path: Path) -> None:
-    with SQLiteAccessLog(tmp_path / "a.db", retention_days=30, prune_interval=0.1) as s:
+def test_records_past_retention_are_pruned_automatically(access_log_location: str) -> None:
+    with open_access_log(access_log_location, retention_days=30, prune_interval=0.1) as s:
         s.store(record(1, timestamp=datetime.now(UTC) - timedelta(days=31)))
         s.store(record(2, timestamp=datetime.now(UTC) - timedelta(days=29)))
         s.flush()
@@ -269,8 +273,8 @@ def test_records_past_retention_are_pruned_automatically(tmp_path: Path) -> None
         assert [row["request_id"] for row in s.query(LogFilter())] == ["req-2"]
 
 
-def test_prune_removes_only_records_older_than_the_retention(tmp_path: Path) -> None:
-    with SQLiteAccessLog(tmp_path / "a.db", retention_days=1) as s:
+def test_prune_removes_only_records_older_than_the_retention(access_log_location: str) -> None:
+    with open_access_log(access_log_location, retention_days=1) as s:
         for n, age in enumerate((timedelta(days=3), timedelta(hours=25), timedelta(hours=23))):
             s.store(record(n, timestamp=datetime.now(UTC) - age))
         s.flush()
@@ -283,7 +287,7 @@ def test_prune_removes_only_records_older_than_the_retention(tmp_path: Path) -> 
 
 
 def test_query_filters_by_range_model_status_and_service_type_newest_first(
-    store: SQLiteAccessLog,
+    store: BatchingAccessLog,
 ) -> None:
     minute = timedelta(minutes=1)
     store.store(record(0, timestamp=NOW - timedelta(hours=2)))
@@ -305,7 +309,7 @@ def test_query_filters_by_range_model_status_and_service_type_newest_first(
     assert len(ids(limit=2)) == 2
 
 
-def test_analytics_gives_totals_per_model_and_per_hour(store: SQLiteAccessLog) -> None:
+def test_analytics_gives_totals_per_model_and_per_hour(store: BatchingAccessLog) -> None:
     for n in range(100):
         store.store(
             record(
@@ -337,9 +341,8 @@ def test_analytics_gives_totals_per_model_and_per_hour(store: SQLiteAccessLog) -
     assert [h["requests"] for h in result["by_hour"]] == [50, 50]
 
 
-@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
-def test_both_backends_store_and_answer_alike(tmp_path: Path, suffix: str) -> None:
-    path = tmp_path / f"access{suffix}"
+def test_every_backend_stores_and_answers_alike(access_log_location: str) -> None:
+    path = access_log_location
     with open_access_log(path) as s:
         for n in range(50):
             s.store(
@@ -422,12 +425,11 @@ def random_filters(rng: random.Random, count: int) -> list[LogFilter]:
     return filters
 
 
-@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
 def test_analytics_from_the_rollup_equal_a_scan_of_the_raw_records(
-    tmp_path: Path, suffix: str
+    access_log_location: str,
 ) -> None:
     rng = random.Random(8)
-    path = tmp_path / f"access{suffix}"
+    path = access_log_location
     filters = random_filters(rng, 30)
     with open_access_log(path, batch_size=97) as s:
         for rec in random_records(rng, 4000, BASE, 8 * HOUR):
@@ -469,11 +471,10 @@ def test_whole_hours_are_answered_from_the_rollup(tmp_path: Path) -> None:
     assert reader.analytics(LogFilter(), use_rollup=False)["totals"]["requests"] == 0
 
 
-@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
-def test_pruning_keeps_the_rollup_equal_to_the_records_kept(tmp_path: Path, suffix: str) -> None:
+def test_pruning_keeps_the_rollup_equal_to_the_records_kept(access_log_location: str) -> None:
     rng = random.Random(9)
     now = datetime.now(UTC)
-    with open_access_log(tmp_path / f"access{suffix}", retention_days=1.0 + 1 / 48) as s:
+    with open_access_log(access_log_location, retention_days=1.0 + 1 / 48) as s:
         for rec in random_records(rng, 3000, now - timedelta(days=2), timedelta(days=2)):
             s.store(rec)
         s.flush()
@@ -543,9 +544,11 @@ class Proxy:
         )
 
 
-def serve_proxy(tmp_path: Path, storage: Any = None, **settings: Any) -> Iterator[Proxy]:
+def serve_proxy(
+    tmp_path: Path, storage: Any = None, location: str | None = None, **settings: Any
+) -> Iterator[Proxy]:
     registry = CollectorRegistry()
-    obs = ObservabilitySettings(access_log_db=str(tmp_path / "access.db"), **settings)
+    obs = ObservabilitySettings(access_log_db=location or str(tmp_path / "access.db"), **settings)
     metrics = PrometheusMetrics(registry=registry, settings=obs)
     upstream_app = create_upstream_app(FAST)
     with serve_asgi(upstream_app) as upstream:
@@ -559,6 +562,11 @@ def serve_proxy(tmp_path: Path, storage: Any = None, **settings: Any) -> Iterato
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[Proxy]:
     yield from serve_proxy(tmp_path, access_log_api_token=TOKEN)
+
+
+@pytest.fixture
+def proxy_on_each_backend(tmp_path: Path, access_log_location: str) -> Iterator[Proxy]:
+    yield from serve_proxy(tmp_path, location=access_log_location, access_log_api_token=TOKEN)
 
 
 def body(n: int) -> dict[str, Any]:
@@ -588,8 +596,9 @@ def settle(proxy: Proxy, count: int) -> None:
 
 
 def test_n_concurrent_requests_give_n_records_whose_sums_equal_the_counters(
-    proxy: Proxy,
+    proxy_on_each_backend: Proxy,
 ) -> None:
+    proxy = proxy_on_each_backend
     responses = asyncio.run(send_concurrently(proxy.url, 60))
     settle(proxy, 60)
 
@@ -639,7 +648,10 @@ def test_log_routes_refuse_a_missing_or_wrong_token(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_query_and_analytics_answer_with_the_token_and_are_not_counted(proxy: Proxy) -> None:
+def test_query_and_analytics_answer_with_the_token_and_are_not_counted(
+    proxy_on_each_backend: Proxy,
+) -> None:
+    proxy = proxy_on_each_backend
     asyncio.run(send_concurrently(proxy.url, 6))
     settle(proxy, 6)
 

@@ -11,19 +11,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pgserver import PASSWORD
 from realservers import free_port
 from test_cli import Background, background, ccobs
 
 from ccobs.access_log import LogFilter, open_access_log, open_reader
+from ccobs.stack.postgres import PostgresServer
 from ccobs.storage import AccessLogRecord
 
 __all__ = ["background"]  # the fixture, shared with test_cli
 
 
 def test_sigterm_during_load_loses_no_accepted_record(
-    background: list[Background], tmp_path: Path
+    background: list[Background], access_log_location: str
 ) -> None:
-    db = tmp_path / "access.db"
+    db = access_log_location
     upstream_port, proxy_port = free_port(), free_port()
     upstream = Background(
         "upstream", "--port", str(upstream_port), "--seed", "3", "--latency", "0.3",
@@ -75,9 +77,9 @@ def test_sigterm_during_load_loses_no_accepted_record(
     assert "access_log_records_dropped" not in output
 
 
-def make_db(path: Path) -> None:
+def make_db(path: Path | str) -> None:
     now = datetime.now(UTC)
-    with open_access_log(path) as store:  # DuckDB for *.duckdb, else SQLite
+    with open_access_log(path) as store:  # PostgreSQL for a URL, DuckDB for *.duckdb, else SQLite
         for n in range(6):
             store.store(
                 AccessLogRecord(
@@ -92,20 +94,20 @@ def make_db(path: Path) -> None:
             )
 
 
-def test_logs_query_prints_matching_records_as_json_lines(tmp_path: Path) -> None:
-    make_db(tmp_path / "a.db")
+def test_logs_query_prints_matching_records_as_json_lines(access_log_location: str) -> None:
+    make_db(access_log_location)
 
-    result = ccobs("logs", "query", "--db", str(tmp_path / "a.db"), "--model", "claude-haiku-4-5")
+    result = ccobs("logs", "query", "--db", access_log_location, "--model", "claude-haiku-4-5")
 
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["request_id"] for row in rows] == ["req-0", "req-3"]
 
 
-def test_logs_analytics_prints_totals_per_model_and_hour(tmp_path: Path) -> None:
-    make_db(tmp_path / "a.db")
+def test_logs_analytics_prints_totals_per_model_and_hour(access_log_location: str) -> None:
+    make_db(access_log_location)
 
-    result = ccobs("logs", "analytics", "--db", str(tmp_path / "a.db"), "--since", "1h")
+    result = ccobs("logs", "analytics", "--db", access_log_location, "--since", "1h")
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -115,6 +117,28 @@ def test_logs_analytics_prints_totals_per_model_and_hour(tmp_path: Path) -> None
         "claude-sonnet-4-6": 4,
         "claude-haiku-4-5": 2,
     }
+
+
+def test_logs_on_an_unreachable_postgresql_fails_naming_it_without_the_password() -> None:
+    url = f"postgresql://ccobs:{PASSWORD}@127.0.0.1:{free_port()}/access"
+
+    result = ccobs("logs", "query", "--db", url)
+
+    assert result.returncode == 1
+    assert "postgresql://ccobs:***@127.0.0.1" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_logs_on_a_missing_postgresql_database_fails_naming_it(
+    postgres_server: PostgresServer,
+) -> None:
+    result = ccobs("logs", "analytics", "--db", postgres_server.url("no_such_db"))
+
+    assert result.returncode == 1
+    assert 'database "no_such_db" does not exist' in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 def test_logs_on_a_missing_database_fails_naming_it(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 ``open_access_log(path)`` gives a store for ``instrument(app, storage=...)``
 or ``request_context(storage=...)``: SQLite by default, DuckDB when the path
-ends in ``.duckdb`` (``pip install ccobs[duckdb]``). ``open_reader(path)``
+ends in ``.duckdb`` (``pip install ccobs[duckdb]``), PostgreSQL, shared by
+several proxies, for a ``postgresql://`` URL (``pip install ccobs[postgres]``).
+``open_reader(path)``
 queries a database offline. ``access_log_routes`` serves ``/logs/query``,
 ``/logs/analytics`` and ``/logs/stream`` behind a bearer token.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ccobs.access_log.location import is_postgres_url, shown_location
 from ccobs.access_log.query import LogFilter, parse_time
 from ccobs.access_log.sqlite import SQLiteAccessLog, SQLiteAccessLogReader
 from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
@@ -24,9 +27,11 @@ __all__ = [
     "NotAnAccessLogDatabase",
     "SQLiteAccessLog",
     "SQLiteAccessLogReader",
+    "is_postgres_url",
     "open_access_log",
     "open_reader",
     "parse_time",
+    "shown_location",
 ]
 
 DUCKDB_SUFFIX = ".duckdb"
@@ -45,13 +50,18 @@ class NotAnAccessLogDatabase(OSError):
 
 
 def open_access_log(path: str | Path, **options: Any) -> BatchingAccessLog:
-    """A store writing to ``path``: DuckDB for ``*.duckdb``, SQLite otherwise.
+    """A store writing to ``path``: PostgreSQL for a ``postgresql://`` URL, DuckDB for
+    ``*.duckdb``, SQLite otherwise.
 
     ``options`` go to :class:`BatchingAccessLog` (``metrics``, ``retention_days``,
     ``queue_size``, ``keep_client_info``, ...). The database is opened on the
     writer thread, so a bad path shows as logged, counted drops, never as a
     failed request.
     """
+    if is_postgres_url(path):
+        from ccobs.access_log.postgres import PostgresAccessLog
+
+        return PostgresAccessLog(str(path), **options)
     if Path(path).suffix == DUCKDB_SUFFIX:
         from ccobs.access_log.duckdb import DuckDBAccessLog
 
@@ -60,11 +70,18 @@ def open_access_log(path: str | Path, **options: Any) -> BatchingAccessLog:
 
 
 def open_reader(path: str | Path) -> AccessLogReader:
-    """Read-only queries on an existing database; SQLite or DuckDB by the file's header.
+    """Read-only queries on an existing database; SQLite or DuckDB by the file's header,
+    PostgreSQL for a ``postgresql://`` URL.
 
-    Raises ``FileNotFoundError`` for a missing file and :class:`NotAnAccessLogDatabase`
-    for any other file (an empty one included).
+    Raises ``FileNotFoundError`` for a missing file, :class:`NotAnAccessLogDatabase`
+    for any other file (an empty one included), and ``AccessLogDatabaseUnavailable``
+    (an ``OSError`` too, its message with the password masked) for a database that
+    cannot be reached.
     """
+    if is_postgres_url(path):
+        from ccobs.access_log.postgres import PostgresAccessLogReader
+
+        return PostgresAccessLogReader(str(path))
     path = Path(path)
     with path.open("rb") as handle:
         header = handle.read(len(_SQLITE_MAGIC))

@@ -178,6 +178,11 @@ class BatchingAccessLog(AccessLogReader):
         )
         self._thread.start()
 
+    @property
+    def where(self) -> str:
+        """The database as log lines name it (a URL store masks its password)."""
+        return str(self.path)
+
     # -- backend ----------------------------------------------------------------------------
 
     @abstractmethod
@@ -248,7 +253,7 @@ class BatchingAccessLog(AccessLogReader):
                 f"INSERT INTO {META} (key, value) VALUES ('rollup', ?)", [rollup.ROLLUP_VERSION]
             )
             if existing:
-                logger.info("access_log_rolled_up", rows=len(existing), path=str(self.path))
+                logger.info("access_log_rolled_up", rows=len(existing), path=self.where)
 
     def _grouped_raw(
         self, conn: Any, start_us: int, end_us: int
@@ -395,7 +400,7 @@ class BatchingAccessLog(AccessLogReader):
             try:
                 self._conn.close()
             except Exception:  # closing is best effort; the data is committed
-                logger.exception("access_log_close_failed", path=str(self.path))
+                logger.exception("access_log_close_failed", path=self.where)
 
     def _connection(self) -> Any:
         if self._conn is None and time.monotonic() >= self._next_open:
@@ -405,7 +410,7 @@ class BatchingAccessLog(AccessLogReader):
                 self._next_open = time.monotonic() + _REOPEN_INTERVAL
                 logger.error(
                     "access_log_open_failed",
-                    path=str(self.path),
+                    path=self.where,
                     error=f"{type(exc).__name__}: {exc}"[:300],
                 )
         return self._conn
@@ -457,7 +462,7 @@ class BatchingAccessLog(AccessLogReader):
                 return
             self._last_logged[reason] = now
             dropped = self._unlogged.pop(reason)
-        fields: dict[str, Any] = {"reason": reason, "dropped": dropped, "path": str(self.path)}
+        fields: dict[str, Any] = {"reason": reason, "dropped": dropped, "path": self.where}
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"[:300]
         logger.warning("access_log_records_dropped", **fields)

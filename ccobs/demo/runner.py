@@ -22,6 +22,7 @@ from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
+from ccobs.access_log.location import shown_location
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
 from ccobs.demo.server_thread import ServerThread
@@ -99,7 +100,7 @@ def run_demo(
                     f"mock upstream {upstream.url}",
                     f"access log and JSON logs: {config.log_file}   Ctrl-C stops"
                     + (
-                        f"   access-log db: {settings.access_log_db}"
+                        f"   access-log db: {shown_location(settings.access_log_db)}"
                         if settings.access_log_db
                         else ""
                     ),

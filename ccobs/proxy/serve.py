@@ -71,6 +71,7 @@ def serve(
     """
     import uvicorn
 
+    from ccobs.access_log.location import is_postgres_url
     from ccobs.logging import configure_logging
     from ccobs.proxy.config import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
 
@@ -82,7 +83,9 @@ def serve(
     if config_file:
         os.environ["CCOBS_CONFIG"] = str(Path(config_file).resolve())
     if access_log_db:
-        os.environ["CCOBS_ACCESS_LOG_DB"] = str(Path(access_log_db).resolve())
+        os.environ["CCOBS_ACCESS_LOG_DB"] = (
+            access_log_db if is_postgres_url(access_log_db) else str(Path(access_log_db).resolve())
+        )
     configure_logging(settings.log_level, settings.log_format)
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiprocess_dir:
