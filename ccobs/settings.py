@@ -85,11 +85,16 @@ class ObservabilitySettings:
         return self.pushgateway_url is not None
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values, with the ``/metrics`` and ``/logs`` tokens masked, for printing."""
+        """Plain values, with the ``/metrics`` and ``/logs`` tokens masked, for printing
+        (and the password of a PostgreSQL access-log URL)."""
+        from ccobs.access_log.location import shown_location
+
         data = asdict(self)
         for secret in ("metrics_token", "access_log_api_token"):
             if data[secret]:
                 data[secret] = "[REDACTED]"
+        if data["access_log_db"]:
+            data["access_log_db"] = shown_location(data["access_log_db"])
         for key in ("duration_buckets", "ttft_buckets", "model_allowlist"):
             data[key] = list(data[key])
         return data
@@ -139,7 +144,8 @@ FIELD_DOCS: dict[str, str] = {
     "log_format": "`auto` (JSON lines, console on a terminal), `json` or `console`.",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     "metrics_token": "When set, `/metrics` requires `Authorization: Bearer <token>`.",
-    "access_log_db": "Access-log database file (SQLite; DuckDB for `*.duckdb`); unset disables.",
+    "access_log_db": "Access-log database: a file (SQLite; DuckDB for `*.duckdb`) or a "
+    "`postgresql://` URL (shared by several proxies); unset disables.",
     "access_log_retention_days": "Days of access-log records kept; older ones are pruned.",
     "access_log_queue_size": "Records waiting to be written; past it new records are dropped.",
     "access_log_client_info": "Also store the client address and user agent (personal data).",

@@ -240,6 +240,20 @@ def test_a_database_that_cannot_be_opened_drops_and_counts(
     assert dropped(registry, "write_error") == 1
 
 
+def test_a_lone_record_is_written_within_the_flush_interval_without_a_flush(
+    access_log_location: str,
+) -> None:
+    with open_access_log(access_log_location, flush_interval=0.1) as s:
+        s.store(record(0))
+        assert s.flush()  # the writer is up and idle: nothing queued, the next prune far off
+        s.store(record(1))
+        deadline = time.monotonic() + 3
+        while s.stats()["written"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        assert s.stats()["written"] == 2
+
+
 def test_close_writes_every_accepted_record(access_log_location: str) -> None:
     s = open_access_log(access_log_location, flush_interval=5.0)
     for n in range(5000):

@@ -297,7 +297,7 @@ class BatchingAccessLog(AccessLogReader):
             else:
                 self._queue.append(record)
                 self._accepted += 1
-                if len(self._queue) == self.batch_size:
+                if len(self._queue) in (1, self.batch_size):  # the first: arm the flush timer
                     self._cond.notify_all()
                 return
         self._drop(reason, 1)
@@ -380,7 +380,10 @@ class BatchingAccessLog(AccessLogReader):
                     remaining = wake_at - time.monotonic()
                     if remaining <= 0:
                         break
+                    was_empty = not self._queue
                     self._cond.wait(remaining)
+                    if was_empty:  # the first record arms the flush interval
+                        started = time.monotonic()
                 batch = [
                     self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
                 ]
