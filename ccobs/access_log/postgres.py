@@ -39,8 +39,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import threading
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -120,8 +120,8 @@ class _IntegralNumericLoader(_LoaderBase):  # type: ignore[misc]
     """
 
     def load(self, data: Any) -> int | float:
-        value = Decimal(bytes(data).decode())
-        return int(value) if value == value.to_integral_value() else float(value)
+        text = bytes(data)
+        return float(text) if b"." in text else int(text)
 
 
 @functools.lru_cache(maxsize=256)
@@ -137,8 +137,9 @@ class PgConnection:
     ``BEGIN`` and ``COMMIT`` itself.
     """
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, pool: ReadPool | None = None) -> None:
         self.raw = raw
+        self.pool = pool
 
     def execute(self, sql: str, params: Any = None) -> Any:
         if params is None:
@@ -150,7 +151,56 @@ class PgConnection:
         return bool(self.raw.broken or self.raw.closed)
 
     def close(self) -> None:
-        self.raw.close()
+        """Close, or hand a reader's connection back to its pool for the next query."""
+        if self.pool is None or not self.pool.give_back(self):
+            self.raw.close()
+
+
+class ReadPool:
+    """A few idle read connections kept for the next query.
+
+    A PostgreSQL connection costs a TCP handshake, authentication (scram:
+    deliberately slow) and a backend process; a query over the last hour
+    costs far less. Queries run on worker threads at once, so this is a
+    locked list of at most ``size`` idle connections; any more are closed.
+    """
+
+    def __init__(self, url: str, size: int = 4) -> None:
+        self.url = url
+        self.size = size
+        self._idle: list[PgConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> PgConnection:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None and not conn.broken:
+            return conn
+        fresh = connect(self.url, read_only=True)
+        fresh.pool = self
+        return fresh
+
+    def give_back(self, conn: PgConnection) -> bool:
+        """Keep ``conn`` (its transaction ended) if it is healthy and there is room."""
+        if conn.broken:
+            return False
+        try:
+            if conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.raw.execute("ROLLBACK")  # a reader's snapshot ends with its query
+        except Exception:
+            return False
+        with self._lock:
+            if len(self._idle) >= self.size:
+                return False
+            self._idle.append(conn)
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.raw.close()
 
 
 def connect(url: str, *, read_only: bool = False) -> PgConnection:
@@ -228,10 +278,11 @@ class PostgresAccessLogReader(AccessLogReader):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        connect(url, read_only=True).close()
+        self._pool = ReadPool(url)
+        self._pool.take().close()
 
     def _read_connection(self) -> Any:
-        return connect(self.url, read_only=True)
+        return self._pool.take()
 
     def __repr__(self) -> str:
         return f"<PostgresAccessLogReader {mask_url(self.url)}>"
@@ -247,6 +298,7 @@ class PostgresAccessLog(BatchingAccessLog):
         _require()
         self.url = url
         self._partitions: set[int] = set()
+        self._read_pool = ReadPool(url)
         super().__init__(mask_url(url), **kwargs)
 
     @property
@@ -390,7 +442,11 @@ class PostgresAccessLog(BatchingAccessLog):
             logger.warning("access_log_connection_lost", url=self.where)
 
     def _read_connection(self) -> Any:
-        return connect(self.url, read_only=True)
+        return self._read_pool.take()
+
+    def close(self, timeout: float = 30.0) -> None:
+        super().close(timeout)
+        self._read_pool.close()
 
 
 def _no_partition(exc: BaseException) -> bool:
