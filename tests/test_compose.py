@@ -674,3 +674,44 @@ def test_build_context_holds_what_pip_install_needs() -> None:
     assert [name for name in needed if dockerignored(name)] == []
     copied = " ".join(a for keyword, a in dockerfile_instructions() if keyword == "COPY")
     assert [name for name in needed if name not in copied] == []
+
+
+# --- the optional PostgreSQL (profile "postgres") ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_service(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The ``postgres`` service as resolved with its profile on (off by default)."""
+    result = run_compose(
+        "--profile", "postgres", "config", "--format", "json",
+        env_dir=tmp_path_factory.mktemp("env"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = json.loads(result.stdout)
+    return services(resolved)["postgres"]
+
+
+def test_postgres_is_off_unless_its_profile_is_asked_for(model: dict[str, Any]) -> None:
+    assert "postgres" not in services(model)
+
+
+def test_postgres_image_is_pinned_to_an_exact_minor_release(
+    postgres_service: dict[str, Any],
+) -> None:
+    # PostgreSQL numbers releases major.minor (since 10): 15.18 is the exact release.
+    assert re.fullmatch(r"\d+\.\d+(?:-[0-9a-z]+)?", image_tag(postgres_service["image"]) or "")
+
+
+def test_postgres_has_a_healthcheck_a_loopback_port_and_a_named_volume(
+    postgres_service: dict[str, Any],
+) -> None:
+    assert postgres_service["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert [p["host_ip"] for p in postgres_service["ports"]] == [LOOPBACK]
+    assert [m["source"] for m in volume_mounts(postgres_service, "volume")] == ["postgres-data"]
+
+
+def test_postgres_password_comes_from_env_and_is_never_fixed(
+    postgres_service: dict[str, Any],
+) -> None:
+    assert postgres_service["environment"]["POSTGRES_PASSWORD"] in ("", None)
+    assert "POSTGRES_HOST_AUTH_METHOD" not in postgres_service["environment"]
