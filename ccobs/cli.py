@@ -124,6 +124,7 @@ def _stack_command(args: argparse.Namespace) -> int:
                 if args.mixin_config
                 else MixinConfig(),
                 mixin_dir=Path(args.mixin_dir) if args.mixin_dir else None,
+                postgres_port=(0 if args.free_ports else 5432) if args.postgres else None,
             )
             stack = Stack(config, echo=echo)
             state = stack.up()
@@ -132,6 +133,12 @@ def _stack_command(args: argparse.Namespace) -> int:
             echo(f"The stack is up (state in {stack.state_dir}); scraping {config.proxy_target}:")
             for name, url in state.urls().items():
                 echo(f"  {name:<16} {url}")
+            if "postgres" in state.urls():
+                pgpass = stack.state_dir / "postgres" / "pgpass"
+                echo(
+                    f"Access log on it: PGPASSFILE={pgpass} ccobs proxy --access-log-db "
+                    f"{state.urls()['postgres']}"
+                )
             echo("`ccobs stack status` checks it, `ccobs stack down` stops it.")
             return 0
         stack = Stack(StackConfig(state_dir=state_dir), echo=echo)
@@ -306,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--free-ports",
         action="store_true",
         help="let the OS pick every port instead of 9090, 9091, 8428, 9093, 8880, 3000",
+    )
+    stack_up.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also start Debian's PostgreSQL for a shared access log (port 5432, or free "
+        "with --free-ports); its password goes to STATE_DIR/postgres/pgpass",
     )
     stack_up.add_argument("--scrape-interval", default="15s", help="(default 15s)")
     stack_up.add_argument("--evaluation-interval", default="15s", help="(default 15s)")

@@ -183,3 +183,18 @@ def test_demo_writes_its_requests_to_the_access_log_db(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert open_reader(db).analytics(LogFilter())["totals"]["requests"] > 10
+
+
+def test_demo_writes_to_a_postgresql_access_log_without_showing_the_password(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    result = ccobs(
+        "demo", "--duration", "1", "--port", "0", "--seed", "3", "--rate", "20",
+        "--log-file", str(tmp_path / "demo.log"), "--access-log-db", postgres_url,
+        timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert open_reader(postgres_url).analytics(LogFilter())["totals"]["requests"] > 5
+    shown = result.stdout + result.stderr + (tmp_path / "demo.log").read_text()
+    assert PASSWORD not in shown

@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from realservers import LOOPBACK, http_get_json, require_binary, wait_for
 
+from ccobs.access_log import open_access_log
 from ccobs.fastapi import instrument
 from ccobs.metrics import PrometheusMetrics
 from ccobs.mixin.build import build, write
@@ -48,6 +52,7 @@ from ccobs.stack.native import (
 )
 from ccobs.stack.processes import pid_alive
 from ccobs.stack.prometheus_config import StackAddresses, prometheus_config
+from ccobs.storage import AccessLogRecord
 
 pytestmark = pytest.mark.integration
 
@@ -495,3 +500,39 @@ def test_cli_missing_binary_exits_1_with_the_install_hint(tmp_path: Path) -> Non
         in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_up_with_postgres_serves_an_access_log_and_down_stops_it(
+    only_stack_binaries: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not under pytest's 0700 tmp dir: as root the server runs as `postgres`, which must
+    # reach its directory.
+    state_dir = Path(tempfile.mkdtemp(prefix="ccobs-stack-pg-"))
+    state_dir.chmod(0o755)
+    lines: list[str] = []
+    stack = Stack(_config(state_dir, postgres_port=0), echo=lines.append)
+    try:
+        state = stack.up()
+        postgres = next(s for s in stack.status() if s.name == "postgres")
+        pgpass = state_dir / "postgres" / "pgpass"
+        password = pgpass.read_text().strip().rsplit(":", 1)[1]
+        pgpass_mode = stat.S_IMODE(pgpass.stat().st_mode)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
+        with open_access_log(postgres.url) as store:
+            store.store(
+                AccessLogRecord(request_id="r1", timestamp=datetime.now(UTC), duration_ms=1.0)
+            )
+            assert store.flush()
+            written = store.stats()["written"]
+        stopped = stack.down()
+    finally:
+        _kill_leftovers(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    assert postgres.alive
+    assert postgres.healthy, postgres.problem
+    assert postgres.url.startswith("postgresql://ccobs@127.0.0.1:")
+    assert written == 1
+    assert pgpass_mode == 0o600
+    assert "postgres" in [s.name for s in stopped]
+    assert not any(pid_alive(s.pid, s.start_ticks) for s in state.services)
+    assert password not in (state.to_json() + "\n".join(lines))

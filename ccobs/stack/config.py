@@ -142,6 +142,9 @@ class StackConfig:
     alertmanager_timings: Mapping[str, str] = field(default_factory=dict)
     extra_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
     start_timeout: float = 60.0
+    postgres_port: int | None = None
+    """Also start Debian's PostgreSQL (the shared access log's store) on this port; 0 picks
+    a free one; None (the default) starts none."""
 
     def __post_init__(self) -> None:
         host, sep, port = self.proxy_target.rpartition(":")

@@ -61,6 +61,7 @@ from ccobs.stack.config import (
     StackError,
     StackPorts,
 )
+from ccobs.stack.native_postgres import probe_service, request_fast_shutdown, start_stack_postgres
 from ccobs.stack.processes import (
     DEBIAN_PACKAGE_OF,
     LOOPBACK,
@@ -69,7 +70,6 @@ from ccobs.stack.processes import (
     ServerStartError,
     pid_alive,
     port_is_free,
-    probe,
     start_server,
     stop_pid,
 )
@@ -174,7 +174,7 @@ class Stack:
         statuses = []
         for service in state.services:
             alive = pid_alive(service.pid, service.start_ticks)
-            problem = probe(service.health_url) if alive else "not running"
+            problem = probe_service(service) if alive else "not running"
             statuses.append(
                 ServiceStatus(
                     name=service.name,
@@ -241,6 +241,8 @@ class Stack:
                 self._start_all(
                     launcher, binaries, grafana, rule_files, dashboards, alertmanager_yaml
                 )
+                if self.config.postgres_port is not None:
+                    launcher.add(start_stack_postgres(self.state_dir, self.config.postgres_port))
             except BaseException:
                 launcher.stop_all()
                 self.state_file.unlink(missing_ok=True)
@@ -565,6 +567,7 @@ class Stack:
             if state is None:
                 return []
             for service in reversed(state.services):
+                request_fast_shutdown(service)
                 stop_pid(service.pid, service.start_ticks)
                 self._echo(f"stopped {service.name} (pid {service.pid})")
             survivors = [s for s in state.services if pid_alive(s.pid, s.start_ticks)]
@@ -680,6 +683,12 @@ class _Launcher:
         self.stack._echo(f"{name:<16} ready  {server.url:<24} ({time.monotonic() - started:.1f} s)")
         return server
 
+    def add(self, record: ServiceRecord) -> None:
+        """A service started by its own module (PostgreSQL), recorded like the others."""
+        self.records.append(record)
+        self.stack._write_state(self.state())
+        self.stack._echo(f"{record.name:<16} ready  {record.url}")
+
     def urls(self) -> dict[str, str]:
         return {record.name: record.url for record in self.records}
 
@@ -692,4 +701,5 @@ class _Launcher:
 
     def stop_all(self) -> None:
         for record in reversed(self.records):
+            request_fast_shutdown(record)
             stop_pid(record.pid, record.start_ticks)

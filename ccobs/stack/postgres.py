@@ -62,16 +62,18 @@ def find_pg_binary(name: str) -> str:
     return found[-1]
 
 
-def _as_server_user(argv: list[str]) -> list[str]:
-    """``argv`` as the unprivileged user when we are root (PostgreSQL refuses root)."""
+def _as_server_user(argv: list[str], *, detach: bool = False) -> list[str]:
+    """``argv`` as the unprivileged user when we are root (PostgreSQL refuses root); dying
+    with its parent unless ``detach``."""
     if os.geteuid() != 0:
         return argv
+    death = [] if detach else ["--pdeathsig=TERM"]
     return [
-        "setpriv",
+        shutil.which("setpriv") or "/usr/bin/setpriv",  # util-linux; PATH may be narrowed
         f"--reuid={RUN_AS}",
         f"--regid={RUN_AS}",
         "--init-groups",
-        "--pdeathsig=TERM",
+        *death,
         "--",
         *argv,
     ]
@@ -178,7 +180,7 @@ class PostgresServer:
         ]
         started = time.monotonic()
         self._process = subprocess.Popen(
-            _as_server_user(argv),
+            _as_server_user(argv, detach=self.detach),
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
