@@ -216,8 +216,11 @@ def main() -> int:
                 f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
                 f"{platform.python_version()}, PostgreSQL {version} (Debian, fresh initdb, "
                 f"default settings: fsync on) on loopback, on the same machine; "
-                f"{datetime.now(UTC):%Y-%m-%d}. Unpaced writers (each proxy's queue holds all "
-                "its records), rate from the first `store()` to the last record committed:",
+                f"{datetime.now(UTC):%Y-%m-%d}, load average at start "
+                f"{os.getloadavg()[0]:.1f} (other jobs share the machine: compare the backends "
+                "within a table, not with other sections). Unpaced writers (each proxy's "
+                "queue holds all its records); per proxy: from its first `store()` to its last "
+                "record committed; all together: from the start signal to the last report:",
                 "",
                 "| writers | records | rate, all together | per proxy | written | "
                 "dropped | rows in the database |",
