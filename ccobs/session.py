@@ -4,7 +4,8 @@ Claude Code sends ``x-claude-code-session-id`` (a UUID) on every request of a
 session, Codex CLI ``session-id``: grouping the access log by it answers
 "which session spent the money". It is client-chosen text, so it is kept
 only in a bounded, plain shape (a UUID, or up to 64 letters, digits and
-``._:-``) and only if it does not look like a credential; anything else is
+``._:-``) and only if it does not look like a credential (nothing with
+``sk-`` in it, nothing the log redaction would hide); anything else is
 dropped. Never a metric label: sessions are unbounded.
 """
 
@@ -26,7 +27,7 @@ _SESSION_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 def accept_session_id(value: bytes | None) -> str | None:
     """The session id to store, or None when absent, malformed or credential-like."""
-    if value is None or not _SESSION_ID.fullmatch(value):
-        return None
+    if value is None or not _SESSION_ID.fullmatch(value) or b"sk-" in value.lower():
+        return None  # no session id of a client has "sk-" in it; a key may
     text = value.decode("ascii")
     return text if redact_text(text) == text else None

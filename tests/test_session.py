@@ -36,6 +36,8 @@ def test_the_longest_plain_token_is_kept() -> None:
         b"\x00",
         b"sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789",
         b"sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+        b"sk-_HHfFvWS71zCi9-tVsLZIjDxzrYqCaASIDRvZXmy",
+        b"key:SK-abcdef",
     ],
 )
 def test_anything_else_is_dropped(value: bytes | None) -> None:
