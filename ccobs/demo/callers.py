@@ -70,7 +70,7 @@ DEMO_CALLERS: Final[tuple[Caller, ...]] = (
     Caller(
         "bob",
         _key("sk-proj-", "bob"),
-        ("responses",),
+        ("openai", "responses"),  # Codex speaks Chat Completions too (wire_api = "chat")
         {"user-agent": "codex_exec/0.171.0 (Debian 12; x86_64)", "originator": "codex_exec"},
         session_header="session-id",
     ),
