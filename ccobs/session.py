@@ -16,10 +16,16 @@ from typing import Final
 
 from ccobs.redaction import redact_text
 
-__all__ = ["MAX_SESSION_ID_CHARS", "SESSION_HEADERS", "accept_session_id"]
+__all__ = [
+    "CLAUDE_CODE_SESSION_HEADER",
+    "CODEX_SESSION_HEADER",
+    "MAX_SESSION_ID_CHARS",
+    "accept_session_id",
+]
 
-SESSION_HEADERS: Final = (b"x-claude-code-session-id", b"session-id")
-"""Where clients send their session id: Claude Code's header, then Codex CLI's."""
+CLAUDE_CODE_SESSION_HEADER: Final = b"x-claude-code-session-id"
+CODEX_SESSION_HEADER: Final = b"session-id"
+"""Where clients send their session id: Claude Code's header first, then Codex CLI's."""
 MAX_SESSION_ID_CHARS: Final = 64
 
 _SESSION_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
@@ -30,4 +36,8 @@ def accept_session_id(value: bytes | None) -> str | None:
     if value is None or not _SESSION_ID.fullmatch(value) or b"sk-" in value.lower():
         return None  # no session id of a client has "sk-" in it; a key may
     text = value.decode("ascii")
-    return text if redact_text(text) == text else None
+    # Without ':' only an "sk-" key could be redacted, and that is out already: a UUID
+    # skips the scan. With one, ``api-key:...`` and the like are caught.
+    if b":" in value and redact_text(text) != text:
+        return None
+    return text
