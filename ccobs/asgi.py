@@ -22,6 +22,7 @@ import anyio.to_thread
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ccobs.attribution import Attribution
 from ccobs.catalog import http_error_type
 from ccobs.context import (
     _DEBUG,
@@ -117,6 +118,7 @@ class ObservabilityMiddleware:
         skip_paths: Collection[str] = DEFAULT_SKIP_PATHS,
         storage: AccessLogStorage | None = None,
         pusher: BackgroundPusher | None = None,
+        attribution: Attribution | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -124,6 +126,8 @@ class ObservabilityMiddleware:
         self.skip_paths = frozenset(skip_paths)
         self.storage = storage
         self.pusher = pusher
+        self.attribution = attribution
+        """Fills each record's team, key, client app and session; None: not attributed."""
         self._thread: int | None = None
         """The thread counting its requests in ``_in_flight``: the first to serve one."""
         self._in_flight = 0
@@ -210,6 +214,8 @@ class ObservabilityMiddleware:
             error: BaseException | None = None
             try:
                 try:
+                    if self.attribution is not None:
+                        self.attribution.attribute(ctx.record, scope.get("headers", ()))
                     await self.app(scope, receive, send_with_request_id)
                 except BaseException as exc:
                     error = exc

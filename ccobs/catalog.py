@@ -277,3 +277,20 @@ def metrics_table_markdown(namespace: str = DEFAULT_NAMESPACE) -> str:
             f"| `{spec.full_name(namespace)}` | {spec.kind} | {labels} | {spec.documentation} |"
         )
     return "\n".join(rows) + "\n"
+
+
+# -- the client_app vocabulary -------------------------------------------------------------
+# The client application a request came from (``ccobs.client_app`` classifies it): a fixed
+# set, so it can be a label value of the attribution metrics.
+
+CLIENT_APPS: tuple[str, ...] = (
+    "claude-code",
+    "codex",
+    "anthropic-sdk-python",
+    "anthropic-sdk-typescript",
+    "openai-python",
+    "openai-node",
+    "curl",
+    "other",
+)
+"""Every ``client_app`` value; ``other`` is anything not recognised, or no user agent."""

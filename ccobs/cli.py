@@ -10,6 +10,7 @@ command, so ``ccobs settings`` stays fast. The demo's commands (``upstream``,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -21,6 +22,7 @@ from ccobs import __version__
 from ccobs.cli_options import (
     access_log_db_option,
     config_option,
+    identities_option,
     listen_options,
     positive_float,
     positive_int,
@@ -57,7 +59,15 @@ def _proxy_command(args: argparse.Namespace) -> int:
         prices=args.prices,
         config_file=args.config,
         access_log_db=args.access_log_db,
+        identities=args.identities,
     )
+    return 0
+
+
+def _identities_fingerprint_command(args: argparse.Namespace) -> int:
+    from ccobs.identity import fingerprint, read_key
+
+    print(fingerprint(read_key(sys.stdin, os.environ, args.env)))
     return 0
 
 
@@ -231,8 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
         "store one record per request in this SQLite (or *.duckdb) file "
         "(default: $CCOBS_ACCESS_LOG_DB; unset: none)",
     )
+    identities_option(proxy)
     config_option(proxy)
     proxy.set_defaults(handler=_proxy_command)
+
+    identities = commands.add_parser(
+        "identities",
+        help="fill in an identity file",
+        description="Helpers for the identity file `ccobs proxy --identities` reads.",
+    )
+    identities_commands = identities.add_subparsers(dest="identities_command", required=True)
+    fingerprint = identities_commands.add_parser(
+        "fingerprint",
+        help="print a key's fingerprint",
+        description="Print the fingerprint (16 hex characters of its SHA-256) of the key read "
+        "from stdin, or from the environment variable --env names: never from an argument, "
+        "which other users see in `ps` and shells keep in history. Only the fingerprint is "
+        "printed; put it in the identity file's `keys:` with an alias and a team.",
+    )
+    fingerprint.add_argument(
+        "--env", metavar="NAME", help="read the key from this environment variable"
+    )
+    fingerprint.set_defaults(handler=_identities_fingerprint_command)
 
     # The demo's commands (upstream, loadgen, demo), and any other package's.
     for entry in entry_points(group=COMMANDS_ENTRY_POINT):

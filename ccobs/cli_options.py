@@ -92,3 +92,14 @@ def seed_option(command: argparse.ArgumentParser, what: str) -> None:
 
 def access_log_db_option(command: argparse.ArgumentParser, text: str) -> None:
     command.add_argument("--access-log-db", metavar="PATH", help=text)
+
+
+def identities_option(
+    command: argparse.ArgumentParser,
+    default: str = "default: $CCOBS_IDENTITIES; unset: every caller is `unassigned`",
+) -> None:
+    command.add_argument(
+        "--identities",
+        metavar="FILE",
+        help=f"identity file (YAML) naming key fingerprints by alias and team ({default})",
+    )

@@ -8,6 +8,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from ccobs.asgi import DEFAULT_SKIP_PATHS, ObservabilityMiddleware
+from ccobs.attribution import Attribution
+from ccobs.identity import Identities
 from ccobs.metrics import PrometheusMetrics, get_metrics
 from ccobs.metrics_endpoint import metrics_endpoint
 from ccobs.pusher import BackgroundPusher
@@ -24,6 +26,7 @@ def instrument(
     metrics_path: str = "/metrics",
     skip_paths: Collection[str] = DEFAULT_SKIP_PATHS,
     storage: AccessLogStorage | None = None,
+    identities: Identities | None = None,
 ) -> PrometheusMetrics:
     """Instrument ``app`` and serve its metrics at ``metrics_path``; returns the metrics.
 
@@ -36,12 +39,19 @@ def instrument(
     A handler gets its request's tokens, cost and time to first token into the
     metrics, the access-log line and the stored record by filling
     ``current_request_context().record`` (see :mod:`ccobs.record`).
+
+    With ``identities`` (or the ``identities`` setting, an identity file),
+    every request's record gets its caller's team, key alias and key
+    fingerprint, its client app and its session (see :mod:`ccobs.attribution`).
     """
     if app.middleware_stack is not None:
         raise RuntimeError("instrument() must be called before the app handles its first request")
     if metrics is None:
         metrics = get_metrics(settings=settings)
     settings = settings or metrics.settings
+    if identities is None and settings.identities:
+        identities = Identities.load(settings.identities)
+    attribution = Attribution(identities) if identities is not None else None
     pusher = None
     if metrics.is_pushgateway_enabled():
         pusher = BackgroundPusher(
@@ -66,6 +76,7 @@ def instrument(
             skip_paths={*skip_paths, metrics_path},
             storage=storage,
             pusher=pusher,
+            attribution=attribution,
         )
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

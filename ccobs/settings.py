@@ -73,6 +73,7 @@ class ObservabilitySettings:
     access_log_queue_size: int = 50_000
     access_log_client_info: bool = False
     access_log_api_token: str | None = None
+    identities: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -150,6 +151,10 @@ FIELD_DOCS: dict[str, str] = {
     "access_log_queue_size": "Records waiting to be written; past it new records are dropped.",
     "access_log_client_info": "Also store the client address and user agent (personal data).",
     "access_log_api_token": "When set, serves `/logs/query|analytics|stream` to this bearer token.",
+    "identities": (
+        "Identity file (YAML) naming key fingerprints by alias and team; when set, every "
+        "request is attributed (team, key, client app, session). `ccobs proxy` always is."
+    ),
 }
 """One line per field: the settings table of docs/reference.md is built from it."""
 
@@ -319,7 +324,7 @@ def _validate(name: str, value: Any) -> Any:
         return _as_choice(name, value, LOG_FORMATS)
     if name == "log_level":
         return _as_choice(name, value, LOG_LEVELS, upper=True)
-    if name in ("metrics_token", "access_log_db", "access_log_api_token"):
+    if name in ("metrics_token", "access_log_db", "access_log_api_token", "identities"):
         return _as_optional_str(name, value)
     if name == "access_log_retention_days":
         return _as_number(name, value, "a positive number of days")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from ccobs.demo.live_view import LiveView, histogram_quantile, read_sample
 from ccobs.metrics import PrometheusMetrics
@@ -86,3 +86,45 @@ def test_latency_percentiles_come_from_the_histogram(
     clock.now += 1
 
     assert "latency   p50   375 ms" in view.render()
+
+
+def _attribution_counters(registry: CollectorRegistry) -> tuple[Counter, Counter]:
+    """Counters shaped like the attribution families: requests and cost with a team label."""
+    requests = Counter(
+        "ccproxy_attributed_requests_total", "r", ["team", "key_alias"], registry=registry
+    )
+    cost = Counter(
+        "ccproxy_attributed_cost_usd_total", "c", ["team", "cost_type"], registry=registry
+    )
+    return requests, cost
+
+
+def test_the_by_team_table_shows_requests_and_cost_per_team(registry: CollectorRegistry) -> None:
+    clock = Clock()
+    view = LiveView(registry, clock=clock)
+    requests, cost = _attribution_counters(registry)
+    view.render()
+    requests.labels("platform", "alice").inc(20)
+    requests.labels("platform", "bob").inc(10)
+    requests.labels("research", "carol").inc(5)
+    cost.labels("platform", "total").inc(0.36)
+    cost.labels("platform", "input").inc(0.30)
+    cost.labels("research", "total").inc(0.01)
+    clock.now += 10.0
+
+    rows = [line.split() for line in view.render().splitlines() if line.startswith(("team",
+            "platform", "research"))]  # fmt: skip
+
+    assert rows == [
+        ["team", "req/s", "requests", "$/hour", "$", "total"],
+        ["platform", "3.00", "30", "129.60", "0.3600"],
+        ["research", "0.50", "5", "3.60", "0.0100"],
+    ]
+
+
+def test_without_attribution_there_is_no_team_table(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.record_request("POST", "/v1/messages", "m", 200)
+
+    assert "team" not in LiveView(registry).render()

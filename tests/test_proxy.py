@@ -508,9 +508,10 @@ README_LINE_KEYS = [
     "timestamp", "level", "logger", "event", "method", "path", "model", "streaming", "ttft_ms",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "cost_input_usd", "cost_output_usd", "cost_cache_usd", "cost_total_usd",
+    "team", "key_alias", "key_fingerprint", "client_app",
     "service_type", "endpoint", "status", "duration_ms", "request_id",
 ]  # fmt: skip
-"""The keys of the README's example line, in its order."""
+"""The keys of the example line in docs/proxy.md, in its order."""
 
 
 def test_tokens_and_cost_are_recorded_once_in_the_metrics_and_once_on_the_line(

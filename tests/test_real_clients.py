@@ -18,6 +18,7 @@ fails obscurely in the proxy tests.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from realclients import (
 )
 
 from ccobs.catalog import COST, ERRORS, REQUESTS, TOKENS
+from ccobs.identity import fingerprint
 from ccobs.stack.processes import ServerProcess, start_server
 
 pytestmark = pytest.mark.realclients
@@ -211,6 +213,24 @@ def assert_key_nowhere(chain: ProxyChain, key: str) -> None:
         assert key.encode() not in path.read_bytes(), f"the client's key appears in {path}"
 
 
+def assert_attributed(chain: ProxyChain, *, endpoint: str, client_app: str, key: str) -> None:
+    """Every access-log line of ``endpoint`` names the client app, a session and the key's
+    fingerprint (the proxy has no identity file: ``unassigned``). Read once the proxy has
+    stopped (``assert_key_nowhere``), so its log is complete."""
+    lines = [
+        json.loads(text)
+        for text in chain.log().splitlines()
+        if text.startswith("{") and '"logger": "ccobs.request"' in text
+    ]
+    served = [line for line in lines if line.get("endpoint") == endpoint]
+    assert served, f"no access-log line for {endpoint}:\n{chain.log()[-3000:]}"
+    for line in served:
+        assert line.get("client_app") == client_app, line
+        assert line.get("session_id"), f"no session id on the line: {line}"
+        assert line.get("team") == "unassigned", line
+        assert line.get("key_fingerprint") == fingerprint(key), line
+
+
 # -- Claude Code -----------------------------------------------------------------------------
 
 
@@ -223,6 +243,9 @@ def test_claude_code_answers_through_the_proxy(chain: ProxyChain, tmp_path: Path
     assert_recorded(chain, model=CLAUDE_MODEL, endpoint="/v1/messages")
     assert_no_errors(chain)
     assert_key_nowhere(chain, FAKE_ANTHROPIC_KEY)
+    assert_attributed(
+        chain, endpoint="/v1/messages", client_app="claude-code", key=FAKE_ANTHROPIC_KEY
+    )
 
 
 def test_claude_code_counts_tokens_through_the_proxy(chain: ProxyChain, tmp_path: Path) -> None:
@@ -327,6 +350,7 @@ def test_codex_answers_through_the_proxy(chain: ProxyChain, tmp_path: Path) -> N
     assert_recorded(chain, model=CODEX_MODEL, endpoint="/v1/responses")
     assert_no_errors(chain)
     assert_key_nowhere(chain, FAKE_OPENAI_KEY)
+    assert_attributed(chain, endpoint="/v1/responses", client_app="codex", key=FAKE_OPENAI_KEY)
 
 
 # -- what the clients send, seen without ccobs ----------------------------------------------

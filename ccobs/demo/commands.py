@@ -15,6 +15,7 @@ from pathlib import Path
 from ccobs.cli_options import (
     access_log_db_option,
     config_option,
+    identities_option,
     listen_options,
     positive_float,
     positive_int,
@@ -112,6 +113,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "store one record per request in this SQLite (or *.duckdb) file "
         "(default: $CCOBS_ACCESS_LOG_DB, else the log file's name with .db: ccobs-demo.db)",
     )
+    identities_option(demo, "default: $CCOBS_IDENTITIES, else the demo's own")
     config_option(demo)
     demo.set_defaults(handler=_demo_command)
 
@@ -157,6 +159,7 @@ def _loadgen_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    from ccobs.demo.callers import DEMO_IDENTITIES
     from ccobs.demo.runner import DemoConfig, run_demo
 
     config = DemoConfig(
@@ -175,7 +178,9 @@ def _demo_command(args: argparse.Namespace) -> int:
     access_log_db = (
         args.access_log_db or settings.access_log_db or str(Path(args.log_file).with_suffix(".db"))
     )
-    settings = dataclasses.replace(settings, access_log_db=access_log_db)
+    # The demo's callers are named by its own identity file unless told another.
+    identities = args.identities or settings.identities or str(DEMO_IDENTITIES)
+    settings = dataclasses.replace(settings, access_log_db=access_log_db, identities=identities)
     require_free_port(args.host, args.port)
     run_demo(config, settings)
     return 0

@@ -42,6 +42,10 @@ class Sample:
     cost_by_model: dict[str, float] = field(default_factory=dict)
     duration_buckets: dict[float, float] = field(default_factory=dict)
     ttft_buckets: dict[float, float] = field(default_factory=dict)
+    requests_by_team: dict[str, float] = field(default_factory=dict)
+    cost_by_team: dict[str, float] = field(default_factory=dict)
+    """From the attribution families: any ``*_requests_total`` and ``*_cost_usd_total``
+    counter with a ``team`` label (the total ``cost_type`` where it has one)."""
 
 
 def read_sample(registry: Any, namespace: str, at: float) -> Sample:
@@ -60,6 +64,8 @@ def read_sample(registry: Any, namespace: str, at: float) -> Sample:
         for s in family.samples:
             kind = names.get(s.name)
             if kind is None:
+                if "team" in s.labels:
+                    _read_team(sample, s.name, s.labels, s.value)
                 continue
             labels = s.labels
             if kind == "requests":
@@ -84,6 +90,15 @@ def read_sample(registry: Any, namespace: str, at: float) -> Sample:
                 le = float(labels["le"])
                 buckets[le] = buckets.get(le, 0) + s.value
     return sample
+
+
+def _read_team(sample: Sample, name: str, labels: dict[str, str], value: float) -> None:
+    """Add an attribution series to the by-team totals, if it is a request or cost count."""
+    team = labels["team"]
+    if name.endswith("_requests_total"):
+        sample.requests_by_team[team] = sample.requests_by_team.get(team, 0.0) + value
+    elif name.endswith("_cost_usd_total") and labels.get("cost_type", "total") == "total":
+        sample.cost_by_team[team] = sample.cost_by_team.get(team, 0.0) + value
 
 
 def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:
@@ -198,6 +213,7 @@ class LiveView:
                 )
                 + f"{cost_rate:10.2f}{current.cost_by_model.get(model, 0.0):10.4f}"
             )
+        lines.extend(_team_table(current, oldest, span))
         if current.errors_by_type:
             by_type = ", ".join(
                 f"{name} {count:.0f}" for name, count in sorted(current.errors_by_type.items())
@@ -205,6 +221,26 @@ class LiveView:
             lines.append("")
             lines.append(f"errors by type: {by_type}")
         return "\n".join(lines)
+
+
+_TEAMS_SHOWN = 8
+
+
+def _team_table(current: Sample, oldest: Sample, span: float) -> list[str]:
+    """Requests and cost by team, the most expensive first; nothing before any team is seen."""
+    teams = set(current.requests_by_team) | set(current.cost_by_team)
+    if not teams:
+        return []
+    lines = ["", f"{'team':<22}{'req/s':>8}{'requests':>10}{'$/hour':>10}{'$ total':>10}"]
+    ranked = sorted(teams, key=lambda team: (-current.cost_by_team.get(team, 0.0), team))
+    for team in ranked[:_TEAMS_SHOWN]:
+        team_rps = _rate(current.requests_by_team, oldest.requests_by_team, team, span)
+        cost_rate = _rate(current.cost_by_team, oldest.cost_by_team, team, span) * 3600
+        lines.append(
+            f"{team[:21]:<22}{team_rps:8.2f}{current.requests_by_team.get(team, 0.0):10,.0f}"
+            f"{cost_rate:10.2f}{current.cost_by_team.get(team, 0.0):10.4f}"
+        )
+    return lines
 
 
 def _rate(new: dict[Any, float], old: dict[Any, float], key: Any, span: float) -> float:

@@ -27,6 +27,7 @@ into ``input`` and ``cache_read``. Tokens and latencies come from successful req
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import sys
@@ -37,6 +38,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from ccobs.demo.callers import Caller, CallerPicker
 from ccobs.demo.load_results import (
     LoadSnapshot,
     LoadSummary,
@@ -114,6 +116,8 @@ class LoadConfig:
     max_tokens: int = 512
     max_in_flight: int = 256
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    callers: tuple[Caller, ...] = field(default=(), repr=False)
+    """Each request is sent as one of these, drawn per request (``ccobs.demo.callers``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.startswith(("http://", "https://")):
@@ -170,6 +174,7 @@ class _Plan:
     model: str
     stream: bool
     body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Planner:
@@ -180,6 +185,7 @@ class _Planner:
         self._rng = random.Random(config.seed)
         self._models = (list(config.models), list(config.models.values()))
         self._openai_models = (list(config.openai_models), list(config.openai_models.values()))
+        self._callers = CallerPicker(config.callers, config.seed) if config.callers else None
 
     def next(self) -> _Plan:
         cfg, rng = self._config, self._rng
@@ -205,7 +211,7 @@ class _Planner:
                 "max_output_tokens": cfg.max_tokens,
                 "stream": stream,
             }
-            return _Plan(api=api, model=model, stream=stream, body=body)
+            return self._as_caller(_Plan(api=api, model=model, stream=stream, body=body))
         body = {
             "model": model,
             "max_tokens": cfg.max_tokens,
@@ -214,7 +220,12 @@ class _Planner:
         }
         if api == "openai" and stream:
             body["stream_options"] = {"include_usage": True}
-        return _Plan(api=api, model=model, stream=stream, body=body)
+        return self._as_caller(_Plan(api=api, model=model, stream=stream, body=body))
+
+    def _as_caller(self, plan: _Plan) -> _Plan:
+        if self._callers is None:
+            return plan
+        return dataclasses.replace(plan, headers=self._callers.headers(plan.api))
 
 
 class _StreamError(Exception):
@@ -246,6 +257,7 @@ async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> R
     base = config.target.rstrip("/")
     headers = httpx.Headers({"content-type": "application/json"})
     headers.update(config.headers)
+    headers.update(plan.headers)
     if plan.api == "anthropic":
         url = f"{base}/v1/messages"
         if "anthropic-version" not in headers:

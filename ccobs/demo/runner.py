@@ -23,6 +23,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from ccobs.access_log.location import shown_location
+from ccobs.demo.callers import DEMO_CALLERS
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
 from ccobs.demo.server_thread import ServerThread
@@ -125,6 +126,7 @@ def _drive(
         openai_share=config.openai_share,
         stream_share=config.stream_share,
         seed=config.seed,
+        callers=DEMO_CALLERS,
     )
     tty = out.isatty()
     # A terminal is redrawn in place; a log file gets a picture every 10 s at most.

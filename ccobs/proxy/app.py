@@ -20,6 +20,7 @@ from ccobs import PrometheusMetrics, get_metrics, instrument
 from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
+from ccobs.identity import Identities
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import (
     ANTHROPIC_PATH,
@@ -130,6 +131,7 @@ def create_proxy_app(
         service_type=config.service_type,
         skip_paths=(*DEFAULT_SKIP_PATHS, *PROBE_PATHS, *ACCESS_LOG_API_PATHS),
         storage=storage,
+        identities=_identities(config, effective),
     )
     # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
     passthrough = Passthrough(proxy)
@@ -138,6 +140,12 @@ def create_proxy_app(
         for template, methods in PASSTHROUGH_ROUTES
     )
     return app
+
+
+def _identities(config: ProxyConfig, settings: ObservabilitySettings) -> Identities:
+    """The proxy attributes every request: to the identity file's names, else ``unassigned``."""
+    path = config.identities_path or settings.identities
+    return Identities.load(path) if path else Identities()
 
 
 def create_app_from_env() -> FastAPI:

@@ -8,6 +8,7 @@ building either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 UPSTREAM_ENV = "CCOBS_PROXY_UPSTREAM_URL"
@@ -37,6 +38,9 @@ class ProxyConfig:
     max_response_bytes: int = 256 * 1024 * 1024
     """A non-streamed answer is held whole to read its usage; past this many bytes it is a 502."""
     service_type: str = "proxy_service"
+    identities_path: Path | None = None
+    """The identity file naming callers' keys (``ccobs.identity``); None: the
+    ``identities`` setting's, else none, and every caller is ``unassigned``."""
 
     def __post_init__(self) -> None:
         if not self.upstream_url.startswith(("http://", "https://")):

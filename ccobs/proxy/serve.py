@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ccobs.identity import Identities
 from ccobs.multiprocess import forget_dead_workers, prepare_multiprocess_dir
 from ccobs.settings import ObservabilitySettings
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 GRACEFUL_SHUTDOWN_SECONDS = 25.0
 """Default drain time of ``ccobs proxy`` on SIGTERM, under the 30 s Kubernetes and most
 orchestrators give before SIGKILL, so the final push and access-log flush still happen."""
+
+IDENTITIES_ENV = "CCOBS_IDENTITIES"
+"""The identity file's path, as the ``identities`` setting reads it."""
 
 PROXY_APP = "ccobs.proxy.serve:proxy_worker_app"
 """uvicorn's factory string for the workers (``ccobs.cli:proxy_worker_app`` still works)."""
@@ -63,6 +67,7 @@ def serve(
     prices: str | None = None,
     config_file: str | None = None,
     access_log_db: str | None = None,
+    identities: str | None = None,
 ) -> None:
     """Serve the proxy until SIGTERM or Ctrl-C: drain for ``graceful_timeout`` s, then exit.
 
@@ -86,6 +91,10 @@ def serve(
         os.environ["CCOBS_ACCESS_LOG_DB"] = (
             access_log_db if is_postgres_url(access_log_db) else str(Path(access_log_db).resolve())
         )
+    identities = identities or settings.identities
+    if identities:
+        Identities.load(identities)  # a bad file fails here, naming its line, not in a worker
+        os.environ[IDENTITIES_ENV] = str(Path(identities).resolve())
     configure_logging(settings.log_level, settings.log_format)
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiprocess_dir:
