@@ -9,11 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+import ccobs.demo
 from ccobs.budgets import Budget, BudgetFileError, expose_budgets, load_budgets, parse_budgets
 from ccobs.catalog import BUDGET
 from ccobs.metrics import PrometheusMetrics
+from ccobs.proxy.app import create_proxy_app
+from ccobs.proxy.config import ProxyConfig
 
 GOOD = """\
 keys:
@@ -148,3 +152,23 @@ def test_no_budgets_means_no_budget_series() -> None:
     expose_budgets(metrics, ())
 
     assert not [s for f in registry.collect() for s in f.samples if s.name == BUDGET.full_name()]
+
+
+def test_the_proxy_exposes_the_budgets_it_is_given_on_its_metrics_endpoint() -> None:
+    metrics = PrometheusMetrics(registry=CollectorRegistry())
+    app = create_proxy_app(ProxyConfig(), metrics=metrics, budgets=parse_budgets(GOOD))
+
+    with TestClient(app) as client:
+        text = client.get("/metrics").text
+
+    assert 'ccproxy_budget_usd{key_alias="",period="30d",scope="team",team="platform"} 500.0' in (
+        text
+    )
+
+
+def test_the_demo_ships_a_budget_small_enough_to_fire_within_minutes() -> None:
+    """The demo spends tens of dollars an hour: a budget under a dollar a day is gone in minutes."""
+    path = Path(ccobs.demo.__file__).parent / "identities.yaml"
+
+    budgets = load_budgets(path)
+    assert any(b.period == "1d" and b.usd <= 1.0 for b in budgets)

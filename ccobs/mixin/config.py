@@ -133,7 +133,8 @@ class MixinConfig:
     """Evaluation interval of the spend-rate group: spend over a period is the sum of its
     recorded rates times this interval, so the rule file states it (Prometheus and vmalert
     honour a group's own interval)."""
-    budget_exhausted_for: str = "5m"
+    budget_exhausted_for: str = "2m"
+    """Spend over a rolling period only falls as old spend leaves it: a short hold suffices."""
     budget_burn_window: str = "1h"
     """The burn rate a budget alert projects over its period: the spend rate averaged over this."""
     budget_burn_for: str = "15m"

@@ -20,6 +20,7 @@ from ccobs import PrometheusMetrics, get_metrics, instrument
 from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
+from ccobs.budgets import Budget, expose_budgets
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import (
     ANTHROPIC_PATH,
@@ -54,12 +55,15 @@ def create_proxy_app(
     settings: ObservabilitySettings | None = None,
     prices: PriceTable | None = None,
     storage: AccessLogStorage | None = None,
+    budgets: tuple[Budget, ...] = (),
 ) -> FastAPI:
     """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
 
     Without ``storage``, the settings' ``access_log_db`` (if any) opens a store
     the app owns: it is flushed and closed when the app shuts down, after the
     last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
+    ``budgets`` (``ccobs.budgets.load_budgets`` of the identity file) get their
+    ``budget_usd`` series at start.
     """
     config = config or ProxyConfig()
     if metrics is None:
@@ -67,6 +71,7 @@ def create_proxy_app(
     effective = settings or metrics.settings
     # The allow-listed models' token and cost series exist from the start, at zero.
     metrics.start_model_series(effective.model_allowlist, config.service_type)
+    expose_budgets(metrics, budgets)
     owned_store = None
     if storage is None and effective.access_log_db:
         storage = owned_store = open_access_log(
