@@ -60,6 +60,11 @@ CUSTOM = MixinConfig(
     push_stale_for="1m",
     push_failure_window="2m",
     push_failure_for="1m",
+    budget_spend_window="2m",
+    budget_spend_interval="15s",
+    budget_exhausted_for="1m",
+    budget_burn_window="30m",
+    budget_burn_for="5m",
 )
 CONFIGS = {"default": MixinConfig(), "custom": CUSTOM}
 
