@@ -101,24 +101,25 @@ class KeyAliasGuard:
 class AttributionLabels:
     """(team, key_alias, client_app, model, service_type) raw -> bounded label values.
 
-    ``model`` and ``service_type`` are the guards every family shares, so a model
-    takes one slot under its cap whichever family sees it first.
+    The guards are :class:`ccobs.metric_labels.MetricLabels`'s: ``model`` and
+    ``service_type`` are shared with every family, so a model takes one slot under
+    its cap whichever family sees it first.
     """
 
     def __init__(
         self,
-        caps: Mapping[str, int],
+        team: LabelGuard,
+        key_pairs_cap: int,
+        client_app: LabelGuard,
         model: LabelGuard,
         service_type: LabelGuard,
         max_length: int,
         on_overflow: Callable[[str], None],
         set_cap: int = ATTRIBUTION_SET_CAP,
     ) -> None:
-        self.team = LabelGuard("team", caps["team"], max_length=max_length, on_overflow=on_overflow)
-        self.key_alias = KeyAliasGuard(caps["key_alias"], max_length, on_overflow)
-        self.client_app = LabelGuard(
-            "client_app", caps["client_app"], max_length=max_length, on_overflow=on_overflow
-        )
+        self.team = team
+        self.key_alias = KeyAliasGuard(key_pairs_cap, max_length, on_overflow)
+        self.client_app = client_app
         self.model = model
         self.service_type = service_type
         self.set_cap = set_cap

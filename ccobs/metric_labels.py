@@ -18,9 +18,8 @@ from ccobs.series_cache import Labels, Raw
 
 LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
 """Distinct values each label other than ``model`` admits (``model``'s cap is a setting)."""
+# The attribution labels' caps; ``key_alias``'s counts (team, key alias) pairs (ccobs.attribution).
 LABEL_CAPS.update(team=100, key_alias=1000, client_app=16)
-"""The attribution labels' caps (``key_alias`` caps (team, key alias) pairs; see
-``ccobs.attribution``)."""
 GUARDED_LABELS: tuple[str, ...] = ("model", *LABEL_CAPS, ATTRIBUTION_OVERFLOW_LABEL)
 """The labels whose overflows ``label_overflows_total`` counts."""
 
@@ -52,7 +51,13 @@ class MetricLabels:
         self.service_type = guards["service_type"]
         self.error_type = guards["error_type"]
         self.attribution = AttributionLabels(
-            LABEL_CAPS, self.model, self.service_type, max_length, on_overflow
+            guards["team"],
+            LABEL_CAPS["key_alias"],
+            guards["client_app"],
+            self.model,
+            self.service_type,
+            max_length,
+            on_overflow,
         )
 
     def request(self, raw: Raw) -> Labels:
