@@ -82,13 +82,18 @@ class KeyAliasGuard:
             return known
         if alias is None or alias == "":
             return UNKNOWN
-        label = label_text(str(alias), self.max_length)
-        with self._lock:
-            known = self._pairs.get((team, label))
-            if known is None and len(self._pairs) < self.cap:
-                known = self._pairs[(team, label)] = label
-        if known is not None:
-            return known
+        try:
+            text = alias if isinstance(alias, str) else str(alias)
+        except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+            text = None
+        if text is not None:
+            label = label_text(text, self.max_length)
+            with self._lock:
+                known = self._pairs.get((team, label))
+                if known is None and len(self._pairs) < self.cap:
+                    known = self._pairs[(team, label)] = label
+            if known is not None:
+                return known
         if self._on_overflow is not None:
             self._on_overflow("key_alias")
         return OTHER

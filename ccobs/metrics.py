@@ -487,14 +487,24 @@ class PrometheusMetrics:
         """Set one configured budget's gauge (see :func:`ccobs.budgets.expose_budgets`).
 
         An empty ``team`` or ``key_alias`` is a label PromQL sees as absent: a team
-        budget has no key alias, a key budget no team.
+        budget has no key alias, a key budget no team. A budget that is not a positive,
+        finite number is logged and not set (``ccobs.budgets`` refuses it at parse).
         """
         if self._families is None:
             return
+        value: Any = usd
+        if not (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX):
+            logger.warning("budget_refused", usd=repr(value)[:64], reason="must be positive")
+            return
         max_length = self.settings.label_value_max_length
-        self._families.budgets.labels(
-            scope, label_text(team, max_length), label_text(key_alias, max_length), period
-        ).set(usd)
+        try:
+            labels = [
+                label_text(str(part), max_length) for part in (scope, team, key_alias, period)
+            ]
+        except ValueError:  # an int too long to print
+            logger.warning("budget_refused", reason="a label cannot be printed")
+            return
+        self._families.budgets.labels(*labels).set(value)
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""

@@ -268,3 +268,12 @@ def test_the_readme_states_the_bound_the_caps_give() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
     assert f"{max_series(TEAM_CAP, KEY_CAP):,} series" in readme
+
+
+def test_a_key_alias_that_cannot_be_printed_is_other_not_an_error(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.record_attributed_request("platform", 10**5000, "curl")  # type: ignore[arg-type]
+
+    [(labels, count)] = samples(registry, ATTRIBUTED_REQUESTS.full_name())
+    assert (labels["key_alias"], count) == (OTHER, 1)
