@@ -476,3 +476,8 @@ def test_burn_rate_window_must_be_longer_than_its_short_window() -> None:
     windows = (BurnRateWindow("5m", "5m", 14.4, "critical", "2m"),)
     with pytest.raises(ValueError, match="longer"):
         build_rule_files(MixinConfig(burn_rate_windows=windows))
+
+
+def test_budget_spend_window_must_span_two_spend_evaluations() -> None:
+    with pytest.raises(ValueError, match="budget_spend_window"):
+        MixinConfig(budget_spend_window="30s", budget_spend_interval="30s")

@@ -194,6 +194,11 @@ class MixinConfig:
                 raise ValueError(
                     f"burn-rate severity {window.severity!r} is not critical/warning/info"
                 )
+        interval = duration_seconds(self.budget_spend_interval)
+        if duration_seconds(self.budget_spend_window) < 2 * interval:
+            raise ValueError(
+                "budget_spend_window must span at least two budget_spend_interval evaluations"
+            )
 
     @property
     def error_budget(self) -> float:
