@@ -241,7 +241,7 @@ ACCESS_LOG_METRICS: tuple[MetricSpec, ...] = (ACCESS_LOG_WRITTEN, ACCESS_LOG_DRO
 they exist only where an access-log database is configured."""
 
 ATTRIBUTION_LABELS: tuple[str, ...] = ("team", "key_alias", "client_app", "model", "service_type")
-"""Who spent it: the labels of the attribution families (bounded, see ``ccobs.attribution``)."""
+"""Who spent it: the labels of the attribution families (bounded, see ``ccobs.attribution_metrics``)."""
 ATTRIBUTED_REQUESTS = MetricSpec(
     "attributed_requests_total",
     "counter",

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ccobs.attribution import ATTRIBUTION_OVERFLOW_LABEL, AttributionLabels
+from ccobs.attribution_metrics import ATTRIBUTION_OVERFLOW_LABEL, AttributionLabels
 from ccobs.labels import LabelGuard
 from ccobs.series_cache import Labels, Raw
 
 LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
 """Distinct values each label other than ``model`` admits (``model``'s cap is a setting)."""
-# The attribution labels' caps; ``key_alias``'s counts (team, key alias) pairs (ccobs.attribution).
+# The attribution labels' caps; ``key_alias``'s counts (team, key alias) pairs (ccobs.attribution_metrics).
 LABEL_CAPS.update(team=100, key_alias=1000, client_app=16)
 GUARDED_LABELS: tuple[str, ...] = ("model", *LABEL_CAPS, ATTRIBUTION_OVERFLOW_LABEL)
 """The labels whose overflows ``label_overflows_total`` counts."""

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ccobs.attribution import AttributionOps
+from ccobs.attribution_metrics import AttributionOps
 from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
 from ccobs.in_flight import ActiveRequests, InFlightSource
 from ccobs.labels import label_text
@@ -447,7 +447,7 @@ class PrometheusMetrics:
     ) -> None:
         """Count one request of an identified caller, with its tokens and total cost.
 
-        The attribution families (see :mod:`ccobs.attribution` for their bounds);
+        The attribution families (see :mod:`ccobs.attribution_metrics` for their bounds);
         a label set's token and cost series start at zero with its first request,
         so ``increase()`` counts that request and a caller who spent nothing reads 0.
         """

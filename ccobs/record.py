@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from ccobs.attribution import record_attribution
+from ccobs.attribution_metrics import record_attribution
 
 if TYPE_CHECKING:
     from ccobs.metrics import PrometheusMetrics

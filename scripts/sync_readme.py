@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from ccobs.attribution import series_bound_markdown
+from ccobs.attribution_metrics import series_bound_markdown
 from ccobs.catalog import metrics_table_markdown
 from ccobs.metric_labels import LABEL_CAPS
 from ccobs.settings import settings_table_markdown

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ccobs.attribution import (
+from ccobs.attribution_metrics import (
     ATTRIBUTION_OVERFLOW_LABEL,
     ATTRIBUTION_SET_CAP,
     SERIES_PER_LABEL_SET,
