@@ -312,3 +312,52 @@ def httpx_proxy() -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+# -- attribution: the record's facts with and without a caller's identity ---------------------
+
+IDENTITIES = (
+    ("platform", "alice", "claude-code"),
+    ("research", "bob", "anthropic-sdk-python"),
+    ("unassigned", "key-0badf00d", "curl"),
+)
+"""Three callers taking turns, as an identity file resolves them."""
+
+
+def _recorded(identified: bool) -> FastAPI:
+    """An instrumented ``/ping`` whose handler fills the request's record as the proxy does."""
+    import itertools
+
+    import ccobs as lib
+    from ccobs.pricing import PriceTable
+
+    _logging("WARNING")
+    app = FastAPI()
+    model = "claude-sonnet-4-6"
+    cost = PriceTable.default().cost(model, 1200, 350, 8000, 400)
+    callers = itertools.cycle(IDENTITIES)
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        record = lib.current_request_context().record
+        record.model = model
+        record.set_usage(input=1200, output=350, cache_read=8000, cache_write=400)
+        record.set_cost(cost)
+        if identified:
+            record.team, record.key_alias, record.client_app = next(callers)
+        return {"ok": True}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    lib.instrument(app, lib.get_metrics(settings=lib.ObservabilitySettings()))
+    return app
+
+
+def record_anonymous() -> FastAPI:
+    return _recorded(identified=False)
+
+
+def record_identified() -> FastAPI:
+    return _recorded(identified=True)

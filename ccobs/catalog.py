@@ -240,6 +240,41 @@ ACCESS_LOG_METRICS: tuple[MetricSpec, ...] = (ACCESS_LOG_WRITTEN, ACCESS_LOG_DRO
 """Registered by the access-log store (``ccobs.access_log``), not by ``PrometheusMetrics``:
 they exist only where an access-log database is configured."""
 
+ATTRIBUTION_LABELS: tuple[str, ...] = ("team", "key_alias", "client_app", "model", "service_type")
+"""Who spent it: the attribution families' labels (bounded: ``ccobs.attribution_metrics``)."""
+ATTRIBUTED_REQUESTS = MetricSpec(
+    "attributed_requests_total",
+    "counter",
+    "Requests of identified callers, by team, key alias, client app, model and service type.",
+    ATTRIBUTION_LABELS,
+)
+ATTRIBUTED_TOKENS = MetricSpec(
+    "attributed_tokens_total",
+    "counter",
+    "Tokens of identified callers, by type, team, key alias, client app, model and service type.",
+    ("type", *ATTRIBUTION_LABELS),
+)
+ATTRIBUTED_COST = MetricSpec(
+    "attributed_cost_usd_total",
+    "counter",
+    "Total cost in US dollars of identified callers, by team, key alias, client app, model "
+    "and service type.",
+    ATTRIBUTION_LABELS,
+)
+BUDGET = MetricSpec(
+    "budget_usd",
+    "gauge",
+    "Configured budget in US dollars over a rolling period, per team (scope=team) or per "
+    "key alias (scope=key), from the identity file; set at start.",
+    ("scope", "team", "key_alias", "period"),
+)
+ATTRIBUTION_METRICS: tuple[MetricSpec, ...] = (
+    ATTRIBUTED_REQUESTS,
+    ATTRIBUTED_TOKENS,
+    ATTRIBUTED_COST,
+    BUDGET,
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     RESPONSE_DURATION,
@@ -255,6 +290,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     REJECTED_VALUES,
     ACCESS_LOG_WRITTEN,
     ACCESS_LOG_DROPPED,
+    *ATTRIBUTION_METRICS,
 )
 
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (

@@ -11,6 +11,10 @@ from typing import Any
 
 from ccobs.catalog import (
     ACTIVE_REQUESTS,
+    ATTRIBUTED_COST,
+    ATTRIBUTED_REQUESTS,
+    ATTRIBUTED_TOKENS,
+    BUDGET,
     COST,
     ERRORS,
     INFO,
@@ -61,6 +65,10 @@ class MetricFamilies:
             self.pushes = add(Counter, PUSHES)
             self.overflows = add(Counter, LABEL_OVERFLOWS)
             self.rejected = add(Counter, REJECTED_VALUES)
+            self.attributed_requests = add(Counter, ATTRIBUTED_REQUESTS)
+            self.attributed_tokens = add(Counter, ATTRIBUTED_TOKENS)
+            self.attributed_cost = add(Counter, ATTRIBUTED_COST)
+            self.budgets = add(Gauge, BUDGET, multiprocess_mode="max")
             # Every known label value at zero from the start: a healthy process reads 0 on
             # the pipeline dashboard rather than "No data", and increase() sees the first one.
             for label in GUARDED_LABELS:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ccobs.attribution_metrics import ATTRIBUTION_OVERFLOW_LABEL, AttributionLabels
 from ccobs.labels import LabelGuard
 from ccobs.series_cache import Labels, Raw
 
 LABEL_CAPS = {"method": 16, "endpoint": 200, "status": 64, "service_type": 32, "error_type": 64}
 """Distinct values each label other than ``model`` admits (``model``'s cap is a setting)."""
-GUARDED_LABELS: tuple[str, ...] = ("model", *LABEL_CAPS)
+# The attribution labels' caps; ``key_alias``'s counts (team, key alias) pairs
+# (ccobs.attribution_metrics).
+LABEL_CAPS.update(team=100, key_alias=1000, client_app=16)
+GUARDED_LABELS: tuple[str, ...] = ("model", *LABEL_CAPS, ATTRIBUTION_OVERFLOW_LABEL)
 """The labels whose overflows ``label_overflows_total`` counts."""
 
 
@@ -47,6 +51,15 @@ class MetricLabels:
         self.status = guards["status"]
         self.service_type = guards["service_type"]
         self.error_type = guards["error_type"]
+        self.attribution = AttributionLabels(
+            guards["team"],
+            LABEL_CAPS["key_alias"],
+            guards["client_app"],
+            self.model,
+            self.service_type,
+            max_length,
+            on_overflow,
+        )
 
     def request(self, raw: Raw) -> Labels:
         """(method, endpoint, model, status, service_type): requests, and whole requests."""

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ccobs.attribution_metrics import AttributionOps
 from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
 from ccobs.in_flight import ActiveRequests, InFlightSource
 from ccobs.labels import label_text
@@ -134,6 +135,9 @@ class PrometheusMetrics:
         # A whole request's operations, and the middleware's count-then-observe.
         self._bundles: SeriesCache[RequestOps] = SeriesCache(self._new_bundle, labels.request)
         self._responses: SeriesCache[Op] = SeriesCache(self._new_response, labels.request)
+        self._attributed: SeriesCache[AttributionOps] = SeriesCache(
+            self._new_attribution, labels.attribution
+        )
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
         return lambda labels: fast_inc(getattr(self._families, family).labels(*labels))
@@ -426,6 +430,81 @@ class PrometheusMetrics:
             tuple(self._tokens.for_labels((t, model, service_type)) for t in TOKEN_TYPES),
             tuple(self._costs.for_labels((model, t, service_type)) for t in COST_TYPES),
         )
+
+    def record_attributed_request(
+        self,
+        team: str | None,
+        key_alias: str | None,
+        client_app: str | None,
+        model: str | None = None,
+        service_type: str | None = None,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """Count one request of an identified caller, with its tokens and total cost.
+
+        The attribution families (see :mod:`ccobs.attribution_metrics` for their bounds);
+        a label set's token and cost series start at zero with its first request,
+        so ``increase()`` counts that request and a caller who spent nothing reads 0.
+        """
+        if not self._enabled:
+            return
+        raw = (team, key_alias, client_app, model, service_type)
+        try:
+            ops = self._attributed.by_raw[raw]
+        except (KeyError, TypeError):
+            ops = self._attributed.resolve(raw)
+        ops.request(1)
+        tokens = ops.tokens
+        value: Any
+        for i, value in enumerate(
+            (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        ):
+            if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+                value != 0 and self._accept("tokens", value)
+            ):
+                tokens[i](value)
+        value = cost_usd
+        if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+            value != 0 and self._accept("cost_usd", value)
+        ):
+            ops.cost(value)
+
+    def _new_attribution(self, labels: Labels) -> AttributionOps:
+        families = self._families
+        assert families is not None
+        return AttributionOps(
+            fast_inc(families.attributed_requests.labels(*labels)),
+            tuple(fast_inc(families.attributed_tokens.labels(t, *labels)) for t in TOKEN_TYPES),
+            fast_inc(families.attributed_cost.labels(*labels)),
+        )
+
+    def set_budget(self, scope: str, team: str, key_alias: str, period: str, usd: float) -> None:
+        """Set one configured budget's gauge (see :func:`ccobs.budgets.expose_budgets`).
+
+        An empty ``team`` or ``key_alias`` is a label PromQL sees as absent: a team
+        budget has no key alias, a key budget no team. A budget that is not a positive,
+        finite number is logged and not set (``ccobs.budgets`` refuses it at parse).
+        """
+        if self._families is None:
+            return
+        value: Any = usd
+        if not (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX):
+            logger.warning("budget_refused", usd=repr(value)[:64], reason="must be positive")
+            return
+        max_length = self.settings.label_value_max_length
+        try:
+            labels = [
+                label_text(str(part), max_length) for part in (scope, team, key_alias, period)
+            ]
+        except ValueError:  # an int too long to print
+            logger.warning("budget_refused", reason="a label cannot be printed")
+            return
+        self._families.budgets.labels(*labels).set(value)
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from ccobs.attribution_metrics import record_attribution
+
 if TYPE_CHECKING:
     from ccobs.metrics import PrometheusMetrics
     from ccobs.pricing import Cost
@@ -227,3 +229,5 @@ class RequestRecord:
             metrics.record_unpriced_request(model, service_type)
         if self.ttft_seconds is not None:
             metrics.record_time_to_first_token(self.ttft_seconds, model, endpoint, service_type)
+        if self.team is not None or self.key_alias is not None or self.client_app is not None:
+            record_attribution(self, metrics, model, service_type)

@@ -11,11 +11,17 @@ import re
 import sys
 from pathlib import Path
 
+from ccobs.attribution_metrics import series_bound_markdown
 from ccobs.catalog import metrics_table_markdown
+from ccobs.metric_labels import LABEL_CAPS
 from ccobs.settings import settings_table_markdown
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
-SECTIONS = {"settings-table": settings_table_markdown, "metrics-table": metrics_table_markdown}
+SECTIONS = {
+    "settings-table": settings_table_markdown,
+    "metrics-table": metrics_table_markdown,
+    "attribution-bound": lambda: series_bound_markdown(LABEL_CAPS),
+}
 
 
 def synced(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from ccobs.demo.live_view import LiveView, histogram_quantile, read_sample
 from ccobs.metrics import PrometheusMetrics
@@ -88,28 +88,18 @@ def test_latency_percentiles_come_from_the_histogram(
     assert "latency   p50   375 ms" in view.render()
 
 
-def _attribution_counters(registry: CollectorRegistry) -> tuple[Counter, Counter]:
-    """Counters shaped like the attribution families: requests and cost with a team label."""
-    requests = Counter(
-        "ccproxy_attributed_requests_total", "r", ["team", "key_alias"], registry=registry
-    )
-    cost = Counter(
-        "ccproxy_attributed_cost_usd_total", "c", ["team", "cost_type"], registry=registry
-    )
-    return requests, cost
-
-
-def test_the_by_team_table_shows_requests_and_cost_per_team(registry: CollectorRegistry) -> None:
+def test_the_by_team_table_shows_requests_and_cost_per_team(
+    metrics: PrometheusMetrics, registry: CollectorRegistry
+) -> None:
     clock = Clock()
     view = LiveView(registry, clock=clock)
-    requests, cost = _attribution_counters(registry)
     view.render()
-    requests.labels("platform", "alice").inc(20)
-    requests.labels("platform", "bob").inc(10)
-    requests.labels("research", "carol").inc(5)
-    cost.labels("platform", "total").inc(0.36)
-    cost.labels("platform", "input").inc(0.30)
-    cost.labels("research", "total").inc(0.01)
+    for _ in range(20):
+        metrics.record_attributed_request("platform", "alice", "curl", "m", cost_usd=0.018)
+    for _ in range(10):
+        metrics.record_attributed_request("platform", "bob", "curl", "m")
+    for _ in range(5):
+        metrics.record_attributed_request("research", "carol", "curl", "m", cost_usd=0.002)
     clock.now += 10.0
 
     rows = [line.split() for line in view.render().splitlines() if line.startswith(("team",

@@ -189,6 +189,22 @@ CALLS: dict[str, st.SearchStrategy[Call]] = {
         cost_total_usd=amounts,
     ),
     "record_unpriced_request": calls_of("record_unpriced_request", label_values, label_values),
+    "record_attributed_request": calls_of(
+        "record_attributed_request",
+        label_values,
+        label_values,
+        label_values,
+        label_values,
+        label_values,
+        input_tokens=amounts,
+        output_tokens=amounts,
+        cache_read_tokens=amounts,
+        cache_write_tokens=amounts,
+        cost_usd=amounts,
+    ),
+    "set_budget": calls_of(
+        "set_budget", label_values, label_values, label_values, label_values, amounts
+    ),
     "set_active_requests": calls_of("set_active_requests", amounts),
     "inc_active_requests": calls_of("inc_active_requests"),
     "dec_active_requests": calls_of("dec_active_requests"),

@@ -221,12 +221,13 @@ def all_targets() -> list[Any]:
 # --- structure ----------------------------------------------------------------
 
 
-def test_builds_four_dashboards_named_by_uid() -> None:
+def test_builds_five_dashboards_named_by_uid() -> None:
     assert {name: board["uid"] for name, board in DASHBOARDS.items()} == {
         "ccobs-overview.json": "ccobs-overview",
         "ccobs-tokens-cost.json": "ccobs-tokens-cost",
         "ccobs-errors.json": "ccobs-errors",
         "ccobs-pipeline.json": "ccobs-pipeline",
+        "ccobs-spend.json": "ccobs-spend",
     }
 
 

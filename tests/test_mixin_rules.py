@@ -24,7 +24,7 @@ from realservers import require_binary
 
 from ccobs.catalog import ALL_METRICS, COST_TYPES, RATE_LIMITED_ERROR_TYPE
 from ccobs.mixin.config import BurnRateWindow, MixinConfig, duration_seconds
-from ccobs.mixin.names import requests_increase_record
+from ccobs.mixin.names import requests_increase_record, spend_recording_group
 from ccobs.mixin.rules import (
     SEVERITIES,
     TOTAL_COST_TYPE,
@@ -60,6 +60,11 @@ CUSTOM = MixinConfig(
     push_stale_for="1m",
     push_failure_window="2m",
     push_failure_for="1m",
+    budget_spend_window="2m",
+    budget_spend_interval="15s",
+    budget_exhausted_for="1m",
+    budget_burn_window="30m",
+    budget_burn_for="5m",
 )
 CONFIGS = {"default": MixinConfig(), "custom": CUSTOM}
 
@@ -321,6 +326,10 @@ def test_long_window_records_are_evaluated_in_a_slower_group(built: Built) -> No
     intervals = {group["name"]: group.get("interval") for group in data["groups"]}
     limit = duration_seconds(built.config.slow_rules_min_window)
     for group in data["groups"]:
+        if group["name"] == spend_recording_group(built.config):
+            # The spend rate: a short window, at the interval its period sums multiply by.
+            assert group["interval"] == built.config.budget_spend_interval
+            continue
         for rule in group["rules"]:
             window = re.search(r"\[(\d+[smhd])\]", rule["expr"])
             assert window is not None, rule["expr"]
@@ -467,3 +476,8 @@ def test_burn_rate_window_must_be_longer_than_its_short_window() -> None:
     windows = (BurnRateWindow("5m", "5m", 14.4, "critical", "2m"),)
     with pytest.raises(ValueError, match="longer"):
         build_rule_files(MixinConfig(burn_rate_windows=windows))
+
+
+def test_budget_spend_window_must_span_two_spend_evaluations() -> None:
+    with pytest.raises(ValueError, match="budget_spend_window"):
+        MixinConfig(budget_spend_window="30s", budget_spend_interval="30s")

@@ -24,6 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ccobs.access_log import SQLiteAccessLog
+from ccobs.budgets import parse_budgets
 from ccobs.demo.loadgen import LoadConfig, run_load
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
@@ -31,9 +32,11 @@ from ccobs.metrics import PrometheusMetrics
 from ccobs.mixin.config import BurnRateWindow, MixinConfig
 from ccobs.mixin.dashboards import build_dashboards
 from ccobs.mixin.grafana import interpolate, iter_queries
+from ccobs.pricing import PriceTable
 from ccobs.proxy.app import create_proxy_app
 from ccobs.proxy.config import ProxyConfig
 from ccobs.pushgateway import PushgatewayClient
+from ccobs.record import RequestRecord
 from ccobs.settings import ObservabilitySettings
 from ccobs.stack.native import Stack, StackConfig, StackPorts
 
@@ -46,9 +49,27 @@ MIXIN = MixinConfig(
     rate_limited_window="30s",
     push_failure_window="1m",
     ttft_p99_seconds=1.0,
+    budget_spend_window="15s",
+    budget_spend_interval="1s",
+    budget_exhausted_for="5s",
+    budget_burn_window="30s",
+    budget_burn_for="5s",
 )
 ERROR_ALERT = f"{MIXIN.alert_prefix}ErrorBudgetBurn"
 TTFT_ALERT = f"{MIXIN.alert_prefix}TTFTHigh"
+BUDGET_ALERT = f"{MIXIN.alert_prefix}BudgetExhausted"
+BUDGETS = """\
+budgets:
+  - {team: research, period: 1d, usd: 0.01}
+  - {team: platform, period: 30d, usd: 1000}
+  - {key: alice, period: 1d, usd: 1000}
+"""
+"""A research budget the attributed traffic spends within seconds; the others have room left."""
+CALLERS = (
+    ("research", "bob", "claude-code", "claude-sonnet-4-6"),
+    ("platform", "alice", "anthropic-sdk-python", "claude-haiku-4-5"),
+    ("unassigned", "key-0badf00d", "curl", "claude-sonnet-4-6"),
+)
 PANEL_VARIABLES = {
     "datasource": "prometheus",
     "vm_datasource": "victoriametrics",
@@ -136,6 +157,35 @@ def alert_states(url: str, name: str) -> set[str]:
     }
 
 
+class AttributedTraffic:
+    """Requests of identified callers, fed to the metrics through their records.
+
+    What the proxy does once it resolves a caller's identity, without depending on
+    how it does: each record carries a team, key alias and client app, usage and cost,
+    and goes through ``RequestRecord.record_metrics`` as the middleware's does.
+    """
+
+    def __init__(self, metrics: PrometheusMetrics, interval: float = 0.05) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(metrics, interval), daemon=True)
+        self._thread.start()
+
+    def _run(self, metrics: PrometheusMetrics, interval: float) -> None:
+        prices = PriceTable.default()
+        i = 0
+        while not self._stop.wait(interval):
+            team, alias, app, model = CALLERS[i % len(CALLERS)]
+            record = RequestRecord(model=model, team=team, key_alias=alias, client_app=app)
+            record.set_usage(input=1200, output=300, cache_read=4000, cache_write=100)
+            record.set_cost(prices.cost(model, 1200, 300, 4000, 100))
+            record.record_metrics(metrics, "/v1/messages", model, "anthropic")
+            i += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 class Load:
     """The load generator on its own thread and event loop, stopped on demand."""
 
@@ -176,8 +226,10 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             metrics=metrics,
             settings=settings,
             storage=access_log,
+            budgets=parse_budgets(BUDGETS),
         )
     ).start()
+    attributed = AttributedTraffic(metrics)
     stack = Stack(
         StackConfig(
             state_dir=tmp_path / "stack",
@@ -266,6 +318,24 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             timeout=60,
         )
 
+        # -- the research team spends its budget: the budget alert everywhere ------------------
+        wait_for(
+            f"{BUDGET_ALERT} firing in Prometheus",
+            lambda: "firing" in alert_states(prometheus, BUDGET_ALERT),
+            timeout=60,
+        )
+        budget_alerts = wait_for(
+            f"{BUDGET_ALERT} at the webhook",
+            lambda: webhook.alerts(BUDGET_ALERT, "firing"),
+            timeout=30,
+        )
+        assert {a["labels"].get("team") for a in budget_alerts} == {"research"}
+        wait_for(
+            f"{BUDGET_ALERT} firing in vmalert",
+            lambda: "firing" in alert_states(vmalert, BUDGET_ALERT),
+            timeout=60,
+        )
+
         # -- every panel query of every dashboard answers, from both stores -------------------
         empty: list[str] = []
         for board in build_dashboards(MIXIN).values():
@@ -304,6 +374,7 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             timeout=150,
         )
     finally:
+        attributed.stop()
         for load in loads:
             load.stop()
         stopped = stack.down()

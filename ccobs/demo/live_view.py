@@ -17,6 +17,8 @@ from typing import Any
 
 from ccobs.catalog import (
     ACTIVE_REQUESTS,
+    ATTRIBUTED_COST,
+    ATTRIBUTED_REQUESTS,
     COST,
     ERRORS,
     REQUESTS,
@@ -44,8 +46,7 @@ class Sample:
     ttft_buckets: dict[float, float] = field(default_factory=dict)
     requests_by_team: dict[str, float] = field(default_factory=dict)
     cost_by_team: dict[str, float] = field(default_factory=dict)
-    """From the attribution families: any ``*_requests_total`` and ``*_cost_usd_total``
-    counter with a ``team`` label (the total ``cost_type`` where it has one)."""
+    """From ``attributed_requests_total`` and ``attributed_cost_usd_total``."""
 
 
 def read_sample(registry: Any, namespace: str, at: float) -> Sample:
@@ -59,16 +60,22 @@ def read_sample(registry: Any, namespace: str, at: float) -> Sample:
         ACTIVE_REQUESTS.full_name(namespace): "active",
         RESPONSE_DURATION.full_name(namespace) + "_bucket": "duration",
         TIME_TO_FIRST_TOKEN.full_name(namespace) + "_bucket": "ttft",
+        ATTRIBUTED_REQUESTS.full_name(namespace): "team_requests",
+        ATTRIBUTED_COST.full_name(namespace): "team_cost",
     }
     for family in registry.collect():
         for s in family.samples:
             kind = names.get(s.name)
             if kind is None:
-                if "team" in s.labels:
-                    _read_team(sample, s.name, s.labels, s.value)
                 continue
             labels = s.labels
-            if kind == "requests":
+            if kind == "team_requests":
+                team = labels["team"]
+                sample.requests_by_team[team] = sample.requests_by_team.get(team, 0.0) + s.value
+            elif kind == "team_cost":
+                team = labels["team"]
+                sample.cost_by_team[team] = sample.cost_by_team.get(team, 0.0) + s.value
+            elif kind == "requests":
                 sample.requests += s.value
                 model = labels.get("model", "unknown")
                 sample.requests_by_model[model] = sample.requests_by_model.get(model, 0) + s.value
@@ -90,15 +97,6 @@ def read_sample(registry: Any, namespace: str, at: float) -> Sample:
                 le = float(labels["le"])
                 buckets[le] = buckets.get(le, 0) + s.value
     return sample
-
-
-def _read_team(sample: Sample, name: str, labels: dict[str, str], value: float) -> None:
-    """Add an attribution series to the by-team totals, if it is a request or cost count."""
-    team = labels["team"]
-    if name.endswith("_requests_total"):
-        sample.requests_by_team[team] = sample.requests_by_team.get(team, 0.0) + value
-    elif name.endswith("_cost_usd_total") and labels.get("cost_type", "total") == "total":
-        sample.cost_by_team[team] = sample.cost_by_team.get(team, 0.0) + value
 
 
 def histogram_quantile(q: float, cumulative: dict[float, float]) -> float | None:

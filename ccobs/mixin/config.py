@@ -127,6 +127,17 @@ class MixinConfig:
     push_failure_window: str = "15m"
     """The window of PushFailing's runbook query (the alert reads the Pushgateway's times)."""
     push_failure_for: str = "15m"
+    budget_spend_window: str = "5m"
+    """Window of the recorded spend rate per team and key that budget spend is summed from."""
+    budget_spend_interval: str = "30s"
+    """Evaluation interval of the spend-rate group: spend over a period is the sum of its
+    recorded rates times this interval, so the rule file states it (Prometheus and vmalert
+    honour a group's own interval)."""
+    budget_exhausted_for: str = "2m"
+    """Spend over a rolling period only falls as old spend leaves it: a short hold suffices."""
+    budget_burn_window: str = "1h"
+    """The burn rate a budget alert projects over its period: the spend rate averaged over this."""
+    budget_burn_for: str = "15m"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.namespace):
@@ -183,6 +194,11 @@ class MixinConfig:
                 raise ValueError(
                     f"burn-rate severity {window.severity!r} is not critical/warning/info"
                 )
+        interval = duration_seconds(self.budget_spend_interval)
+        if duration_seconds(self.budget_spend_window) < 2 * interval:
+            raise ValueError(
+                "budget_spend_window must span at least two budget_spend_interval evaluations"
+            )
 
     @property
     def error_budget(self) -> float:

@@ -82,3 +82,19 @@ def alert_group(config: MixinConfig) -> str:
 def runbook_url(config: MixinConfig, name: str) -> str:
     """The link to an alert's runbook section (its heading is the alert name)."""
     return f"{config.runbook_url}#{github_anchor(name)}"
+
+
+def spend_rate_record(config: MixinConfig) -> str:
+    """US dollars per second per job, team and key alias (attributed cost), for the budgets."""
+    return f"job_team_key:{_base(config, 'attributed_cost_usd')}:rate{config.budget_spend_window}"
+
+
+def spend_record(config: MixinConfig, scope: str) -> str:
+    """Spend per job and team (``scope="team"``) or key alias over each budget period."""
+    level = "job_team" if scope == "team" else "job_key"
+    return f"{level}:{_base(config, 'attributed_cost_usd')}:increase_period"
+
+
+def spend_recording_group(config: MixinConfig) -> str:
+    """The rule group of the spend rate, evaluated at ``budget_spend_interval``."""
+    return f"{config.namespace}-spend-rules"

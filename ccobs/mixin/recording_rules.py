@@ -46,6 +46,7 @@ from ccobs.mixin.oracle.samples import (
 from ccobs.mixin.oracle.series import Store, build_series
 from ccobs.mixin.promql import by, duration, metric, quote
 from ccobs.mixin.rule_types import RecordingRule
+from ccobs.mixin.spend_rules import spend_rules, spend_slow_records
 
 TOTAL_COST_TYPE = "total"
 """The ``cost_type`` that sums the others: summing every cost type would double count."""
@@ -121,6 +122,7 @@ def recording_rules(config: MixinConfig) -> tuple[RecordingRule, ...]:
             f"  sum by ({by(config)}, le) (rate({buckets}[{config.latency_window}]))\n)",
         )
     )
+    rules += spend_rules(config)  # tested in the budget alerts' file (ccobs/mixin/alerts/budget.py)
     return tuple(rules)
 
 
@@ -136,6 +138,7 @@ def slow_records(config: MixinConfig) -> frozenset[str]:
         for w in burn_long_windows(config)
         if is_slow_window(config, w)
     }
+    records |= spend_slow_records(config)
     return frozenset(records)
 
 
@@ -252,7 +255,8 @@ def recording_rules_test(config: MixinConfig) -> dict[str, Any]:
     expected = expected_values(store)
     if expected_values(store.under_prometheus_3()) != expected:
         raise ValueError("recording rule tests differ under Prometheus 3's left-open ranges")
-    recorded = [rule.record for rule in recording_rules(config)]
+    spend = {rule.record for rule in spend_rules(config)}
+    recorded = [rule.record for rule in recording_rules(config) if rule.record not in spend]
     if sorted(expected) != sorted(recorded):
         raise AssertionError(f"recording rule tests {sorted(expected)} != rules {sorted(recorded)}")
     kept = ",".join(f"{label}={quote(value)}" for label, value in job_only(config, job).items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from ccobs import PrometheusMetrics, get_metrics, instrument
 from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
+from ccobs.budgets import Budget, expose_budgets, load_budgets
 from ccobs.identity import Identities
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import (
@@ -55,12 +57,16 @@ def create_proxy_app(
     settings: ObservabilitySettings | None = None,
     prices: PriceTable | None = None,
     storage: AccessLogStorage | None = None,
+    budgets: tuple[Budget, ...] = (),
 ) -> FastAPI:
     """The proxy as a FastAPI app, instrumented, with a pooled upstream client.
 
     Without ``storage``, the settings' ``access_log_db`` (if any) opens a store
     the app owns: it is flushed and closed when the app shuts down, after the
     last request has ended. With ``access_log_api_token`` too, ``/logs/*`` serve it.
+    The identity file (``config.identities_path``, else the ``identities``
+    setting) names the callers and its budgets get their ``budget_usd`` series
+    at start; ``budgets`` given here replace the file's.
     """
     config = config or ProxyConfig()
     if metrics is None:
@@ -68,6 +74,10 @@ def create_proxy_app(
     effective = settings or metrics.settings
     # The allow-listed models' token and cost series exist from the start, at zero.
     metrics.start_model_series(effective.model_allowlist, config.service_type)
+    identities_path = config.identities_path or effective.identities
+    if identities_path and not budgets:
+        budgets = load_budgets(Path(identities_path))
+    expose_budgets(metrics, budgets)
     owned_store = None
     if storage is None and effective.access_log_db:
         storage = owned_store = open_access_log(
@@ -131,7 +141,7 @@ def create_proxy_app(
         service_type=config.service_type,
         skip_paths=(*DEFAULT_SKIP_PATHS, *PROBE_PATHS, *ACCESS_LOG_API_PATHS),
         storage=storage,
-        identities=_identities(config, effective),
+        identities=Identities.load(identities_path) if identities_path else Identities(),
     )
     # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
     passthrough = Passthrough(proxy)
@@ -140,12 +150,6 @@ def create_proxy_app(
         for template, methods in PASSTHROUGH_ROUTES
     )
     return app
-
-
-def _identities(config: ProxyConfig, settings: ObservabilitySettings) -> Identities:
-    """The proxy attributes every request: to the identity file's names, else ``unassigned``."""
-    path = config.identities_path or settings.identities
-    return Identities.load(path) if path else Identities()
 
 
 def create_app_from_env() -> FastAPI:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ccobs.budgets import load_budgets
 from ccobs.identity import Identities
 from ccobs.multiprocess import forget_dead_workers, prepare_multiprocess_dir
 from ccobs.settings import ObservabilitySettings
@@ -93,7 +94,9 @@ def serve(
         )
     identities = identities or settings.identities
     if identities:
-        Identities.load(identities)  # a bad file fails here, naming its line, not in a worker
+        # A bad file fails here, naming its line, not in a worker.
+        Identities.load(identities)
+        load_budgets(Path(identities))
         os.environ[IDENTITIES_ENV] = str(Path(identities).resolve())
     configure_logging(settings.log_level, settings.log_format)
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

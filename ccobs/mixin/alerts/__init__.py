@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ccobs.mixin.alerts import (
     availability,
+    budget,
     cost,
     data_quality,
     error_budget,
@@ -38,6 +39,8 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     data_quality.unpriced_requests,
     data_quality.label_overflow,
     data_quality.access_log_dropped,
+    budget.budget_exhausted,
+    budget.budget_burn_rate,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 

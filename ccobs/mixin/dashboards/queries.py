@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ccobs.catalog import (
+    BUDGET,
     COST,
     ERRORS,
     INFO,
@@ -21,7 +22,12 @@ from ccobs.mixin.grafana import (
     RANGE,
     RATE_INTERVAL,
 )
-from ccobs.mixin.names import cost_rate_record, error_ratio_record, rate_limited_ratio_record
+from ccobs.mixin.names import (
+    cost_rate_record,
+    error_ratio_record,
+    rate_limited_ratio_record,
+    spend_record,
+)
 
 TOTAL_COST_MATCHER = 'cost_type="total"'
 """The cost series that is the sum of the others; summing every cost_type would double count."""
@@ -175,6 +181,21 @@ class Queries:
     def newest_sample_age(self) -> str:
         """Seconds since the newest sample of the always-present info series."""
         return f"time() - max(timestamp({self.selector(INFO)}))"
+
+    def budget_remaining(self, scope: str) -> str:
+        """USD left of each ``scope`` budget: budget minus recorded spend, clamped at 0.
+
+        A budget whose team or key has spent nothing has no spend series: ``or``
+        against the budget times 0 makes its spend 0, so it shows its whole budget.
+        """
+        label = "team" if scope == "team" else "key_alias"
+        clause = f"job, {label}, period"
+        budget = f"max by ({clause}) ({self.selector(BUDGET, f'scope={_quote(scope)}')})"
+        spend = self.recorded(spend_record(self.config, scope))
+        return (
+            f"clamp_min(\n  {budget}\n  - on ({clause})\n"
+            f"  ({spend} or on ({clause}) {budget} * 0),\n  0\n)"
+        )
 
 
 def or_none(expr: str, label: str) -> str:

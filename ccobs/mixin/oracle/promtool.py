@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccobs.mixin.config import MixinConfig, duration_seconds
-from ccobs.mixin.names import alert_group, recording_group, slow_recording_group
+from ccobs.mixin.names import (
+    alert_group,
+    recording_group,
+    slow_recording_group,
+    spend_recording_group,
+)
 from ccobs.mixin.oracle.alert_state import (
     AlertState,
     ModelledAlert,
@@ -85,12 +90,11 @@ def _check_prometheus_3(
 
 
 def recording_groups(config: MixinConfig) -> list[str]:
-    """The recording rule groups ``recording_rules.yaml`` holds, in evaluation order."""
-    from ccobs.mixin.names import burn_long_windows, error_ratio_windows, is_slow_window
+    """The recording rule groups ``recording_rules.yaml`` holds, in evaluation order.
 
-    windows = (*error_ratio_windows(config), *burn_long_windows(config))
-    slow = any(is_slow_window(config, w) for w in windows)
-    return [recording_group(config), *([slow_recording_group(config)] if slow else [])]
+    The slow group always exists: the budget spend periods (1d, 7d, 30d) are in it.
+    """
+    return [recording_group(config), spend_recording_group(config), slow_recording_group(config)]
 
 
 def promtool_file(config: MixinConfig, step: int, groups: list[dict[str, Any]]) -> dict[str, Any]:
