@@ -42,7 +42,8 @@ from statistics import NormalDist
 from typing import Any
 
 from ccobs.access_log import BatchingAccessLog, LogFilter, open_access_log, open_reader
-from ccobs.access_log.query import BUCKET_BASE, COLUMNS, TABLE, to_row, to_us
+from ccobs.access_log.columns import COLUMNS
+from ccobs.access_log.query import BUCKET_BASE, TABLE, to_row, to_us
 from ccobs.access_log.rollup import HOUR_US
 from ccobs.storage import AccessLogRecord
 

@@ -112,6 +112,17 @@ class TinyDatabase(SQLiteAccessLog):
 # -- the store ---------------------------------------------------------------------------------
 
 
+ATTRIBUTION = {
+    "stop_reason": "end_turn",
+    "team": "platform",
+    "key_alias": "alice",
+    "key_fingerprint": "9f2c4e1a7b3d5f60",
+    "client_app": "claude-code",
+    "session_id": "6f1d2c3b-0a4e-4b5f-8c7d-9e0f1a2b3c4d",
+    "upstream_request_id": "msg_01ABCdef",
+}
+
+
 def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> None:
     original = record(
         streaming=True,
@@ -126,6 +137,7 @@ def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> 
         cost_total_usd=0.31,
         error_type="upstream_500",
         status=500,
+        **ATTRIBUTION,
     )
     store.store(original)
     assert store.flush()
@@ -153,6 +165,7 @@ def test_a_stored_record_is_written_with_every_field(store: SQLiteAccessLog) -> 
         "error_type": "upstream_500",
         "client_addr": None,
         "user_agent": None,
+        **ATTRIBUTION,
     }
 
 
