@@ -527,6 +527,8 @@ def test_a_database_from_before_the_rollup_is_rolled_up_when_a_store_opens_it(
         ("90m", NOW - timedelta(minutes=90)),
         ("7d", NOW - timedelta(days=7)),
         ("now", NOW),
+        ("today", NOW.replace(hour=0, minute=0)),
+        ("month", NOW.replace(day=1, hour=0, minute=0)),
     ],
 )
 def test_times_are_iso_epoch_or_a_span_back_from_now(text: str, expected: datetime) -> None:
