@@ -12,7 +12,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,23 @@ def test_grouping_by_an_unknown_dimension_is_an_error_naming_the_choices(
     store, _ = filled
     with pytest.raises(ValueError, match=r"'user'.*team, key_alias, client_app, session"):
         store.analytics(LogFilter(), group_by="user")
+
+
+@pytest.mark.parametrize("suffix", [".db", ".duckdb"])
+def test_pruning_keeps_the_grouped_rollup_equal_to_the_records_kept(
+    tmp_path: Path, suffix: str
+) -> None:
+    rng = random.Random(20)
+    now = datetime.now(UTC)
+    with open_access_log(tmp_path / f"access{suffix}", retention_days=1.0 + 1 / 48) as s:
+        for rec in attributed_records(rng, 800, now - timedelta(days=2), timedelta(days=2)):
+            s.store(rec)
+        assert s.flush()
+        assert s.prune() > 0
+        for group in ("team", "key_alias", "client_app"):
+            kept = s.analytics(LogFilter(), group_by=group, use_rollup=False)
+            assert s.analytics(LogFilter(), group_by=group) == kept, group
+        assert 0 < kept["totals"]["requests"] < 800
 
 
 # -- the record query ------------------------------------------------------------------------
