@@ -466,7 +466,8 @@ def who(root: Path, rows: int) -> str:
         f"<!-- {WHO}:start -->",
         f"### Who spent (`python -m benchmarks.access_log --who {rows}`)",
         "",
-        f"{now:%Y-%m-%d %H:%M} UTC. {rows:,} raw records with attribution over the last 24 "
+        f"{now:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} at the start. "
+        f"{rows:,} raw records with attribution over the last 24 "
         f"hours (12 keys in 3 teams, 4 client apps; Claude Code's records, a quarter, in "
         f"100,000 sessions) and the hourly rollup at {TARGET_RATE:,}/s of the {hours} hours "
         f"since the month began ({len(MODELS) * len(STATUSES) * len(KEYS)} dimensions: "
