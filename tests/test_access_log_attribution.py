@@ -12,6 +12,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from test_cli import ccobs
 from ccobs.access_log import LogFilter, SQLiteAccessLog, open_access_log, open_reader
 from ccobs.access_log.api import access_log_routes
 from ccobs.access_log.breakdown import GROUPS
+from ccobs.access_log.columns import COLUMNS
+from ccobs.access_log.query import to_row
 from ccobs.storage import AccessLogRecord
 
 TOKEN = "logs-t0ken"
@@ -239,6 +242,19 @@ def test_the_record_query_filters_by_team_key_alias_client_app_and_session(
     assert {row["request_id"] for row in rows} == expected
     assert {row["session_id"] for row in sessions} == {"session-3"}
     assert len(sessions) == sum(r.session_id == "session-3" for r in records)
+
+
+def test_a_stored_row_holds_each_field_under_its_own_column() -> None:
+    distinct: dict[str, Any] = {}
+    for n, f in enumerate(fields(AccessLogRecord)):
+        if f.name not in ("request_id", "timestamp", "duration_ms", "streaming"):
+            distinct[f.name] = f"value-{n}" if "str" in str(f.type) else n + 0.5
+    rec = AccessLogRecord(request_id="r", timestamp=NOW, duration_ms=12.0, **distinct)
+
+    row = dict(zip(COLUMNS, to_row(rec, keep_client_info=True), strict=True))
+
+    assert {name: row[name] for name in distinct} == distinct
+    assert (row["request_id"], row["duration_ms"]) == ("r", 12.0)
 
 
 # -- no key through the new fields --------------------------------------------------------------

@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any
 
 from ccobs.access_log.columns import COLUMNS, missing
@@ -33,10 +32,6 @@ MAX_LIMIT = 10_000
 
 INSERT_SQL = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _SHOWN = COLUMNS[:-1]  # the bucket is an index, not a field
-_FIELDS = COLUMNS[2:-1]
-"""The columns holding the record's field of the same name (between ``ts_us`` and the bucket)."""
-_field_values = attrgetter(*_FIELDS)
-_CLIENT_INFO = frozenset(_FIELDS.index(name) for name in ("client_addr", "user_agent"))
 
 
 def duration_bucket(duration_ms: float) -> int:
@@ -67,14 +62,38 @@ def iso(us: int) -> str:
 
 def to_row(record: AccessLogRecord, keep_client_info: bool) -> tuple[Any, ...]:
     """The stored row of a record, in ``COLUMNS`` order; client address and user agent only
-    when kept."""
-    values: tuple[Any, ...] = _field_values(record)
-    if not keep_client_info:
-        values = tuple(None if i in _CLIENT_INFO else v for i, v in enumerate(values))
+    when kept. Spelled out, not looped over ``COLUMNS``: the writer builds every row here,
+    and a test holds the order to ``COLUMNS``."""
+    keep = keep_client_info
     return (
         record.request_id,
         to_us(record.timestamp),
-        *values,
+        record.method,
+        record.endpoint,
+        record.model,
+        record.status,
+        record.streaming,
+        record.duration_ms,
+        record.ttft_ms,
+        record.input_tokens,
+        record.output_tokens,
+        record.cache_read_tokens,
+        record.cache_write_tokens,
+        record.cost_input_usd,
+        record.cost_output_usd,
+        record.cost_cache_usd,
+        record.cost_total_usd,
+        record.service_type,
+        record.error_type,
+        record.client_addr if keep else None,
+        record.user_agent if keep else None,
+        record.stop_reason,
+        record.team,
+        record.key_alias,
+        record.key_fingerprint,
+        record.client_app,
+        record.session_id,
+        record.upstream_request_id,
         duration_bucket(record.duration_ms),
     )
 
