@@ -2,8 +2,9 @@
 
 A column is a name and a portable type; each backend maps the type to its
 own SQL (``SQLITE_TYPES``, ``DUCKDB_TYPES``). Every column but ``ts_us`` and
-``duration_bucket`` is the ``AccessLogRecord`` field of the same name, so a
-stored row is built from this list too (``query.to_row``).
+``duration_bucket`` is the ``AccessLogRecord`` field of the same name;
+``query.to_row`` spells a stored row out in this order (it runs for every
+record), and a test holds the two together.
 
 Adding a column: append it here, nullable (``required=False``), and the
 stores add it to existing databases when they open them (``missing``):
