@@ -142,11 +142,10 @@ def read_rate_limits(headers: Iterable[tuple[bytes, bytes]], now: float) -> Rate
             continue
         if not name_bytes.startswith((b"anthropic-ratelimit-", b"x-ratelimit-")):
             continue
-        try:
-            name = name_bytes.decode("ascii")
-            value = raw_value.decode("ascii").strip()
-        except UnicodeDecodeError:
-            continue  # not a header this module knows (names are ASCII)
+        # The prefix is ASCII, so the name is too as far as it matters; latin-1 never fails,
+        # and a value with other bytes then fails as a number would (and is counted).
+        name = name_bytes.decode("latin-1")
+        value = raw_value.decode("latin-1").strip()
         if name.startswith(_UNIFIED):
             reading = reading or RateLimitReading("anthropic")
             _unified(reading, name[len(_UNIFIED) :], value, now)

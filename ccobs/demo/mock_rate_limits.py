@@ -214,7 +214,7 @@ class MockRateLimits:
         headers["anthropic-ratelimit-unified-status"] = status
         for name, window in windows:
             prefix = f"anthropic-ratelimit-unified-{name}"
-            headers[f"{prefix}-utilization"] = f"{min(window.used / window.limit, 1.0):.4f}"
+            headers[f"{prefix}-utilization"] = f"{min(window.used / window.limit, 1.0):.6f}"
             headers[f"{prefix}-reset"] = str(math.ceil(window.reset_at))
         if not answered or not spent:
             return None
