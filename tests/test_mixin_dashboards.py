@@ -227,6 +227,7 @@ def test_builds_four_dashboards_named_by_uid() -> None:
         "ccobs-tokens-cost.json": "ccobs-tokens-cost",
         "ccobs-errors.json": "ccobs-errors",
         "ccobs-pipeline.json": "ccobs-pipeline",
+        "ccobs-upstream-limits.json": "ccobs-upstream-limits",
     }
 
 
