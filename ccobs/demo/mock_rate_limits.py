@@ -80,7 +80,7 @@ class MockRateLimitConfig:
             raise ValueError("MockRateLimitConfig.warning_utilization must be within (0, 1]")
 
 
-DEMO_RATE_LIMITS = MockRateLimitConfig(requests=360, input_tokens=400_000, output_tokens=62_000)
+DEMO_RATE_LIMITS = MockRateLimitConfig(requests=360, input_tokens=400_000, output_tokens=64_000)
 """What ``ccobs demo`` runs with: at its 5 requests a second from one key, the requests
 headroom falls to a sixth before every minute's reset, and the output tokens run out in
 the last second or so of some minutes (a few 429s, not an outage)."""
