@@ -125,36 +125,59 @@ class RateLimitReading:
         return not (self.limits or self.windows or self.status or self.rejected)
 
 
+def _known_names() -> dict[bytes, tuple[str, str, str]]:
+    """Every Anthropic and OpenAI limit header name -> (api, limit kind, limit|remaining|reset)."""
+    names: dict[bytes, tuple[str, str, str]] = {}
+    for what in ("limit", "remaining", "reset"):
+        for text, kind in _ANTHROPIC_KINDS.items():
+            names[f"{_ANTHROPIC}{text}-{what}".encode()] = ("anthropic", kind, what)
+        for text, kind in _OPENAI_KINDS.items():
+            names[f"{_OPENAI}{what}-{text}".encode()] = ("openai", kind, what)
+    return names
+
+
+_KNOWN_NAMES = _known_names()
+"""One dictionary lookup per header finds the limit headers: the cost of an answer without
+any is one ``lower()`` and one lookup per header."""
+_UNIFIED_BYTES = _UNIFIED.encode()
+
+
 def read_rate_limits(headers: Iterable[tuple[bytes, bytes]], now: float) -> RateLimitReading | None:
     """The rate-limit state an answer's raw ``headers`` state, at Unix time ``now``.
 
     None when the answer has no rate-limit header at all (most answers of a
     self-hosted model): nothing to record. ``now`` turns OpenAI's relative
     resets into times, so every reset is a point in time that stays right
-    however long a gauge holding it goes unrefreshed.
+    however long a gauge holding it goes unrefreshed. Values are decoded as
+    latin-1, which never fails: a value with other bytes then fails as a
+    number would, and is counted.
     """
     reading: RateLimitReading | None = None
     retry_after: bytes | None = None
     for raw_name, raw_value in headers:
-        name_bytes = raw_name.lower()
-        if name_bytes == b"retry-after":
+        name = raw_name.lower()
+        known = _KNOWN_NAMES.get(name)
+        if known is not None:
+            api, kind, what = known
+            if reading is None:
+                reading = RateLimitReading(api)
+            value = raw_value.decode("latin-1").strip()
+            if api == "openai" and value == "-1":
+                continue  # "no limit" on some deployments: nothing to watch, nothing wrong
+            if what != "reset":
+                _set_count(reading, kind, what, value)
+            elif api == "anthropic":
+                _set_reset(reading, kind, _rfc3339(value), now)
+            else:
+                duration = _go_duration(value)
+                _set_reset(reading, kind, None if duration is None else now + duration, now)
+        elif name.startswith(_UNIFIED_BYTES):
+            if reading is None:
+                reading = RateLimitReading("anthropic")
+            rest = name[len(_UNIFIED_BYTES) :].decode("latin-1")
+            _unified(reading, rest, raw_value.decode("latin-1").strip(), now)
+        elif name == b"retry-after":
             retry_after = raw_value
-            continue
-        if not name_bytes.startswith((b"anthropic-ratelimit-", b"x-ratelimit-")):
-            continue
-        # The prefix is ASCII, so the name is too as far as it matters; latin-1 never fails,
-        # and a value with other bytes then fails as a number would (and is counted).
-        name = name_bytes.decode("latin-1")
-        value = raw_value.decode("latin-1").strip()
-        if name.startswith(_UNIFIED):
-            reading = reading or RateLimitReading("anthropic")
-            _unified(reading, name[len(_UNIFIED) :], value, now)
-        elif name.startswith(_ANTHROPIC):
-            reading = reading or RateLimitReading("anthropic")
-            _anthropic(reading, name[len(_ANTHROPIC) :], value, now)
-        elif name.startswith(_OPENAI):
-            reading = reading or RateLimitReading("openai")
-            _openai(reading, name[len(_OPENAI) :], value, now)
     if reading is None:
         return None
     if retry_after is not None:
@@ -164,33 +187,6 @@ def read_rate_limits(headers: Iterable[tuple[bytes, bytes]], now: float) -> Rate
         else:
             reading.retry_after = seconds
     return reading
-
-
-def _anthropic(reading: RateLimitReading, rest: str, value: str, now: float) -> None:
-    """``<kind>-<limit|remaining|reset>``, e.g. ``input-tokens-remaining``."""
-    kind_text, _, what = rest.rpartition("-")
-    kind = _ANTHROPIC_KINDS.get(kind_text)
-    if kind is None or what not in ("limit", "remaining", "reset"):
-        return  # another family (priority tiers...): not ours to judge
-    if what == "reset":
-        _set_reset(reading, kind, _rfc3339(value), now)
-    else:
-        _set_count(reading, kind, what, value)
-
-
-def _openai(reading: RateLimitReading, rest: str, value: str, now: float) -> None:
-    """``<limit|remaining|reset>-<kind>``, e.g. ``remaining-tokens``."""
-    what, _, kind_text = rest.partition("-")
-    kind = _OPENAI_KINDS.get(kind_text)
-    if kind is None or what not in ("limit", "remaining", "reset"):
-        return
-    if value == "-1":
-        return  # "no limit" on some deployments: nothing to watch, nothing wrong
-    if what == "reset":
-        duration = _go_duration(value)
-        _set_reset(reading, kind, None if duration is None else now + duration, now)
-    else:
-        _set_count(reading, kind, what, value)
 
 
 def _unified(reading: RateLimitReading, rest: str, value: str, now: float) -> None:
