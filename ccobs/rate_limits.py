@@ -121,9 +121,6 @@ class RateLimitReading:
     rejected: list[str] = field(default_factory=list)
     """The fields (``REJECTED_FIELDS``) of values refused as malformed, once per value."""
 
-    def is_empty(self) -> bool:
-        return not (self.limits or self.windows or self.status or self.rejected)
-
 
 def _known_names() -> dict[bytes, tuple[str, str, str]]:
     """Every Anthropic and OpenAI limit header name -> (api, limit kind, limit|remaining|reset)."""
