@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccobs.catalog import (  # rate-limit headroom
+from ccobs.catalog import (
     ACTIVE_REQUESTS,
     COST,
     ERRORS,
