@@ -772,3 +772,21 @@ def test_byte_decoder_treats_crlf_split_across_chunks_as_one_line_end() -> None:
 
 def test_byte_decoder_never_returns_an_unterminated_event() -> None:
     assert SSEDecoder().feed(b"event: message_stop\ndata: {}\n") == []
+
+
+async def test_every_nth_anthropic_request_authenticates_like_a_subscription_client() -> None:
+    app = create_upstream_app(FAST)
+    seen: list[str] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            seen.append(headers.get(b"authorization", b"").decode())
+        await app(scope, receive, send)
+
+    with serve_asgi(recording) as server:
+        await run_load(
+            LoadConfig(target=server.url, concurrency=1, requests=9, subscription_every=3)
+        )
+
+    assert [auth.startswith("Bearer sk-ant-oat01-") for auth in seen] == [False, False, True] * 3

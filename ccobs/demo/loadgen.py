@@ -44,6 +44,7 @@ from ccobs.demo.load_results import (
     RequestResult,
     percentile,
 )
+from ccobs.demo.mock_rate_limits import SUBSCRIPTION_TOKEN_PREFIX
 from ccobs.pricing import PriceTable
 from ccobs.proxy.sse import iter_events
 from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
@@ -114,6 +115,9 @@ class LoadConfig:
     max_tokens: int = 512
     max_in_flight: int = 256
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    subscription_every: int = 0
+    """Every Nth Anthropic request (0: none) authenticates like a Claude subscription client
+    (a bearer ``sk-ant-oat01-`` token); counted, not drawn, so seeded plans stay the same."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.startswith(("http://", "https://")):
@@ -157,6 +161,8 @@ class LoadConfig:
             raise ValueError(f"LoadConfig.timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_tokens < 1:
             raise ValueError(f"LoadConfig.max_tokens must be >= 1, got {self.max_tokens!r}")
+        if self.subscription_every < 0:
+            raise ValueError("LoadConfig.subscription_every must be >= 0")
         if self.max_in_flight < 1:
             raise ValueError(f"LoadConfig.max_in_flight must be >= 1, got {self.max_in_flight!r}")
 
@@ -170,6 +176,7 @@ class _Plan:
     model: str
     stream: bool
     body: dict[str, Any]
+    subscription: bool = False
 
 
 class _Planner:
@@ -180,6 +187,7 @@ class _Planner:
         self._rng = random.Random(config.seed)
         self._models = (list(config.models), list(config.models.values()))
         self._openai_models = (list(config.openai_models), list(config.openai_models.values()))
+        self._anthropic_requests = 0
 
     def next(self) -> _Plan:
         cfg, rng = self._config, self._rng
@@ -214,7 +222,11 @@ class _Planner:
         }
         if api == "openai" and stream:
             body["stream_options"] = {"include_usage": True}
-        return _Plan(api=api, model=model, stream=stream, body=body)
+        subscription = False
+        if api == "anthropic" and cfg.subscription_every:
+            self._anthropic_requests += 1
+            subscription = self._anthropic_requests % cfg.subscription_every == 0
+        return _Plan(api=api, model=model, stream=stream, body=body, subscription=subscription)
 
 
 class _StreamError(Exception):
@@ -246,6 +258,9 @@ async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> R
     base = config.target.rstrip("/")
     headers = httpx.Headers({"content-type": "application/json"})
     headers.update(config.headers)
+    if plan.subscription:
+        headers.pop("x-api-key", None)
+        headers["authorization"] = f"Bearer {SUBSCRIPTION_TOKEN_PREFIX}loadgen"
     if plan.api == "anthropic":
         url = f"{base}/v1/messages"
         if "anthropic-version" not in headers:

@@ -14,17 +14,17 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from prometheus_client import CollectorRegistry
 
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
-from ccobs.demo.mock_rate_limits import DEMO_RATE_LIMITS, SUBSCRIPTION_TOKEN_PREFIX
+from ccobs.demo.mock_rate_limits import DEMO_RATE_LIMITS
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
@@ -36,8 +36,8 @@ from ccobs.settings import ObservabilitySettings
 
 DEMO_MODELS = {"claude-sonnet-4-6": 0.6, "claude-haiku-4-5": 0.3, "claude-opus-4-6": 0.1}
 DEMO_OPENAI_MODELS = {"gpt-4.1-mini": 1.0}
-SUBSCRIPTION_SHARE = 0.1
-"""The subscription client's request rate, as a share of the demo's rate."""
+SUBSCRIPTION_EVERY = 10
+"""Every tenth Anthropic request of the demo comes from a Claude subscription client."""
 _FOREVER = 10 * 365 * 24 * 3600.0
 
 
@@ -127,14 +127,7 @@ def _drive(
         openai_share=config.openai_share,
         stream_share=config.stream_share,
         seed=config.seed,
-    )
-    # A Claude subscription client beside it, so the subscription panels have data.
-    subscription = dataclasses.replace(
-        load,
-        rate=config.rate * SUBSCRIPTION_SHARE,
-        openai_share=0.0,
-        seed=None if config.seed is None else config.seed + 1,
-        headers={"authorization": f"Bearer {SUBSCRIPTION_TOKEN_PREFIX}demo"},
+        subscription_every=SUBSCRIPTION_EVERY,
     )
     tty = out.isatty()
     # A terminal is redrawn in place; a log file gets a picture every 10 s at most.
@@ -148,9 +141,7 @@ def _drive(
 
     async def main() -> tuple[LoadSummary, bool]:
         stop = asyncio.Event()
-        task = asyncio.create_task(
-            _both(run_load(load, stop=stop), run_load(subscription, stop=stop))
-        )
+        task = asyncio.create_task(run_load(load, stop=stop))
         with _first_interrupt_stops(stop, task) as interrupted:
             while not task.done():
                 show(stop)
@@ -169,14 +160,6 @@ def _drive(
         out.write("stopped.\n")
         return None
     return summary
-
-
-async def _both(
-    main: Coroutine[Any, Any, LoadSummary], beside: Coroutine[Any, Any, LoadSummary]
-) -> LoadSummary:
-    """Run both loads; the summary is the main one's (the other shows on the live view)."""
-    summaries = await asyncio.gather(main, beside)
-    return summaries[0]
 
 
 _STOPPING = "stopping: no new requests; waiting for those in flight (Ctrl-C again quits now)"
