@@ -275,6 +275,68 @@ ATTRIBUTION_METRICS: tuple[MetricSpec, ...] = (
     BUDGET,
 )
 
+# -- rate-limit headroom (issue 18): what the upstream's rate-limit headers say ---------------
+# Set from every upstream answer that carries the headers (ccobs.rate_limits reads them,
+# ccobs.rate_limit_metrics records them); ``key_alias`` is the caller's key alias, bounded.
+
+RATE_LIMIT_LIMIT = MetricSpec(
+    "ratelimit_limit",
+    "gauge",
+    "The upstream's rate limit as its last answer stated it, by API, limit kind (requests, "
+    "tokens, input_tokens, output_tokens) and key alias.",
+    ("api", "limit", "key_alias"),
+)
+RATE_LIMIT_REMAINING = MetricSpec(
+    "ratelimit_remaining",
+    "gauge",
+    "What is left of the upstream's rate limit as its last answer stated it, by API, limit "
+    "kind and key alias.",
+    ("api", "limit", "key_alias"),
+)
+RATE_LIMIT_RESET = MetricSpec(
+    "ratelimit_reset_timestamp_seconds",
+    "gauge",
+    "When the upstream's rate limit resets (Unix time) as its last answer stated it; minus "
+    "time(), the seconds to reset.",
+    ("api", "limit", "key_alias"),
+)
+SUBSCRIPTION_UTILIZATION = MetricSpec(
+    "ratelimit_unified_utilization_ratio",
+    "gauge",
+    "Share of a Claude subscription usage window (5h, 7d...) used, as the last answer's "
+    "unified rate-limit headers stated it.",
+    ("window", "key_alias"),
+)
+SUBSCRIPTION_RESET = MetricSpec(
+    "ratelimit_unified_reset_timestamp_seconds",
+    "gauge",
+    "When a Claude subscription usage window resets (Unix time), as the last answer stated it.",
+    ("window", "key_alias"),
+)
+SUBSCRIPTION_STATUS = MetricSpec(
+    "ratelimit_unified_status",
+    "gauge",
+    "1 for the Claude subscription's status as the last answer stated it (allowed, "
+    "allowed_warning, rejected, other), 0 for the others.",
+    ("status", "key_alias"),
+)
+RATE_LIMIT_REJECTED = MetricSpec(
+    "ratelimit_values_rejected_total",
+    "counter",
+    "Rate-limit header values ignored as malformed (not a number, negative, absurd, an "
+    "unparsable time), by API and field.",
+    ("api", "field"),
+)
+RATE_LIMIT_METRICS: tuple[MetricSpec, ...] = (
+    RATE_LIMIT_LIMIT,
+    RATE_LIMIT_REMAINING,
+    RATE_LIMIT_RESET,
+    SUBSCRIPTION_UTILIZATION,
+    SUBSCRIPTION_RESET,
+    SUBSCRIPTION_STATUS,
+    RATE_LIMIT_REJECTED,
+)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     RESPONSE_DURATION,
@@ -291,6 +353,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     ACCESS_LOG_WRITTEN,
     ACCESS_LOG_DROPPED,
     *ATTRIBUTION_METRICS,
+    *RATE_LIMIT_METRICS,
 )
 
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (

@@ -40,6 +40,7 @@ from ccobs.prometheus_internals import (
     locked_add,
 )
 from ccobs.pushgateway import get_pushgateway_client
+from ccobs.rate_limit_metrics import RateLimitGauges
 from ccobs.refusals import MAX_VALUE, Refusals, logger
 from ccobs.request_ops import RequestOps, counted_then_observed
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
@@ -92,6 +93,7 @@ class PrometheusMetrics:
         self._families: MetricFamilies | None = None
         self._info_labels: tuple[str, ...] | None = None
         self._active_value: ActiveRequests | None = None
+        self._rate_limits: RateLimitGauges | None = None
         self._create_caches()
         if not self._enabled:
             self.registry = None
@@ -147,6 +149,12 @@ class PrometheusMetrics:
 
     def _create_collectors(self, registry: CollectorRegistry) -> None:
         self._families = MetricFamilies(self.namespace, registry, self.settings)
+        overflows = self._families.overflows
+        self._rate_limits = RateLimitGauges(
+            self._families,
+            self.settings.label_value_max_length,
+            lambda label: overflows.labels(label).inc(),
+        )
         active = self._families.active
         if not self.multiprocess_dir and has_in_process_value(active):
             # In-process values: the gauge is read from here (see ActiveRequests).
@@ -505,6 +513,19 @@ class PrometheusMetrics:
             logger.warning("budget_refused", reason="a label cannot be printed")
             return
         self._families.budgets.labels(*labels).set(value)
+
+    def record_rate_limit_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], key_alias: str | None = None
+    ) -> None:
+        """Set the rate-limit gauges from an upstream answer's raw headers (name, value bytes).
+
+        Anthropic's, OpenAI's and the Claude subscription's headers (see
+        :mod:`ccobs.rate_limits`), errors' answers included; ``key_alias``
+        labels them (None: ``none``). Malformed values are counted in
+        ``ratelimit_values_rejected_total``, never recorded; this never raises.
+        """
+        if self._rate_limits is not None:
+            self._rate_limits.record_headers(headers, key_alias)
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""

@@ -17,10 +17,19 @@ import pytest
 import yaml
 from realservers import require_binary
 
-from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS, UNPRICED_REQUESTS
+from ccobs.catalog import (
+    ERRORS,
+    INFO,
+    RATE_LIMIT_LIMIT,
+    RATE_LIMIT_REMAINING,
+    REQUESTS,
+    TOKENS,
+    UNPRICED_REQUESTS,
+)
 from ccobs.mixin.config import MixinConfig
 from ccobs.mixin.dashboards import Queries
 from ccobs.mixin.dashboards.queries import or_none
+from ccobs.mixin.dashboards.upstream_limits import headroom_share
 from ccobs.mixin.grafana import interpolate
 
 pytestmark = pytest.mark.integration
@@ -186,3 +195,28 @@ def test_a_by_label_panel_shows_only_its_series_when_it_has_some(tmp_path: Path)
 
 def test_firing_alert_count_is_zero_when_nothing_fires(tmp_path: Path) -> None:
     evaluates_to(tmp_path, [tokens("input", 1)], Queries(CONFIG).firing_alert_count(), 0.0)
+
+
+# --- rate-limit headroom --------------------------------------------------------
+
+
+def test_headroom_is_the_lowest_share_left_over_instances(tmp_path: Path) -> None:
+    """Two proxies in front of one key: the panel shows the one that saw the least left."""
+    key = 'job="ccproxy", api="anthropic", limit="requests", key_alias="team-a"'
+    series = [
+        {"series": f'{CONFIG.metric(spec)}{{{key}, instance="{instance}"}}', "values": value}
+        for spec, instance, value in (
+            (RATE_LIMIT_LIMIT, "a:8000", "4000+0x60"),
+            (RATE_LIMIT_REMAINING, "a:8000", "1000+0x60"),
+            (RATE_LIMIT_LIMIT, "b:8000", "4000+0x60"),
+            (RATE_LIMIT_REMAINING, "b:8000", "3000+0x60"),
+        )
+    ]
+
+    evaluates_to(
+        tmp_path,
+        series,
+        headroom_share(Queries(CONFIG)),
+        0.25,
+        '{api="anthropic", limit="requests", key_alias="team-a"}',
+    )

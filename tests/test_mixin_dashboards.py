@@ -228,6 +228,7 @@ def test_builds_five_dashboards_named_by_uid() -> None:
         "ccobs-errors.json": "ccobs-errors",
         "ccobs-pipeline.json": "ccobs-pipeline",
         "ccobs-spend.json": "ccobs-spend",
+        "ccobs-upstream-limits.json": "ccobs-upstream-limits",
     }
 
 

@@ -11,8 +11,10 @@ import json
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ccobs.demo.mock_rate_limits import MockRateLimitConfig
 
 Api = Literal["anthropic", "openai", "responses"]
 """The wire API a request came in on: Anthropic Messages, OpenAI Chat Completions or
@@ -104,6 +106,8 @@ class UpstreamConfig:
     """Longer than any SDK's default timeout (Anthropic's is 600 s), yet bounded."""
     retry_after: int = 2
     max_recorded_decisions: int = 10_000
+    rate_limits: MockRateLimitConfig = field(default_factory=MockRateLimitConfig)
+    """Per-key request and token windows (:mod:`ccobs.demo.mock_rate_limits`)."""
 
     def __post_init__(self) -> None:
         for name in (

@@ -26,6 +26,7 @@ from ccobs.access_log.location import shown_location
 from ccobs.demo.callers import DEMO_CALLERS
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
+from ccobs.demo.mock_rate_limits import DEMO_RATE_LIMITS
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
@@ -88,7 +89,7 @@ def run_demo(
     pusher = PushgatewayClient(settings) if settings.pushgateway_enabled else None
     metrics = PrometheusMetrics(settings.namespace, registry, pusher, settings=settings)
     upstream_app = create_upstream_app(
-        UpstreamConfig(seed=config.seed, error_rate=config.error_rate)
+        UpstreamConfig(seed=config.seed, error_rate=config.error_rate, rate_limits=DEMO_RATE_LIMITS)
     )
     try:
         with ServerThread(upstream_app, config.host) as upstream:

@@ -71,6 +71,7 @@ from ccobs.demo.mock_errors import (
     validate,
 )
 from ccobs.demo.mock_models import models_response
+from ccobs.demo.mock_rate_limits import MockRateLimits
 from ccobs.proxy.sse import encode_event
 
 __all__ = [
@@ -107,6 +108,7 @@ class MockUpstream:
         self.active_streams = 0
         self.completed_streams = 0
         self.aborted_streams = 0
+        self.rate_limits = MockRateLimits(config.rate_limits)
 
     def decide(
         self,
@@ -216,6 +218,16 @@ class MockUpstream:
             overrides=overrides,
         )
         headers = self._headers(decision)
+        retry_after = self.rate_limits.charge(
+            api,
+            request.headers,
+            decision.prompt_tokens,
+            decision.output_tokens,
+            decision.status,
+            headers,
+        )
+        if retry_after is not None:  # a spent window: 429, as the real APIs answer
+            return error_response(api, 429, FAULT_MESSAGES[429], headers)
 
         if decision.fault == "timeout":
             if not await _pause(request, self.config.timeout_hang):

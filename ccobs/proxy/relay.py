@@ -269,6 +269,8 @@ class LLMProxy:
                 UPSTREAM_CONNECTION_ERROR,
                 f"upstream unreachable: {exc}",
             )
+        # Rate-limit headroom from the answer's headers, errors included (they are relayed as is).
+        self.metrics.record_rate_limit_headers(upstream.headers, ctx.record.key_alias)
 
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)

@@ -19,6 +19,7 @@ from ccobs.mixin.alerts import (
     latency,
     push,
     rate_limit,
+    rate_limit_headroom,
     upstream_auth,
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
@@ -35,6 +36,8 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     cost.hourly_cost_over_budget,
     cost.daily_cost_over_budget,
     rate_limit.upstream_rate_limited,
+    rate_limit_headroom.rate_limit_headroom_low,
+    rate_limit_headroom.subscription_window_nearly_used,
     upstream_auth.upstream_auth_errors,
     data_quality.unpriced_requests,
     data_quality.label_overflow,
