@@ -104,6 +104,9 @@ class UpstreamConfig:
     """Longer than any SDK's default timeout (Anthropic's is 600 s), yet bounded."""
     retry_after: int = 2
     max_recorded_decisions: int = 10_000
+    stamp_deltas: bool = False
+    """Each streamed text delta's text is the sender's ``time.monotonic_ns()`` instead of
+    words, so a benchmark on the same host can measure each event's delay to its client."""
 
     def __post_init__(self) -> None:
         for name in (

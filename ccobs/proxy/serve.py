@@ -73,6 +73,7 @@ def serve(
 
     from ccobs.logging import configure_logging
     from ccobs.proxy.config import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
+    from ccobs.proxy.file_limit import raise_open_file_limit
 
     settings = ObservabilitySettings.load(config_file=config_file)
     ProxyConfig(upstream_url=upstream)  # fail here, with the message, not in a worker
@@ -84,6 +85,7 @@ def serve(
     if access_log_db:
         os.environ["CCOBS_ACCESS_LOG_DB"] = str(Path(access_log_db).resolve())
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_file_limit()  # two sockets per stream: 1024 would stop it near 500 streams
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiprocess_dir:
         prepare_multiprocess_dir(multiprocess_dir)
