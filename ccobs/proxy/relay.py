@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ccobs import (
@@ -102,9 +103,11 @@ def relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     Raw bytes again: Starlette would encode ``str`` header values as latin-1,
     which a UTF-8 value does not survive.
     """
-    response.raw_headers.extend(
-        (k.lower(), v) for k, v in upstream.headers if k.lower() not in _NOT_FORWARDED_RAW
-    )
+    raw_headers = response.raw_headers
+    for key, value in upstream.headers:
+        name = key.lower()
+        if name not in _NOT_FORWARDED_RAW:
+            raw_headers.append((name, value))
     return response
 
 
@@ -233,7 +236,7 @@ class LLMProxy:
                 path = f"{path}?{query.decode('ascii')}"
             except UnicodeDecodeError:
                 return self.reject(ctx, api, 400, "query string is not ASCII")
-        headers = forward_headers(request.headers.raw, ctx.request_id)
+        headers = forward_headers(request.scope["headers"], ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
         watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
@@ -277,12 +280,22 @@ class LLMProxy:
     async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None
+        for key, value in request.scope["headers"]:  # the raw list: no Headers object
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    return None
+                break
+        # ``receive`` itself, as ``request.stream()`` reads it, without its generator.
+        receive = request.receive
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
             size += len(chunk)
             if size > limit:
                 return None
@@ -376,13 +389,17 @@ class LLMProxy:
                 # anyway must not reach the client compressed without its content-encoding.
                 async for chunk in upstream.iter_bytes():
                     arrived = ctx.duration_seconds
-                    held += chunk
                     unread = decoder.feed(chunk)
                     events_seen = events_seen or bool(unread)
-                    ready = len(held) - decoder.open_bytes
-                    if ready > 0:
-                        yield bytes(held[:ready])
-                        del held[:ready]
+                    open_bytes = decoder.open_bytes
+                    if not held and not open_bytes:  # whole events, the usual case: no copy
+                        yield chunk
+                    else:
+                        held += chunk
+                        ready = len(held) - open_bytes
+                        if ready > 0:
+                            yield bytes(held[:ready])
+                            del held[:ready]
                     read(unread, arrived)
                     unread = []
                 if usage.complete or usage.error is not None:
