@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.apps import UPSTREAM_URL_ENV
-from benchmarks.common import HttpProbe, python_server, uvicorn_code
+from benchmarks.common import REPO, HttpProbe, python_server, uvicorn_code
 
 MODES = ("non_streamed", "streamed")
 PATH = "/v1/messages"
@@ -111,21 +111,29 @@ def body(stream: bool) -> bytes:
 _SUMMARY = re.compile(r"^summary: (\d+)$", re.MULTILINE)
 
 
-def _count(factory: str, upstream: str, requests: int, warmup: int) -> dict[str, float]:
+def _count(
+    factory: str, upstream: str, requests: int, warmup: int, tree: str | None = None
+) -> dict[str, float]:
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
     if valgrind is None or control is None:
         raise RuntimeError("valgrind is not installed: apt-get install valgrind")
     found: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="ccobs-bench-proxy-cg-") as directory:
         out = Path(directory) / "callgrind.out"
-        launcher = (valgrind, "--tool=callgrind", f"--callgrind-out-file={out}.%p")
+        # Uninstrumented (several times faster) through start-up and the first warm-up.
+        launcher = (
+            valgrind, "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"
+        )  # fmt: skip
         code = uvicorn_code(factory, loop="uvloop", http="httptools")
         env = {"PYTHONHASHSEED": "0", UPSTREAM_URL_ENV: upstream}
+        if tree is not None:  # ccobs from another tree (a commit before a change)
+            env["PYTHONPATH"] = f"{tree}:{REPO}"
         with python_server(
-            "cg-" + factory.rsplit(":", 1)[1], code, launcher=launcher, env=env, timeout=300
+            "cg-" + factory.rsplit(":", 1)[1], code, launcher=launcher, env=env, timeout=900
         ) as server:
             pid = server.pid
             assert pid is not None
+            instrumented = False
             for dump_index, mode in enumerate(MODES, start=1):
                 stream = mode == "streamed"
                 probe = HttpProbe(server.url)
@@ -133,6 +141,13 @@ def _count(factory: str, upstream: str, requests: int, warmup: int) -> dict[str,
                 try:
                     for _ in range(warmup):
                         probe.send(raw)
+                    if not instrumented:  # and then a short warm-up under instrumentation
+                        subprocess.run(
+                            [control, "--instr=on", str(pid)], check=True, capture_output=True
+                        )
+                        instrumented = True
+                        for _ in range(20):
+                            probe.send(raw)
                     subprocess.run([control, "--zero", str(pid)], check=True, capture_output=True)
                     for _ in range(requests):
                         probe.send(raw)
@@ -151,26 +166,44 @@ def _count(factory: str, upstream: str, requests: int, warmup: int) -> dict[str,
     return found
 
 
-def run(requests: int = 500, warmup: int = 200) -> dict[str, Any]:
-    """Instructions per request for ``bare`` and ``proxy``, each mode; two servers at a time."""
+def run(requests: int = 500, warmup: int = 200, before: str | None = None) -> dict[str, Any]:
+    """Instructions per request for ``bare`` and ``proxy`` (and ``proxy_before``: the proxy
+    from the tree ``before``, e.g. ``git archive <commit> ccobs | tar -x -C DIR``), each
+    mode; two servers at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with python_server("upstream", uvicorn_code("benchmarks.apps:upstream")) as upstream:
-        factories = {"bare": "benchmarks.proxy_instructions:bare", "proxy": "benchmarks.apps:proxy"}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            counted = dict(
-                zip(
-                    factories,
-                    pool.map(lambda f: _count(f, upstream.url, requests, warmup),
-                             factories.values()),
-                    strict=True,
-                )
-            )  # fmt: skip
+    variants: dict[str, tuple[str, str | None]] = {
+        "bare": ("benchmarks.proxy_instructions:bare", None),
+        "proxy": ("benchmarks.apps:proxy", None),
+    }
+    if before is not None:
+        variants["proxy_before"] = ("benchmarks.apps:proxy", before)
+    with (
+        python_server("upstream", uvicorn_code("benchmarks.apps:upstream")) as upstream,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        counts = pool.map(
+            lambda v: _count(v[0], upstream.url, requests, warmup, v[1]), variants.values()
+        )
+        counted = dict(zip(variants, counts, strict=True))
     result: dict[str, Any] = {"requests": requests, "warmup": warmup, **counted}
-    result["added"] = {m: counted["proxy"][m] - counted["bare"][m] for m in MODES}
+    for name in counted:
+        if name != "bare":
+            result[f"{name}_added"] = {m: counted[name][m] - counted["bare"][m] for m in MODES}
+    if before is not None:
+        result["added_after_vs_before"] = {
+            m: result["proxy_added"][m] / result["proxy_before_added"][m] for m in MODES
+        }
     return result
 
 
 if __name__ == "__main__":
-    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    print(json.dumps(run(requests), indent=1))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the proxy's addition, in instructions")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--before", help="a tree holding ccobs from before a change")
+    args = parser.parse_args()
+    print(json.dumps(run(args.requests, args.warmup, args.before), indent=1))
+    sys.exit(0)

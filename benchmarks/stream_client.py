@@ -25,7 +25,7 @@ import resource
 import sys
 import time
 from array import array
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ccobs.proxy.file_limit import raise_open_file_limit
@@ -77,8 +77,9 @@ class StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.write(self.request)
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
         totals = self.totals
         totals.open += 1
         totals.max_open = max(totals.max_open, totals.open)
@@ -155,7 +156,7 @@ class StreamProtocol(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def run(url: str, streams: int, ramp: float, timeout: float) -> dict[str, Any]:
+async def run(url: str, streams: int, ramp: float, wait_seconds: float) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = json.dumps(
@@ -193,7 +194,7 @@ async def run(url: str, streams: int, ramp: float, timeout: float) -> dict[str, 
         if wait > 0:
             await asyncio.sleep(wait)
     ramped = time.monotonic() - started
-    _, pending = await asyncio.wait(dones, timeout=timeout) if dones else (set(), set())
+    _, pending = await asyncio.wait(dones, timeout=wait_seconds) if dones else (set(), set())
     if pending:
         totals.failed["still open at the timeout"] = len(pending)
     elapsed = time.monotonic() - started

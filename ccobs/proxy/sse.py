@@ -8,11 +8,14 @@ reads decoded lines) agree on framing byte for byte.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["SSEDecoder", "ServerSentEvent", "encode_event", "iter_events"]
+
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""The standard decoder's scanner (C when available): one value from an index."""
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,22 @@ class ServerSentEvent:
     data: str
 
     def json(self) -> Any:
-        """The data field parsed as JSON."""
-        return json.loads(self.data)
+        """The data field parsed as JSON.
+
+        Straight through the decoder's C scanner when the data is one JSON value
+        and nothing else, as an event's data is: ``json.loads`` adds two Python
+        calls and two regular-expression matches around the same scan. Anything
+        else (whitespace around it, no value, more after it) goes to
+        ``json.loads``, which decides and raises as before.
+        """
+        data = self.data
+        try:
+            value, end = _SCAN(data, 0)
+        except StopIteration:
+            return json.loads(data)
+        if end != len(data):
+            return json.loads(data)
+        return value
 
 
 def encode_event(data: object, event: str | None = None) -> bytes:
@@ -122,13 +139,36 @@ class SSEDecoder:
         tail = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
         self._pending = [tail] if tail else []
         self._pending_size = len(tail)
+        # _EventBuilder.line's rules inline, on bytes: the proxy reads every line of every
+        # event it relays, and a call plus a decode of the field name per line cost more
+        # than the rest. Only a field's value is decoded; its ASCII name cannot end inside
+        # a UTF-8 character, so the text is the same as decoding the whole line.
         events: list[ServerSentEvent] = []
         builder = self._builder
+        name, data = builder._event, builder._data
+        open_lines = self._open_lines
         for raw in lines:
-            event = builder.line(raw.rstrip(b"\r\n").decode("utf-8", errors="replace"))
-            self._open_lines = 0 if builder.idle else self._open_lines + len(raw)
-            if event is not None:
-                events.append(event)
+            line = raw.rstrip(b"\r\n")
+            if not line:  # the end of an event: dispatched if it has data
+                if data:
+                    events.append(ServerSentEvent(event=name, data="\n".join(data)))
+                name, data = None, []
+                open_lines = 0
+                continue
+            if line[:5] == b"data:":
+                value = line[5:]
+                data.append((value[1:] if value[:1] == b" " else value).decode("utf-8", "replace"))
+            elif line[:6] == b"event:":
+                value = line[6:]
+                name = (value[1:] if value[:1] == b" " else value).decode("utf-8", "replace")
+            elif line == b"data":  # a field without a colon has an empty value
+                data.append("")
+            elif line == b"event":
+                name = ""
+            # Anything else is a comment (":") or a field the APIs do not use (id, retry).
+            open_lines = 0 if name is None and not data else open_lines + len(raw)
+        builder._event, builder._data = name, data
+        self._open_lines = open_lines
         return events
 
 
