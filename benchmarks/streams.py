@@ -195,6 +195,8 @@ def _load(
             for _ in range(5):
                 if client.poll() is not None:
                     break
+                # Under load the ramp can run late: the highest RSS seen while streams are open.
+                rss_open = max(rss_open, _stat(_descendants(server.pid) if server.pid else [])[1])
                 try:
                     seconds, body = _get(url, "/metrics")
                 except OSError as exc:  # the proxy out of file descriptors, say
@@ -317,7 +319,9 @@ def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None) -> 
             f"{median(scrapes):.0f} / {max(scrapes):.0f} ms"
             if scrapes
             else f"failed ({len(r['scrape_errors'])} of {len(r['scrape_errors'])})",
-            f"{r['miscounted_tokens']:+.0f}",
+            f"{r['miscounted_tokens']:+.0f}"
+            if r["completed"] == r["streams"]
+            else "n/a: streams unfinished",
         ]
     return (
         f"| {n} | {route} | {r['completed']} / {failed} | {d['p50']:.1f} / {d['p99']:.1f} ms | "
