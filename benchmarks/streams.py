@@ -316,9 +316,8 @@ def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None) -> 
         cells = [
             f"{r['proxy_cpu_per_event_us']:.0f} µs",
             f"{r['rss_per_stream_bytes'] / 1024:.0f} KiB",
-            f"{median(scrapes):.0f} / {max(scrapes):.0f} ms"
-            if scrapes
-            else f"failed ({len(r['scrape_errors'])} of {len(r['scrape_errors'])})",
+            (f"{median(scrapes):.0f} / {max(scrapes):.0f} ms" if scrapes else "no answer")
+            + (f" ({len(r['scrape_errors'])} failed)" if r["scrape_errors"] else ""),
             f"{r['miscounted_tokens']:+.0f}"
             if r["completed"] == r["streams"]
             else "n/a: streams unfinished",

@@ -21,6 +21,7 @@ PIECES = [
     b"data:", b"data: ", b"data", b"event:", b"event: ", b"event", b":", b": ping", b"id: 1",
     b"retry: 5", b"\n", b"\r\n", b"\r", b"\n\n", b"x", b'{"a": 1}', "h\u00e9llo \u20ac".encode(),
     b"\xff\xfe", b" ", b"dat", b"a:", b"eve", b"nt:", b"data:  two spaces",
+    b"event: a\ndata: {}\n\n", b"data: [DONE]\n\n", b"event: \xc3\ndata: \xa9\n\n",
 ]  # fmt: skip
 
 

@@ -17,7 +17,6 @@ event in the API's format ends the stream, so the client sees the failure.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 import structlog
@@ -45,6 +44,7 @@ from ccobs.catalog import (
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
+from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -209,7 +209,7 @@ class LLMProxy:
         if body is None:
             return self.reject(ctx, api, 413, "request body too large")
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
             return self.reject(ctx, api, 400, "request body is not valid JSON")
         except RecursionError:
@@ -480,12 +480,24 @@ class _AccountedResponse(Response):
     """
 
     def __init__(self, content: bytes, status_code: int, account: Callable[[], None]) -> None:
-        super().__init__(content, status_code=status_code)
+        # What ``Response(content, status_code)`` sets for bytes without a media type,
+        # without its rendering and header checks: the upstream's headers follow.
+        self.status_code = status_code
+        self.body = content
+        self.background = None
+        self.raw_headers = (
+            [] if status_code < 200 or status_code in (204, 304)
+            else [(b"content-length", b"%d" % len(content))]
+        )  # fmt: skip
         self.account = account
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": self.body})
         finally:
             self.account()
 

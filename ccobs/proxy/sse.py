@@ -8,14 +8,17 @@ reads decoded lines) agree on framing byte for byte.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ccobs.proxy.json_scan import loads
+
 __all__ = ["SSEDecoder", "ServerSentEvent", "encode_event", "iter_events"]
 
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-"""The standard decoder's scanner (C when available): one value from an index."""
+_CANONICAL_EVENT = re.compile(rb"(?:event: ([^\r\n]*)\n)?data: ([^\r\n]*)\n\n")
+"""One whole event as both APIs send it (the field rules give the same result)."""
 
 
 @dataclass(frozen=True)
@@ -26,22 +29,8 @@ class ServerSentEvent:
     data: str
 
     def json(self) -> Any:
-        """The data field parsed as JSON.
-
-        Straight through the decoder's C scanner when the data is one JSON value
-        and nothing else, as an event's data is: ``json.loads`` adds two Python
-        calls and two regular-expression matches around the same scan. Anything
-        else (whitespace around it, no value, more after it) goes to
-        ``json.loads``, which decides and raises as before.
-        """
-        data = self.data
-        try:
-            value, end = _SCAN(data, 0)
-        except StopIteration:
-            return json.loads(data)
-        if end != len(data):
-            return json.loads(data)
-        return value
+        """The data field parsed as JSON (``json.loads``'s value and errors)."""
+        return loads(self.data)
 
 
 def encode_event(data: object, event: str | None = None) -> bytes:
@@ -122,6 +111,31 @@ class SSEDecoder:
         """Consume ``chunk``; return the events it completed, in order."""
         pending = self._pending
         if (
+            not pending
+            and not self._open_lines
+            and chunk[-2:] == b"\n\n"
+            and b"\r" not in chunk
+            and self._builder.idle
+        ):
+            # Between events, and the chunk is whole events: as the APIs send them, each
+            # an optional ``event: name`` line and one ``data: value`` line, they are read
+            # by one match each. Anything else (comments, several data lines, no space
+            # after the colon) is left to the line rules below, from the same state.
+            events: list[ServerSentEvent] = []
+            match = _CANONICAL_EVENT.match
+            pos, end = 0, len(chunk)
+            while pos < end and (found := match(chunk, pos)) is not None:
+                name, data = found.group(1, 2)
+                events.append(
+                    ServerSentEvent(
+                        event=None if name is None else name.decode("utf-8", "replace"),
+                        data=data.decode("utf-8", "replace"),
+                    )
+                )
+                pos = found.end()
+            if pos == end:
+                return events
+        if (
             b"\n" not in chunk
             and b"\r" not in chunk
             and not (pending and pending[-1][-1:] == b"\r")
@@ -143,7 +157,7 @@ class SSEDecoder:
         # event it relays, and a call plus a decode of the field name per line cost more
         # than the rest. Only a field's value is decoded; its ASCII name cannot end inside
         # a UTF-8 character, so the text is the same as decoding the whole line.
-        events: list[ServerSentEvent] = []
+        events = []
         builder = self._builder
         name, data = builder._event, builder._data
         open_lines = self._open_lines
