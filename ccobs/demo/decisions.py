@@ -108,6 +108,9 @@ class UpstreamConfig:
     max_recorded_decisions: int = 10_000
     rate_limits: MockRateLimitConfig = field(default_factory=MockRateLimitConfig)
     """Per-key request and token windows (:mod:`ccobs.demo.mock_rate_limits`)."""
+    stamp_deltas: bool = False
+    """Each streamed text delta's text is the sender's ``time.monotonic_ns()`` instead of
+    words, so a benchmark on the same host can measure each event's delay to its client."""
 
     def __post_init__(self) -> None:
         for name in (

@@ -521,13 +521,14 @@ class MockUpstream:
     ) -> AsyncGenerator[str, None]:
         """Yield text deltas on schedule; a ``drop`` fault aborts after about half of them."""
         drop_at = max(1, len(deltas) // 2) if decision.fault == "drop" else None
+        stamp = self.config.stamp_deltas
         await anyio.sleep(decision.ttft)
         for i, (text, tokens) in enumerate(deltas):
             if i == drop_at:
                 raise _DropConnection
             if i:
                 await anyio.sleep(decision.inter_token_delay * tokens)
-            yield text
+            yield str(time.monotonic_ns()) if stamp else text
         if drop_at is not None:
             raise _DropConnection
 

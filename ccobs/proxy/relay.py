@@ -17,12 +17,12 @@ event in the API's format ends the stream, so the client sees the failure.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ccobs import (
@@ -44,6 +44,7 @@ from ccobs.catalog import (
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
+from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -102,9 +103,11 @@ def relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     Raw bytes again: Starlette would encode ``str`` header values as latin-1,
     which a UTF-8 value does not survive.
     """
-    response.raw_headers.extend(
-        (k.lower(), v) for k, v in upstream.headers if k.lower() not in _NOT_FORWARDED_RAW
-    )
+    raw_headers = response.raw_headers
+    for key, value in upstream.headers:
+        name = key.lower()
+        if name not in _NOT_FORWARDED_RAW:
+            raw_headers.append((name, value))
     return response
 
 
@@ -206,7 +209,7 @@ class LLMProxy:
         if body is None:
             return self.reject(ctx, api, 413, "request body too large")
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
             return self.reject(ctx, api, 400, "request body is not valid JSON")
         except RecursionError:
@@ -233,7 +236,7 @@ class LLMProxy:
                 path = f"{path}?{query.decode('ascii')}"
             except UnicodeDecodeError:
                 return self.reject(ctx, api, 400, "query string is not ASCII")
-        headers = forward_headers(request.headers.raw, ctx.request_id)
+        headers = forward_headers(request.scope["headers"], ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
         watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
@@ -279,12 +282,22 @@ class LLMProxy:
     async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None
+        for key, value in request.scope["headers"]:  # the raw list: no Headers object
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    return None
+                break
+        # ``receive`` itself, as ``request.stream()`` reads it, without its generator.
+        receive = request.receive
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
             size += len(chunk)
             if size > limit:
                 return None
@@ -378,13 +391,17 @@ class LLMProxy:
                 # anyway must not reach the client compressed without its content-encoding.
                 async for chunk in upstream.iter_bytes():
                     arrived = ctx.duration_seconds
-                    held += chunk
                     unread = decoder.feed(chunk)
                     events_seen = events_seen or bool(unread)
-                    ready = len(held) - decoder.open_bytes
-                    if ready > 0:
-                        yield bytes(held[:ready])
-                        del held[:ready]
+                    open_bytes = decoder.open_bytes
+                    if not held and not open_bytes:  # whole events, the usual case: no copy
+                        yield chunk
+                    else:
+                        held += chunk
+                        ready = len(held) - open_bytes
+                        if ready > 0:
+                            yield bytes(held[:ready])
+                            del held[:ready]
                     read(unread, arrived)
                     unread = []
                 if usage.complete or usage.error is not None:
@@ -465,12 +482,24 @@ class _AccountedResponse(Response):
     """
 
     def __init__(self, content: bytes, status_code: int, account: Callable[[], None]) -> None:
-        super().__init__(content, status_code=status_code)
+        # What ``Response(content, status_code)`` sets for bytes without a media type,
+        # without its rendering and header checks: the upstream's headers follow.
+        self.status_code = status_code
+        self.body = content
+        self.background = None
+        self.raw_headers = (
+            [] if status_code < 200 or status_code in (204, 304)
+            else [(b"content-length", b"%d" % len(content))]
+        )  # fmt: skip
         self.account = account
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": self.body})
         finally:
             self.account()
 

@@ -7,11 +7,11 @@ through this module, so they cannot disagree on what a field means.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent
 
 Api = Literal["anthropic", "openai", "responses"]
@@ -132,7 +132,7 @@ def responses_tokens(usage: Mapping[str, Any]) -> TokenCounts:
 def response_tokens(api: Api, body: bytes) -> TokenCounts:
     """Usage of a non-streaming response body (a Responses ``response`` object included)."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError as exc:
         raise UsageError(f"response is not JSON: {exc}") from None
     except RecursionError:
