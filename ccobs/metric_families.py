@@ -12,6 +12,7 @@ from typing import Any
 from ccobs.catalog import (
     ACTIVE_REQUESTS,
     COST,
+    DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS,
     ERRORS,
     INFO,
     LABEL_OVERFLOWS,
@@ -20,6 +21,9 @@ from ccobs.catalog import (
     REJECTED_VALUES,
     REQUESTS,
     RESPONSE_DURATION,
+    RETRIED_REQUESTS,
+    STOP_REASONS_COUNTED,
+    TIME_PER_OUTPUT_TOKEN,
     TIME_TO_FIRST_TOKEN,
     TOKENS,
     UNPRICED_REQUESTS,
@@ -61,6 +65,11 @@ class MetricFamilies:
             self.pushes = add(Counter, PUSHES)
             self.overflows = add(Counter, LABEL_OVERFLOWS)
             self.rejected = add(Counter, REJECTED_VALUES)
+            self.stop_reasons = add(Counter, STOP_REASONS_COUNTED)
+            self.time_per_output_token = add(
+                Histogram, TIME_PER_OUTPUT_TOKEN, buckets=DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS
+            )
+            self.retried = add(Counter, RETRIED_REQUESTS)
             # Every known label value at zero from the start: a healthy process reads 0 on
             # the pipeline dashboard rather than "No data", and increase() sees the first one.
             for label in GUARDED_LABELS:

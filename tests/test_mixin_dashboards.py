@@ -221,12 +221,13 @@ def all_targets() -> list[Any]:
 # --- structure ----------------------------------------------------------------
 
 
-def test_builds_four_dashboards_named_by_uid() -> None:
+def test_builds_five_dashboards_named_by_uid() -> None:
     assert {name: board["uid"] for name, board in DASHBOARDS.items()} == {
         "ccobs-overview.json": "ccobs-overview",
         "ccobs-tokens-cost.json": "ccobs-tokens-cost",
         "ccobs-errors.json": "ccobs-errors",
         "ccobs-pipeline.json": "ccobs-pipeline",
+        "ccobs-answers.json": "ccobs-answers",
     }
 
 
@@ -492,6 +493,7 @@ def test_error_ratio_draws_the_slo_budget_and_fastest_burn_threshold() -> None:
         ("ccobs-pipeline", "Pushgateway push age", "push_stale_seconds"),
         ("ccobs-overview", "Response latency p50 / p95 / p99", "latency_p99_seconds"),
         ("ccobs-tokens-cost", "Cost per hour by model", "hourly_cost_budget_usd"),
+        ("ccobs-answers", "Truncated and refused answers", "truncated_ratio"),
     ],
 )
 def test_alert_threshold_is_drawn(uid: str, title: str, field: str) -> None:

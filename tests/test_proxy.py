@@ -508,6 +508,7 @@ README_LINE_KEYS = [
     "timestamp", "level", "logger", "event", "method", "path", "model", "streaming", "ttft_ms",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "cost_input_usd", "cost_output_usd", "cost_cache_usd", "cost_total_usd",
+    "stop_reason", "upstream_request_id", "time_per_output_token_ms",
     "service_type", "endpoint", "status", "duration_ms", "request_id",
 ]  # fmt: skip
 """The keys of the README's example line, in its order."""

@@ -127,6 +127,13 @@ class MixinConfig:
     push_failure_window: str = "15m"
     """The window of PushFailing's runbook query (the alert reads the Pushgateway's times)."""
     push_failure_for: str = "15m"
+    truncated_ratio: float = 0.1
+    """Share of answers cut off by their output-token limit (stop reason ``max_tokens`` or
+    ``length``) above which to warn."""
+    truncated_min_answers: float = 20.0
+    """Answers the window must hold before their truncated share may alert."""
+    truncated_window: str = "30m"
+    truncated_for: str = "15m"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.namespace):
@@ -166,6 +173,12 @@ class MixinConfig:
         if not 0 < self.rate_limited_ratio < 1:
             raise ValueError(
                 f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"
+            )
+        if not 0 < self.truncated_ratio < 1:
+            raise ValueError(f"truncated_ratio must be within (0, 1), got {self.truncated_ratio}")
+        if self.truncated_min_answers < 0:
+            raise ValueError(
+                f"truncated_min_answers must not be negative, got {self.truncated_min_answers}"
             )
         for f in fields(self):
             if f.name.endswith(("_window", "_for", "_interval")):

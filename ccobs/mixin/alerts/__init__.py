@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccobs.mixin.alerts import (
+    answers,
     availability,
     cost,
     data_quality,
@@ -38,6 +39,7 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     data_quality.unpriced_requests,
     data_quality.label_overflow,
     data_quality.access_log_dropped,
+    answers.truncated_answers_high,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 

@@ -1,4 +1,4 @@
-"""The four ccobs Grafana dashboards, built from a ``MixinConfig``.
+"""The ccobs Grafana dashboards, built from a ``MixinConfig``.
 
 Every query is assembled by :class:`Queries` so that the conventions hold by
 construction rather than by review: each selector carries the job selector
@@ -9,7 +9,7 @@ are only read through ``rate``/``increase`` over ``$__rate_interval`` (or
 The tests then check the built JSON independently, by parsing every query.
 
 One module per dashboard (``overview``, ``tokens_cost``, ``errors``,
-``pipeline``), each a function of the config returning the dashboard JSON;
+``pipeline``, ``answers``), each a function of the config returning the dashboard JSON;
 ``common`` holds the filters and SLO lines they share, ``queries`` the
 PromQL. ``build_dashboards`` lists them with their file names.
 """
@@ -17,6 +17,7 @@ PromQL. ``build_dashboards`` lists them with their file names.
 from __future__ import annotations
 
 from ccobs.mixin.config import MixinConfig
+from ccobs.mixin.dashboards.answers import answers
 from ccobs.mixin.dashboards.errors import errors
 from ccobs.mixin.dashboards.overview import overview
 from ccobs.mixin.dashboards.pipeline import VM_DATASOURCE_VARIABLE, pipeline
@@ -40,4 +41,5 @@ def build_dashboards(config: MixinConfig) -> dict[str, Json]:
         f"{config.dashboard_uid_prefix}-tokens-cost.json": tokens_cost(config),
         f"{config.dashboard_uid_prefix}-errors.json": errors(config),
         f"{config.dashboard_uid_prefix}-pipeline.json": pipeline(config),
+        f"{config.dashboard_uid_prefix}-answers.json": answers(config),
     }
