@@ -62,7 +62,8 @@ def parse_retry_count(value: str | None) -> int | None:
     None for a missing, non-numeric, negative or absurd value: a header the
     client controls never fails the request nor records nonsense.
     """
-    if value is None or not value.isdigit() or len(value) > 4:  # isdigit: no sign, no space
+    # ASCII digits only: no sign, no space, and no "²", which str.isdigit() admits.
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 4:
         return None
     count = int(value)
     return count if count <= MAX_RETRY_COUNT else None

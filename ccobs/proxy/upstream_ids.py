@@ -23,6 +23,11 @@ _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 def upstream_request_id(api: Api, upstream: UpstreamResponse) -> str | None:
     """The upstream's id for the request from its answer's headers, or None (absent, odd)."""
     raw = upstream.header(ANTHROPIC_REQUEST_ID if api == "anthropic" else OPENAI_REQUEST_ID)
+    return accepted_request_id(raw)
+
+
+def accepted_request_id(raw: bytes | None) -> str | None:
+    """``raw`` as text when it looks like a request id: bounded, printable, not a key."""
     if raw is None:
         return None
     value = raw.decode("latin-1")
