@@ -8,6 +8,7 @@ the proxy's registry, its access-log line, and what the SDK saw.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from asgi_server import serve_asgi
 from conftest import restored_logging
 from proxy_harness import ProxyUnderTest, running_proxy
 
+from ccobs.demo.decisions import Api
+from ccobs.demo.loadgen import LoadConfig, run_load
 from ccobs.demo.upstream import (
     Delay,
     MockUpstream,
@@ -354,3 +357,66 @@ def test_an_upstream_error_keeps_the_upstreams_request_id_on_the_line(setup: Set
 
     assert raised.value.request_id == setup.last_upstream_id()
     assert setup.line()["upstream_request_id"] == setup.last_upstream_id()
+
+
+# --- the demo: the mock's stop reasons, the load generator's retries ------------------------
+
+
+def decisions(upstream: MockUpstream, api: Api, count: int, max_tokens: int = 1000) -> list[Any]:
+    return [
+        upstream.decide(api=api, model="m", stream=False, prompt_tokens=10, max_tokens=max_tokens)
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("api", "reason"), [("anthropic", "tool_use"), ("openai", "tool_calls")])
+def test_the_mock_stops_its_share_of_answers_for_a_tool_call(api: Api, reason: str) -> None:
+    upstream = MockUpstream(UpstreamConfig(seed=1, tool_use_share=0.25))
+
+    stops = [d.stop_reason for d in decisions(upstream, api, 400)]
+
+    assert 0.18 < stops.count(reason) / len(stops) < 0.32
+
+
+def test_a_truncated_answer_stops_at_its_limit_even_when_a_tool_call_was_due() -> None:
+    upstream = MockUpstream(UpstreamConfig(seed=1, tool_use_share=1.0, output_tokens=(50, 60)))
+
+    stops = {d.stop_reason for d in decisions(upstream, "anthropic", 20, max_tokens=10)}
+
+    assert stops == {"max_tokens"}
+
+
+def test_the_tool_use_share_shifts_no_other_decision_of_a_seeded_run() -> None:
+    def drawn(share: float) -> list[tuple[float, int]]:
+        upstream = MockUpstream(UpstreamConfig(seed=4, tool_use_share=share))
+        return [(d.ttft, d.output_tokens) for d in decisions(upstream, "openai", 50)]
+
+    assert drawn(0.0) == drawn(0.5)
+
+
+def test_the_load_generators_retries_reach_the_retries_counter(setup: Setup) -> None:
+    config = LoadConfig(
+        target=setup.proxy.url,
+        concurrency=1,
+        requests=1,
+        max_retries=2,
+        headers={"x-mock-status": "529"},
+    )
+
+    summary = asyncio.run(run_load(config))
+    setup.settle(3)
+
+    assert summary.errors_by_status == {529: 1}  # the last attempt's answer
+    assert setup.retries() == {"1": 1.0, "2": 1.0}
+
+
+def test_the_load_generator_without_retries_sends_no_retry_count(setup: Setup) -> None:
+    config = LoadConfig(
+        target=setup.proxy.url, concurrency=1, requests=1, headers={"x-mock-status": "529"}
+    )
+
+    asyncio.run(run_load(config))
+    setup.settle(1)
+
+    assert setup.retries() == {}
+    assert len(setup.lines()) == 1

@@ -61,6 +61,7 @@ from ccobs.demo.decisions import (
     UpstreamConfig,
     estimate_prompt_tokens,
     split_tokens,
+    tool_call_stop_reason,
 )
 from ccobs.demo.mock_errors import (
     FAULT_MESSAGES,
@@ -176,6 +177,8 @@ class MockUpstream:
         index = self._index
         self._index += 1
         digest = hashlib.blake2b(f"{self._id_salt}:{index}".encode(), digest_size=12).hexdigest()
+        if not truncated:
+            stop_reason = tool_call_stop_reason(api, digest, cfg.tool_use_share) or stop_reason
         decision = Decision(
             index=index,
             request_id=digest,
