@@ -47,8 +47,15 @@ _STOP_REASON_LABELS["max_output_tokens"] = "length"
 
 
 def stop_reason_label(stop_reason: str) -> str:
-    """The ``stop_reason`` label of a vendor's stop reason: a known one, or ``other``."""
-    return _STOP_REASON_LABELS.get(stop_reason, OTHER)
+    """The ``stop_reason`` label of a vendor's stop reason: a known one, or ``other``.
+
+    Anything else, whatever a careless caller passes (None, a list), is ``other``
+    too: recording runs inside every request and must not raise.
+    """
+    try:
+        return _STOP_REASON_LABELS.get(stop_reason, OTHER)
+    except TypeError:  # unhashable
+        return OTHER
 
 
 def retry_label(retry_count: int) -> str:

@@ -302,8 +302,11 @@ class PrometheusMetrics:
     def record_retried_request(
         self, retry_count: int, model: str | None = None, service_type: str | None = None
     ) -> None:
-        """Count a request that is a client's retry (``retry_count`` above 0; 0 is not)."""
-        if retry_count > 0:
+        """Count a request that is a client's retry (``retry_count`` above 0; 0 is not).
+
+        A count that is not an ``int`` counts nothing: recording must not raise.
+        """
+        if retry_count.__class__ is int and retry_count > 0:
             self._count(self._retried, (retry_label(retry_count), model, service_type))
 
     def record_response(
