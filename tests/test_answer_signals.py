@@ -359,6 +359,27 @@ def test_an_upstream_error_keeps_the_upstreams_request_id_on_the_line(setup: Set
     assert setup.line()["upstream_request_id"] == setup.last_upstream_id()
 
 
+def test_a_passed_through_answer_keeps_the_upstreams_request_id(setup: Setup) -> None:
+    raw = setup.claude.messages.with_raw_response.count_tokens(model=MODEL, messages=HELLO)
+    counted = raw.parse()
+    setup.settle(1)
+
+    assert counted._request_id == raw.headers["request-id"]
+    assert setup.line()["upstream_request_id"] == raw.headers["request-id"]
+    assert raw.headers["x-request-id"] == setup.line()["request_id"]
+
+
+def test_a_passed_through_retry_is_counted(setup: Setup) -> None:
+    httpx.post(
+        setup.proxy.url + "/v1/messages/count_tokens",
+        json={"model": MODEL, "messages": HELLO},
+        headers={"x-stainless-retry-count": "1"},
+    )
+    setup.settle(1)
+
+    assert setup.retries() == {"1": 1.0}
+
+
 # --- the demo: the mock's stop reasons, the load generator's retries ------------------------
 
 

@@ -261,7 +261,9 @@ class MockUpstream:
             model_and_messages(body)
         except ValueError as exc:
             return error_response("anthropic", 400, str(exc))
-        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)})
+        # Anthropic names every answer with a request id, this one too.
+        headers = {"request-id": f"req_{secrets.token_hex(12)}"}
+        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)}, headers=headers)
 
     def _headers(self, decision: Decision) -> dict[str, str]:
         """Request id and rate-limit headers, named as each vendor names them."""
