@@ -192,13 +192,14 @@ class ObservabilityMiddleware:
                     status = message["status"]
                     # A copy: the app may send the same message (or headers list) again.
                     message = dict(message)
-                    headers = message.get("headers", ())
+                    # A list (any iterable is valid ASGI), read once, then scanned.
+                    headers = message["headers"] = [*message.get("headers", ())]
                     for key, _ in headers:
                         if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
-                            message["headers"] = [*headers, own]
                             break
                     else:
-                        message["headers"] = [*headers, echoed, own]
+                        headers.append(echoed)
+                    headers.append(own)
                 return send(message)
 
             # What ``async with request_context(request_id, self.storage)`` does, inline:
