@@ -214,6 +214,7 @@ REJECTED_VALUE_METRICS: tuple[str, ...] = (
     "tokens",
     "cost_usd",
     "active_requests",
+    "time_per_output_token",
 )
 """The ``metric`` label values of ``rejected_values_total``: what a refused value was for."""
 
@@ -336,6 +337,60 @@ RATE_LIMIT_METRICS: tuple[MetricSpec, ...] = (
     SUBSCRIPTION_STATUS,
     RATE_LIMIT_REJECTED,
 )
+# -- what the answers themselves say: why they stopped, how fast they streamed, retries ------
+
+STOP_REASONS: tuple[str, ...] = (
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+)
+"""The ``stop_reason`` label values besides ``other``: Anthropic's ``stop_reason`` values,
+then OpenAI's ``finish_reason`` values (a Responses answer is mapped onto the latter)."""
+TRUNCATED_STOP_REASONS: tuple[str, ...] = ("max_tokens", "length")
+"""Stop reasons of an answer cut off by its output-token limit."""
+REFUSED_STOP_REASONS: tuple[str, ...] = ("refusal", "content_filter")
+"""Stop reasons of an answer the model or the vendor's filter refused."""
+RETRY_LABELS: tuple[str, ...] = ("1", "2", "3+")
+"""The ``retry`` label values: which retry of a request (an SDK's ``x-stainless-retry-count``)."""
+
+STOP_REASONS_COUNTED = MetricSpec(
+    "stop_reasons_total",
+    "counter",
+    "Answers by why the model stopped (Anthropic stop_reason, OpenAI finish_reason; "
+    "else other) and model.",
+    ("stop_reason", "model", "service_type"),
+)
+TIME_PER_OUTPUT_TOKEN = MetricSpec(
+    "time_per_output_token_seconds",
+    "histogram",
+    "Seconds per output token of a streamed answer, from its first token to its end, "
+    "over the output tokens after the first.",
+    ("model", "service_type"),
+)
+RETRIED_REQUESTS = MetricSpec(
+    "retried_requests_total",
+    "counter",
+    "Requests that are an SDK's retry (x-stainless-retry-count above 0), by which retry "
+    "(1, 2, 3+) and model.",
+    ("retry", "model", "service_type"),
+)
+ANSWER_METRICS: tuple[MetricSpec, ...] = (
+    STOP_REASONS_COUNTED,
+    TIME_PER_OUTPUT_TOKEN,
+    RETRIED_REQUESTS,
+)
+
+DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+"""The OpenTelemetry GenAI buckets of ``gen_ai.server.time_per_output_token``."""
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
@@ -354,6 +409,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     ACCESS_LOG_DROPPED,
     *ATTRIBUTION_METRICS,
     *RATE_LIMIT_METRICS,
+    *ANSWER_METRICS,
 )
 
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (

@@ -16,6 +16,7 @@ from ccobs.catalog import (
     ATTRIBUTED_TOKENS,
     BUDGET,
     COST,
+    DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS,
     ERRORS,
     INFO,
     LABEL_OVERFLOWS,
@@ -28,9 +29,12 @@ from ccobs.catalog import (
     REJECTED_VALUES,
     REQUESTS,
     RESPONSE_DURATION,
+    RETRIED_REQUESTS,
+    STOP_REASONS_COUNTED,
     SUBSCRIPTION_RESET,
     SUBSCRIPTION_STATUS,
     SUBSCRIPTION_UTILIZATION,
+    TIME_PER_OUTPUT_TOKEN,
     TIME_TO_FIRST_TOKEN,
     TOKENS,
     UNPRICED_REQUESTS,
@@ -77,6 +81,11 @@ class MetricFamilies:
             self.attributed_tokens = add(Counter, ATTRIBUTED_TOKENS)
             self.attributed_cost = add(Counter, ATTRIBUTED_COST)
             self.budgets = add(Gauge, BUDGET, multiprocess_mode="max")
+            self.stop_reasons = add(Counter, STOP_REASONS_COUNTED)
+            self.time_per_output_token = add(
+                Histogram, TIME_PER_OUTPUT_TOKEN, buckets=DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS
+            )
+            self.retried = add(Counter, RETRIED_REQUESTS)
             # Every known label value at zero from the start: a healthy process reads 0 on
             # the pipeline dashboard rather than "No data", and increase() sees the first one.
             for label in GUARDED_LABELS:

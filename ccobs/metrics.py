@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ccobs.answer_signals import AnswerLabels, retry_label, stop_reason_label
 from ccobs.attribution_metrics import AttributionOps
 from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
 from ccobs.in_flight import ActiveRequests, InFlightSource
@@ -140,6 +141,10 @@ class PrometheusMetrics:
         self._attributed: SeriesCache[AttributionOps] = SeriesCache(
             self._new_attribution, labels.attribution
         )
+        answers = AnswerLabels(labels)  # stop reasons, output speed, retries
+        self._stop_reasons: SeriesCache[Op] = SeriesCache(inc("stop_reasons"), answers.stop_reason)
+        self._tpots: SeriesCache[Op] = SeriesCache(observe("time_per_output_token"), answers.series)
+        self._retried: SeriesCache[Op] = SeriesCache(inc("retried"), answers.retry)
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
         return lambda labels: fast_inc(getattr(self._families, family).labels(*labels))
@@ -292,6 +297,29 @@ class PrometheusMetrics:
     def record_unpriced_request(self, model: str | None, service_type: str | None = None) -> None:
         """Count a request whose model has no price, so its zero cost is visibly a gap."""
         self._count(self._unpriced, (model, service_type))
+
+    def record_stop_reason(
+        self, stop_reason: str, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Count one answer under why it stopped; an unknown reason counts as ``other``."""
+        self._count(self._stop_reasons, (stop_reason_label(stop_reason), model, service_type))
+
+    def record_time_per_output_token(
+        self, seconds: float, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Observe a streamed answer's seconds per output token after its first."""
+        raw = (model, service_type)
+        self._add(self._tpots, "time_per_output_token", raw, seconds, True)
+
+    def record_retried_request(
+        self, retry_count: int, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Count a request that is a client's retry (``retry_count`` above 0; 0 is not).
+
+        A count that is not an ``int`` counts nothing: recording must not raise.
+        """
+        if retry_count.__class__ is int and retry_count > 0:
+            self._count(self._retried, (retry_label(retry_count), model, service_type))
 
     def record_response(
         self,

@@ -239,6 +239,21 @@ CALLS: dict[str, st.SearchStrategy[Call]] = {
     "record_rate_limit_headers": calls_of(
         "record_rate_limit_headers", rate_limit_headers, label_values
     ),
+    "record_stop_reason": calls_of(
+        "record_stop_reason",
+        st.one_of(label_values, st.sampled_from(["end_turn", "length", "max_output_tokens"])),
+        label_values,
+        label_values,
+    ),
+    "record_time_per_output_token": calls_of(
+        "record_time_per_output_token", amounts, label_values, label_values
+    ),
+    "record_retried_request": calls_of(
+        "record_retried_request",
+        st.one_of(amounts, st.integers(min_value=-3, max_value=10)),
+        label_values,
+        label_values,
+    ),
     "set_active_requests": calls_of("set_active_requests", amounts),
     "inc_active_requests": calls_of("inc_active_requests"),
     "dec_active_requests": calls_of("dec_active_requests"),
@@ -441,6 +456,10 @@ AMOUNT_CALLS: dict[str, tuple[Callable[[PrometheusMetrics, Any], None], str]] = 
     "tokens": (lambda m, v: m.record_tokens(v, "input", "m", "proxy"), "ccproxy_tokens_total"),
     "cost_usd": (lambda m, v: m.record_cost(v, "m", "total", "proxy"), "ccproxy_cost_usd_total"),
     "active_requests": (lambda m, v: m.set_active_requests(v), "ccproxy_active_requests"),
+    "time_per_output_token": (
+        lambda m, v: m.record_time_per_output_token(v, "m", "proxy"),
+        "ccproxy_time_per_output_token_seconds_sum",
+    ),
 }
 bad_amounts: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from([*BAD_NUMBERS, None, "12", b"1", [1]]),

@@ -282,7 +282,10 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             stream_share=0.5,
         )
         loads.append(Load(healthy))
-        failing = Load(replace(healthy, rate=8.0, seed=6, headers={"x-mock-status": "500"}))
+        # Retried once, as an SDK would: the retries panels read the retries of these 500s.
+        failing = Load(
+            replace(healthy, rate=8.0, seed=6, headers={"x-mock-status": "500"}, max_retries=1)
+        )
         loads.append(failing)
         for status in ("429", "429"):
             httpx.post(

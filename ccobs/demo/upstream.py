@@ -61,6 +61,7 @@ from ccobs.demo.decisions import (
     UpstreamConfig,
     estimate_prompt_tokens,
     split_tokens,
+    tool_call_stop_reason,
 )
 from ccobs.demo.mock_errors import (
     FAULT_MESSAGES,
@@ -178,6 +179,8 @@ class MockUpstream:
         index = self._index
         self._index += 1
         digest = hashlib.blake2b(f"{self._id_salt}:{index}".encode(), digest_size=12).hexdigest()
+        if not truncated:
+            stop_reason = tool_call_stop_reason(api, digest, cfg.tool_use_share) or stop_reason
         decision = Decision(
             index=index,
             request_id=digest,
@@ -270,7 +273,9 @@ class MockUpstream:
             model_and_messages(body)
         except ValueError as exc:
             return error_response("anthropic", 400, str(exc))
-        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)})
+        # Anthropic names every answer with a request id, this one too.
+        headers = {"request-id": f"req_{secrets.token_hex(12)}"}
+        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)}, headers=headers)
 
     def _headers(self, decision: Decision) -> dict[str, str]:
         """Request id and rate-limit headers, named as each vendor names them."""

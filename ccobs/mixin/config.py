@@ -146,6 +146,13 @@ class MixinConfig:
     subscription_utilization_ratio: float = 0.9
     """Share of a Claude subscription usage window (5h, 7d...) used above which to warn."""
     subscription_utilization_for: str = "5m"
+    truncated_ratio: float = 0.1
+    """Share of answers cut off by their output-token limit (stop reason ``max_tokens`` or
+    ``length``) above which to warn."""
+    truncated_min_answers: float = 20.0
+    """Answers the window must hold before their truncated share may alert."""
+    truncated_window: str = "30m"
+    truncated_for: str = "15m"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.namespace):
@@ -189,6 +196,12 @@ class MixinConfig:
         for name in ("rate_limit_headroom_ratio", "subscription_utilization_ratio"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must be within (0, 1), got {getattr(self, name)}")
+        if not 0 < self.truncated_ratio < 1:
+            raise ValueError(f"truncated_ratio must be within (0, 1), got {self.truncated_ratio}")
+        if self.truncated_min_answers < 0:
+            raise ValueError(
+                f"truncated_min_answers must not be negative, got {self.truncated_min_answers}"
+            )
         for f in fields(self):
             if f.name.endswith(("_window", "_for", "_interval")):
                 try:

@@ -30,6 +30,7 @@ from ccobs import (
     RequestContext,
     current_request_context,
 )
+from ccobs.answer_signals import RETRY_COUNT_HEADER, parse_retry_count, time_per_output_token
 from ccobs.catalog import (
     CLIENT_DISCONNECT,
     INVALID_REQUEST,
@@ -54,7 +55,8 @@ from ccobs.proxy.upstream_client import (
     UpstreamTimeout,
     UpstreamTooLarge,
 )
-from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
+from ccobs.proxy.upstream_ids import upstream_request_id
+from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_usage
 
 logger = structlog.get_logger("ccobs.demo.proxy")
 
@@ -77,6 +79,8 @@ _NOT_FORWARDED = frozenset(
     }
 )
 _NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
+# The upstream's own x-request-id (OpenAI's) reaches the client; the proxy's id goes beside it.
+_NOT_RELAYED_RAW = _NOT_FORWARDED_RAW - {b"x-request-id"}
 _MAX_UNPRICED_LOGGED = 1000
 MAX_MODEL_CHARS = 256
 """Longer model names are cut to this length in the access log, metrics and cost lookup."""
@@ -106,7 +110,7 @@ def relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     raw_headers = response.raw_headers
     for key, value in upstream.headers:
         name = key.lower()
-        if name not in _NOT_FORWARDED_RAW:
+        if name not in _NOT_RELAYED_RAW:
             raw_headers.append((name, value))
     return response
 
@@ -226,6 +230,7 @@ class LLMProxy:
         record = ctx.record
         record.model = model
         record.streaming = streaming
+        record.retry_count = parse_retry_count(request.headers.get(RETRY_COUNT_HEADER))
         if self.client_info:  # personal data: only when the operator asked for it
             record.client_addr = request.client.host if request.client else None
             record.user_agent = request.headers.get("user-agent")
@@ -275,6 +280,7 @@ class LLMProxy:
         # Rate-limit headroom from the answer's headers, errors included (they are relayed as is).
         self.metrics.record_rate_limit_headers(upstream.headers, ctx.record.key_alias)
 
+        ctx.record.upstream_request_id = upstream_request_id(api, upstream)
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)
         return self._stream(ctx, api, model, upstream)
@@ -355,7 +361,8 @@ class LLMProxy:
 
     def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
         try:
-            self._account(ctx, model, response_tokens(api, content))
+            tokens, ctx.record.stop_reason = response_usage(api, content)
+            self._account(ctx, model, tokens)
         except UsageError as exc:
             ctx.record.error_type = UPSTREAM_INVALID_RESPONSE
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
@@ -436,11 +443,17 @@ class LLMProxy:
                 raise
             finally:
                 upstream.close()
-                self._finish_stream(ctx, model, usage)
+                self._finish_stream(ctx, model, usage, arrived)
 
         return relay_headers(RelayedStream(relay(), status_code=upstream.status_code), upstream)
 
-    def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
+    def _finish_stream(
+        self, ctx: RequestContext, model: str, usage: StreamUsage, ended_at: float
+    ) -> None:
+        """Name the stream's error, or its stop reason and speed; account its usage.
+
+        ``ended_at``: when its last bytes arrived, in seconds from the request's start.
+        """
         record = ctx.record
         if record.error_type is None:  # an error named while relaying stands
             if usage.error is not None:
@@ -449,6 +462,11 @@ class LLMProxy:
                 record.error_type = UPSTREAM_INCOMPLETE_STREAM
         if usage.usage_seen:
             self._account(ctx, model, usage.tokens)
+        if record.error_type is None:  # only a whole answer says why it stopped, and how fast
+            record.stop_reason = usage.stop_reason
+            record.time_per_output_token_seconds = time_per_output_token(
+                record.ttft_seconds, ended_at, usage.tokens.output
+            )
 
     def _account(self, ctx: RequestContext, model: str, tokens: TokenCounts) -> None:
         """Put the tokens and their cost in the request's record, once.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccobs.mixin.alerts import (
+    answers,
     availability,
     budget,
     cost,
@@ -44,6 +45,7 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     data_quality.access_log_dropped,
     budget.budget_exhausted,
     budget.budget_burn_rate,
+    answers.truncated_answers_high,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 

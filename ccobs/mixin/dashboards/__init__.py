@@ -9,8 +9,8 @@ are only read through ``rate``/``increase`` over ``$__rate_interval`` (or
 The tests then check the built JSON independently, by parsing every query.
 
 One module per dashboard (``overview``, ``tokens_cost``, ``errors``,
-``pipeline``, ``spend``, ``upstream_limits``), each a function of the config returning
-the dashboard JSON;
+``pipeline``, ``spend``, ``upstream_limits``, ``answers``), each a function of the config
+returning the dashboard JSON;
 ``common`` holds the filters and SLO lines they share, ``queries`` the
 PromQL. ``build_dashboards`` lists them with their file names.
 """
@@ -18,6 +18,7 @@ PromQL. ``build_dashboards`` lists them with their file names.
 from __future__ import annotations
 
 from ccobs.mixin.config import MixinConfig
+from ccobs.mixin.dashboards.answers import answers
 from ccobs.mixin.dashboards.errors import errors
 from ccobs.mixin.dashboards.overview import overview
 from ccobs.mixin.dashboards.pipeline import VM_DATASOURCE_VARIABLE, pipeline
@@ -45,4 +46,5 @@ def build_dashboards(config: MixinConfig) -> dict[str, Json]:
         f"{config.dashboard_uid_prefix}-pipeline.json": pipeline(config),
         f"{config.dashboard_uid_prefix}-spend.json": spend(config),
         f"{config.dashboard_uid_prefix}-upstream-limits.json": upstream_limits(config),
+        f"{config.dashboard_uid_prefix}-answers.json": answers(config),
     }
