@@ -17,6 +17,7 @@ import uvicorn
 
 from ccobs.logging import (
     UVICORN_LOGGERS,
+    Timestamper,
     add_timestamp,
     configure_logging,
     get_logger,
@@ -82,6 +83,23 @@ def test_timestamp_of_stdlib_record_is_its_creation_time() -> None:
     record.created = 1795759200.1239  # 2026-11-27T06:00:00.123Z
     event = add_timestamp(None, "info", {"_record": record})
     assert event["timestamp"] == "2026-11-27T06:00:00.123Z"
+
+
+@pytest.mark.parametrize(
+    "now",
+    [1795759200.1239, 1795759200.9999, 1795759201.0, 1795759261.5004, 0.0009],
+    ids=["in a second", "its last millisecond", "the next second", "a minute on", "the epoch"],
+)
+def test_timestamper_writes_what_add_timestamp_writes(now: float) -> None:
+    """The chain's cached timestamper, called in turn across seconds, agrees with the
+    plain processor every time."""
+    stamper = Timestamper()
+    for moment in (now - 1.0, now, now + 0.0004, now + 1.0):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.created = moment
+        expected = add_timestamp(None, "info", {"_record": record})["timestamp"]
+
+        assert stamper(None, "info", {"_record": record})["timestamp"] == expected
 
 
 def test_stdlib_logger_lines_have_the_same_json_shape() -> None:

@@ -1,0 +1,174 @@
+"""The access-log line, written straight to ccobs's handler when nothing else would see it.
+
+``ccobs proxy`` writes one ``ccobs.request`` line per request. Through the
+ordinary chain most of that line's cost is machinery, not the line: structlog
+binds a logger for the call, the standard library makes a ``LogRecord`` (and
+looks up the caller's frame), ``ProcessorFormatter`` copies that record into a
+second one, and the handler's and formatter's dispatch run around the few
+processors that actually make the line.
+
+When :func:`~ccobs.logging.configure_logging`'s JSON handler is the only place
+a ``ccobs.request`` record would reach (no other handler on the way, no
+filter, structlog and the formatter still running exactly the processors
+``configure_logging`` gave them), the line that chain writes is known: the
+same processors, called here in the same order on the same event dict, make
+it, and it is written under the handler's lock. So the keys, their order, the
+values, the redaction (:func:`~ccobs.logging.redact_event` over every key and
+value) and the JSON encoding are the chain's own, not a copy of them that
+could drift; only the records and the dispatch are skipped. Any other
+configuration (a second handler such as pytest's capture or a user's file
+handler, a filter, ``structlog.configure`` called again, the console renderer,
+a processor that raises) sends the line the ordinary way, which stays the
+reference: :meth:`JsonLineWriter.write` answers False and the caller logs it
+through its structlog logger. Other loggers' lines always take the ordinary
+chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import structlog
+from structlog.typing import EventDict, Processor
+
+__all__ = ["JsonLineWriter", "write_line"]
+
+_STRUCTLOG_CONFIG: Final[Any] = getattr(structlog._config, "_CONFIG", None)
+"""structlog's live configuration (private): without it there is no fast path."""
+
+
+class JsonLineWriter:
+    """Writes a structlog call's JSON line to one handler, without a ``LogRecord``.
+
+    Made by ``configure_logging`` for the JSON handler it installs and held
+    by that handler (``handler.line_writer``), so it lives and dies with that
+    configuration. ``structlog_processors`` is the list given to
+    ``structlog.configure``: its first processor filters by level, which the
+    caller has done, and its last wraps the event for ``ProcessorFormatter``,
+    which is skipped; the formatter's own processors run after the rest, its
+    first (removing the formatter's metadata, which never gets added here)
+    excepted.
+    """
+
+    __slots__ = (
+        "_chain",
+        "_formatter",
+        "_formatter_processors",
+        "_handler",
+        "_logger_factory",
+        "_structlog_processors",
+    )
+
+    def __init__(
+        self,
+        handler: logging.StreamHandler[Any],
+        formatter: structlog.stdlib.ProcessorFormatter,
+        structlog_processors: Sequence[Processor],
+        logger_factory: object,
+    ) -> None:
+        self._handler = handler
+        self._formatter = formatter
+        self._formatter_processors = tuple(formatter.processors)
+        self._structlog_processors = list(structlog_processors)
+        self._logger_factory = logger_factory
+        self._chain: tuple[Processor, ...] = (
+            *self._structlog_processors[1:-1],
+            *self._formatter_processors[1:],
+        )
+
+    def applies(self, logger: logging.Logger, level: int) -> bool:
+        """Whether a ``level`` line of ``logger`` would reach this handler alone, as configured.
+
+        Every condition is a few attribute reads, checked for every line, so
+        a configuration changed at any time is honoured from the next line on.
+        """
+        handler = self._handler
+        if (
+            logger.filters
+            or handler.filters
+            or level < handler.level
+            or handler.formatter is not self._formatter
+            or logging.root.handlers != [handler]
+        ):
+            return False
+        current: logging.Logger | None = logger
+        while current is not None and current is not logging.root:
+            if current.handlers or not current.propagate:
+                return False
+            current = current.parent
+        config = _STRUCTLOG_CONFIG
+        return (
+            config is not None
+            and config.logger_factory is self._logger_factory
+            and config.default_wrapper_class is structlog.stdlib.BoundLogger
+            and config.default_context_class is dict
+            and config.default_processors == self._structlog_processors
+            and tuple(self._formatter.processors) == self._formatter_processors
+        )
+
+    def write(
+        self, logger: logging.Logger, level: int, method_name: str, event: str, fields: EventDict
+    ) -> bool:
+        """Write ``logger.<method_name>(event, **fields)``'s line; False to leave it to the chain.
+
+        ``level`` is ``method_name``'s level number, already checked against
+        the logger's level by the caller. False, and nothing written, unless
+        :meth:`applies`; also False when a processor raises, so the chain
+        meets the same input and handles the failure its own way.
+        """
+        if not self.applies(logger, level):
+            return False
+        # What structlog's BoundLogger makes of the call: its (empty) context,
+        # the keywords, then the event.
+        event_dict: Any = dict(fields)
+        event_dict["event"] = event
+        try:
+            for processor in self._chain:
+                event_dict = processor(logger, method_name, event_dict)
+        except Exception:
+            return False
+        if not isinstance(event_dict, str):
+            return False
+        handler = self._handler
+        handler.acquire()
+        try:
+            handler.stream.write(event_dict + handler.terminator)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(_failed_record(logger, level, event_dict))
+        finally:
+            handler.release()
+        return True
+
+
+def _failed_record(logger: logging.Logger, level: int, line: str) -> logging.LogRecord:
+    """A record for ``Handler.handleError``, made only when writing failed."""
+    return logger.makeRecord(logger.name, level, "(access_line)", 0, line, (), None)
+
+
+def write_line(
+    structlog_logger: Any,
+    logger: logging.Logger,
+    level: int,
+    method_name: str,
+    event: str,
+    fields: EventDict,
+) -> None:
+    """Log ``structlog_logger.<method_name>(event, **fields)``, straight to the handler if it can.
+
+    ``structlog_logger`` is an unbound structlog logger over the standard
+    library logger ``logger``; ``level`` is ``method_name``'s level, already
+    found enabled. The line goes through the ordinary chain unless the root
+    logger's only handler carries a :class:`JsonLineWriter` that takes it.
+    """
+    handlers = logging.root.handlers
+    if len(handlers) == 1:
+        writer: JsonLineWriter | None = getattr(handlers[0], "line_writer", None)
+        if writer is not None and writer.write(logger, level, method_name, event, fields):
+            return
+    method: Callable[..., Any] = getattr(structlog_logger, method_name)
+    method(event, **fields)
