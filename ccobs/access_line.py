@@ -10,33 +10,52 @@ processors that actually make the line.
 When :func:`~ccobs.logging.configure_logging`'s JSON handler is the only place
 a ``ccobs.request`` record would reach (no other handler on the way, no
 filter, structlog and the formatter still running exactly the processors
-``configure_logging`` gave them), the line that chain writes is known: the
-same processors, called here in the same order on the same event dict, make
-it, and it is written under the handler's lock. So the keys, their order, the
-values, the redaction (:func:`~ccobs.logging.redact_event` over every key and
-value) and the JSON encoding are the chain's own, not a copy of them that
-could drift; only the records and the dispatch are skipped. Any other
-configuration (a second handler such as pytest's capture or a user's file
-handler, a filter, ``structlog.configure`` called again, the console renderer,
-a processor that raises) sends the line the ordinary way, which stays the
+``configure_logging`` gave them), the line that chain writes is known, and
+:class:`JsonLineWriter` builds it in one pass: the four first keys, the
+fields, the context variables structlog binds, in the chain's order; the
+chain's own redaction (:func:`~ccobs.redaction.redact`, as
+:func:`~ccobs.logging.redact_event` calls it) over every field and bound
+value; the chain's own renderer; written under the handler's lock. Only the
+four first values, which the writer makes itself (the time, the level name,
+the logger's name), skip the redaction, which leaves them unchanged. A call
+the one pass does not cover (a traceback, stack information, positional
+arguments, a method other than ``debug``/``info``/``warning``/``error``/
+``critical``) runs the chain's processors themselves, still without the
+records. Tests hold both to the chain's line byte for byte.
+
+Any other configuration (a second handler such as pytest's capture or a
+user's file handler, a filter, ``structlog.configure`` called again, the
+console renderer) sends the line the ordinary way, which stays the
 reference: :meth:`JsonLineWriter.write` answers False and the caller logs it
-through its structlog logger. Other loggers' lines always take the ordinary
-chain.
+through its structlog logger; so does a line whose processing raises, so
+the chain meets the failure and handles it its own way. Other loggers' lines
+always take the ordinary chain.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextvars import copy_context
 from typing import Any, Final
 
 import structlog
+from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from structlog.typing import EventDict, Processor
+
+from ccobs.redaction import redact
 
 __all__ = ["JsonLineWriter", "write_line"]
 
 _STRUCTLOG_CONFIG: Final[Any] = getattr(structlog._config, "_CONFIG", None)
 """structlog's live configuration (private): without it there is no fast path."""
+
+_FIRST_KEYS: Final = ("timestamp", "level", "logger", "event")
+_ONE_PASS_METHODS: Final = frozenset({"debug", "info", "warning", "error", "critical"})
+"""Methods whose level name is the method's name (``add_log_level`` maps the others)."""
+_CHAIN_ONLY_KEYS: Final = ("exc_info", "stack_info", "positional_args")
+"""Keywords a chain processor acts on: a call with one of them runs the processors."""
+_PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
 
 
 class JsonLineWriter:
@@ -46,10 +65,10 @@ class JsonLineWriter:
     by that handler (``handler.line_writer``), so it lives and dies with that
     configuration. ``structlog_processors`` is the list given to
     ``structlog.configure``: its first processor filters by level, which the
-    caller has done, and its last wraps the event for ``ProcessorFormatter``,
-    which is skipped; the formatter's own processors run after the rest, its
-    first (removing the formatter's metadata, which never gets added here)
-    excepted.
+    caller has done, and its last wraps the event for ``ProcessorFormatter``.
+    ``timestamp`` makes the chain's ``timestamp`` value for now; the
+    formatter's processors end with the key ordering, the redaction and the
+    renderer, which the one pass uses (the renderer) or does (order, redaction).
     """
 
     __slots__ = (
@@ -58,7 +77,9 @@ class JsonLineWriter:
         "_formatter_processors",
         "_handler",
         "_logger_factory",
+        "_render",
         "_structlog_processors",
+        "_timestamp",
     )
 
     def __init__(
@@ -67,12 +88,15 @@ class JsonLineWriter:
         formatter: structlog.stdlib.ProcessorFormatter,
         structlog_processors: Sequence[Processor],
         logger_factory: object,
+        timestamp: Callable[[], str],
     ) -> None:
         self._handler = handler
         self._formatter = formatter
         self._formatter_processors = tuple(formatter.processors)
         self._structlog_processors = list(structlog_processors)
         self._logger_factory = logger_factory
+        self._timestamp = timestamp
+        self._render = self._formatter_processors[-1]
         self._chain: tuple[Processor, ...] = (
             *self._structlog_processors[1:-1],
             *self._formatter_processors[1:],
@@ -115,34 +139,73 @@ class JsonLineWriter:
 
         ``level`` is ``method_name``'s level number, already checked against
         the logger's level by the caller. False, and nothing written, unless
-        :meth:`applies`; also False when a processor raises, so the chain
+        :meth:`applies`; also False when making the line raises, so the chain
         meets the same input and handles the failure its own way.
         """
         if not self.applies(logger, level):
             return False
-        # What structlog's BoundLogger makes of the call: its (empty) context,
-        # the keywords, then the event.
-        event_dict: Any = dict(fields)
-        event_dict["event"] = event
         try:
-            for processor in self._chain:
-                event_dict = processor(logger, method_name, event_dict)
+            if method_name in _ONE_PASS_METHODS and not any(
+                key in fields for key in _CHAIN_ONLY_KEYS
+            ):
+                line = self._one_pass(logger, method_name, event, fields)
+            else:
+                line = self._processed(logger, method_name, event, fields)
         except Exception:
             return False
-        if not isinstance(event_dict, str):
+        if not isinstance(line, str):
             return False
         handler = self._handler
         handler.acquire()
         try:
-            handler.stream.write(event_dict + handler.terminator)
+            handler.stream.write(line + handler.terminator)
             handler.flush()
         except RecursionError:
             raise
         except Exception:
-            handler.handleError(_failed_record(logger, level, event_dict))
+            handler.handleError(_failed_record(logger, level, line))
         finally:
             handler.release()
         return True
+
+    def _one_pass(
+        self, logger: logging.Logger, method_name: str, event: str, fields: EventDict
+    ) -> Any:
+        """The chain's line, built in one pass (the module's docstring says what it does)."""
+        # The fields, then what structlog's context variables bind and the call did not
+        # name (``merge_contextvars``), then bytes decoded (``UnicodeDecoder``).
+        body = dict(fields)
+        for variable, value in copy_context().items():
+            name = variable.name
+            if name.startswith(STRUCTLOG_KEY_PREFIX) and value is not Ellipsis:
+                body.setdefault(name[_PREFIX_LENGTH:], value)
+        for key, value in body.items():
+            if isinstance(value, bytes):
+                body[key] = value.decode("utf-8", "replace")
+        # The four first keys are the chain's to set, in front (``order_keys``).
+        for key in _FIRST_KEYS:
+            body.pop(key, None)
+        line = {
+            "timestamp": self._timestamp(),
+            "level": method_name,
+            "logger": logger.name,
+            "event": redact(event, stringify=True),
+        }
+        line.update(redact(body, stringify=True))
+        return self._render(logger, method_name, line)
+
+    def _processed(
+        self, logger: logging.Logger, method_name: str, event: str, fields: EventDict
+    ) -> Any:
+        """The chain's line, made by the chain's processors: what structlog's
+        ``BoundLogger`` makes of the call (its empty context, the keywords, the event),
+        through every processor but the level filter, the formatter's wrapping and the
+        removal of the formatter's metadata, which the writer never adds."""
+        event_dict: Any = dict(fields)
+        event_dict["event"] = event
+        for processor in self._chain:
+            event_dict = processor(logger, method_name, event_dict)
+        return event_dict
 
 
 def _failed_record(logger: logging.Logger, level: int, line: str) -> logging.LogRecord:

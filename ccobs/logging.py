@@ -14,10 +14,12 @@ otherwise it installs its own handlers again when the server starts.
 
 from __future__ import annotations
 
+import json
 import logging as stdlib_logging
 import sys
 import time
-from typing import Final, TextIO, cast
+from collections.abc import Callable
+from typing import Any, Final, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -93,13 +95,20 @@ class Timestamper:
         """The last second formatted and its text, replaced as one tuple (thread-safe)."""
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        now = _event_time(event_dict)
+        event_dict["timestamp"] = self.format(_event_time(event_dict))
+        return event_dict
+
+    def now(self) -> str:
+        """The timestamp of a line made now, outside the chain (``ccobs.access_line``)."""
+        return self.format(time.time())
+
+    def format(self, now: float) -> str:
+        """The timestamp of ``now`` (seconds since the epoch)."""
         seconds = int(now)
         last = self._last
         if last[0] != seconds:
             last = self._last = (seconds, _utc_second(seconds))
-        event_dict["timestamp"] = last[1] + f".{int((now - seconds) * 1000):03d}Z"
-        return event_dict
+        return last[1] + f".{int((now - seconds) * 1000):03d}Z"
 
 
 def _event_time(event_dict: EventDict) -> float:
@@ -143,13 +152,13 @@ def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict)
 # --- configuration ----------------------------------------------------------
 
 
-def _shared_processors() -> list[Processor]:
+def _shared_processors(timestamper: Timestamper) -> list[Processor]:
     """Processors both paths run: structlog calls and foreign stdlib records."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
-        Timestamper(),
+        timestamper,
         structlog.processors.StackInfoRenderer(),
         # Formatted here, before the formatter, so exception text exists as a
         # string for redact_event to clean, in both renderers.
@@ -164,12 +173,34 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+class _ReusedEncoderDumps:
+    """``json.dumps`` for structlog's ``JSONRenderer``, its encoder made once.
+
+    ``json.dumps(obj, default=...)`` builds a new ``JSONEncoder`` on every call,
+    a noticeable part of a log line's cost; this keeps the one made for the
+    ``default`` the renderer passes (always the same) and calls its ``encode``,
+    which is what ``json.dumps`` does with it: same options, same text.
+    """
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: tuple[object, Callable[[Any], str]] | None = None
+        """The ``default`` and the encoder's ``encode``, replaced as one tuple (thread-safe)."""
+
+    def __call__(self, obj: Any, *, default: Callable[[Any], Any]) -> str:
+        made = self._made
+        if made is None or made[0] is not default:
+            made = self._made = (default, json.JSONEncoder(default=default).encode)
+        return made[1](obj)
+
+
 def _renderer(fmt: str, stream: TextIO) -> Processor:
     tty = _is_tty(stream)
     if fmt == "console" or (fmt == "auto" and tty):
         # Colours only on a terminal: escape codes in a file are noise.
         return structlog.dev.ConsoleRenderer(colors=tty, sort_keys=False)
-    return structlog.processors.JSONRenderer()
+    return structlog.processors.JSONRenderer(serializer=_ReusedEncoderDumps())
 
 
 def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -197,7 +228,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     fmt_name = _check_choice("format", fmt, FORMATS)
     out = stream if stream is not None else sys.stderr
 
-    shared = _shared_processors()
+    timestamper = Timestamper()
+    shared = _shared_processors(timestamper)
     renderer = _renderer(fmt_name, out)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), drop_color_message],
@@ -220,7 +252,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     logger_factory = structlog.stdlib.LoggerFactory()
     if isinstance(renderer, structlog.processors.JSONRenderer):
         handler.line_writer = JsonLineWriter(
-            handler, formatter, structlog_processors, logger_factory
+            handler, formatter, structlog_processors, logger_factory, timestamper.now
         )
 
     root = stdlib_logging.getLogger()

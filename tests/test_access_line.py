@@ -193,6 +193,24 @@ def test_the_direct_line_is_the_chains_line_byte_for_byte(
     assert written == expected
 
 
+def test_bound_context_variables_land_where_the_chain_puts_them(stream: io.StringIO) -> None:
+    """After the fields, skipped where a field has the name, decoded, redacted, and never in
+    place of the four first keys."""
+    bound = {
+        "request_id": "0fb2deae24b023202de92484713512a9",
+        "status": "shadowed by the field",
+        "level": "not the level",
+        "raw": b"bytes \xc3\xa9",
+        "authorization": f"Bearer {BEARER_TOKEN}",
+    }
+    with structlog.contextvars.bound_contextvars(**bound):
+        written, expected, records = both_ways(stream, INFO, "request_success", PING_LINE)
+
+    assert records == 0
+    assert written == expected
+    assert BEARER_TOKEN not in written
+
+
 def test_an_exception_line_with_its_traceback_is_the_chains_line(stream: io.StringIO) -> None:
     fields = {**PING_LINE, "error_message": "boom", "exc_info": True}
     try:

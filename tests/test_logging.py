@@ -14,10 +14,13 @@ import httpx
 import pytest
 import structlog
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccobs.logging import (
     UVICORN_LOGGERS,
     Timestamper,
+    _ReusedEncoderDumps,
     add_timestamp,
     configure_logging,
     get_logger,
@@ -100,6 +103,29 @@ def test_timestamper_writes_what_add_timestamp_writes(now: float) -> None:
         expected = add_timestamp(None, "info", {"_record": record})["timestamp"]
 
         assert stamper(None, "info", {"_record": record})["timestamp"] == expected
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=JSONISH)
+def test_the_json_renderers_serializer_writes_what_json_dumps_writes(value: Any) -> None:
+    dumps = _ReusedEncoderDumps()
+
+    assert dumps(value, default=repr) == json.dumps(value, default=repr)
+    assert dumps(value, default=repr) == json.dumps(value, default=repr)  # the reused encoder
+
+
+def test_the_json_renderers_serializer_uses_the_default_it_is_given() -> None:
+    dumps = _ReusedEncoderDumps()
+
+    assert dumps({"x": object}, default=lambda o: "first") == '{"x": "first"}'
+    assert dumps({"x": object}, default=lambda o: "second") == '{"x": "second"}'
 
 
 def test_stdlib_logger_lines_have_the_same_json_shape() -> None:
