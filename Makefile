@@ -3,7 +3,7 @@
 #                (mock upstream, proxy, load generator)
 #   make test  - install test dependencies, the Debian binaries and the real clients (npm),
 #                then run the whole suite
-#   make bench - install wrk and valgrind when missing, run the benchmarks and write
+#   make bench - install wrk and valgrind when missing, run the benchmarks and the targets, and write
 #                benchmarks/RESULTS.md
 #   make generate - regenerate every committed generated file (the drift tests name it)
 PYTHON ?= python3
@@ -51,3 +51,4 @@ bench: install
 	scripts/install-debian-deps.sh bench
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.targets

@@ -109,12 +109,14 @@ class JsonLineWriter:
         a configuration changed at any time is honoured from the next line on.
         """
         handler = self._handler
+        root_handlers = logging.root.handlers
         if (
             logger.filters
             or handler.filters
             or level < handler.level
             or handler.formatter is not self._formatter
-            or logging.root.handlers != [handler]
+            or len(root_handlers) != 1
+            or root_handlers[0] is not handler
         ):
             return False
         current: logging.Logger | None = logger
