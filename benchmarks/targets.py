@@ -22,6 +22,7 @@ and same-run ratios decide.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -53,7 +54,13 @@ def measure(quick: bool = False) -> dict[str, Any]:
         "renderer_10k": run_json(["-m", "benchmarks.exposition", "--child", "10000"]),
     }
     data["seconds"] = time.monotonic() - started
+    data["load_average_after"] = os.getloadavg()
     return data
+
+
+def _load(data: dict[str, Any]) -> str:
+    load = data.get("load_average_after")
+    return f", load average {load[0]:.1f} at the end" if load else ""
 
 
 def _met(ok: bool) -> str:
@@ -76,9 +83,9 @@ def section(data: dict[str, Any], before: dict[str, Any]) -> list[str]:
         BEGIN,
         "## Targets (`python -m benchmarks.targets`)",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {data['seconds']:.0f} s; every figure beside"
-        " its baseline from this run. Timings swing with this shared machine's load;",
-        "instruction counts (callgrind, fixed hash seed) and same-run ratios do not.",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {data['seconds']:.0f} s"
+        f"{_load(data)}; every figure beside its baseline from this run. Timings swing with"
+        " this shared machine's load; instruction counts (callgrind, fixed hash seed) do not.",
         "",
         "| target | figure | baseline (same run) | result |",
         "|---|---|---|---|",
@@ -117,7 +124,11 @@ def section(data: dict[str, Any], before: dict[str, Any]) -> list[str]:
         " library, as every line went before. The recording's `per update` figure is one"
         " `record_*` call per update, `in one call` is `record_completed_request`; the"
         f" renderer's recorded speed-ups are from commit {before['commit']}"
-        " (`targets_before.json`).",
+        f" (`targets_before.json`). Served counts: {ins['requests']} requests from"
+        f" {ins['connections']} keep-alive connections after {ins['warmup']} to warm up;"
+        f" recording: {rec['single']['rounds']} rounds of {rec['single']['number']:,} in one"
+        f" process, {rec['multiprocess']['rounds']} of {rec['multiprocess']['number']:,}"
+        " under multiprocess mode.",
         "",
         "<details><summary>raw data</summary>",
         "",
