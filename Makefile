@@ -3,7 +3,7 @@
 #                (mock upstream, proxy, load generator)
 #   make test  - install test dependencies, the Debian binaries and the real clients (npm),
 #                then run the whole suite
-#   make bench - install wrk and valgrind when missing, run the benchmarks and write
+#   make bench - install wrk and valgrind when missing, run the benchmarks and the targets, and write
 #                benchmarks/RESULTS.md
 #   make generate - regenerate every committed generated file (the drift tests name it)
 #   make bench-streams - thousands of concurrent slow streams through ccobs proxy (minutes)
@@ -54,6 +54,7 @@ bench: install
 	scripts/install-debian-deps.sh bench
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.targets
 
 # Not part of `make bench`: each takes minutes. Both write their figures to stdout;
 # bench-streams also rewrites its part of benchmarks/RESULTS.md.
