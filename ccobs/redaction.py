@@ -113,7 +113,9 @@ def _classify_key(key: str) -> tuple[str, bool]:
 # --- free-text patterns -----------------------------------------------------
 
 # Characters provider keys are made of. The look-behind stops matches in the
-# middle of words such as ``task-manager`` or ``disk-usage``.
+# middle of words such as ``task-manager`` or ``disk-usage``; a key glued to a
+# word (``team-sk-ant-...``) is still caught by its unmistakable prefix followed
+# by at least 20 key characters, which no ordinary word has.
 _KEY_CHARS = r"[A-Za-z0-9_\-]"
 _API_KEY_RE: Final = re.compile(
     r"(?<![A-Za-z0-9_\-])sk-(?:"
@@ -121,6 +123,7 @@ _API_KEY_RE: Final = re.compile(
     rf"|(?:proj|svcacct|admin|None)-{_KEY_CHARS}{{8,}}"  # OpenAI project/service/user
     rf"|[A-Za-z0-9]{_KEY_CHARS}{{15,}}"  # OpenAI legacy sk-<48 chars>, look-alikes
     r")"
+    rf"|sk-(?:ant|proj|svcacct|admin)-{_KEY_CHARS}{{20,}}"  # glued to a preceding word
 )
 # RFC 6750 b64token. The scheme word is kept so the line still says what kind
 # of credential was there.

@@ -128,6 +128,14 @@ def test_redact_text_ignores_sk_inside_words_and_short_strings(text: str) -> Non
     assert redact_text(text) == text
 
 
+@pytest.mark.parametrize("glue", ["team-", "team_", "x"])
+@pytest.mark.parametrize(
+    "key", ["sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx", "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx"]
+)
+def test_redact_text_removes_a_key_glued_to_a_preceding_word(glue: str, key: str) -> None:
+    assert redact_text(f"agent {glue}{key} done") == f"agent {glue}{REDACTED} done"
+
+
 @given(
     body=st.text(
         alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
