@@ -3,14 +3,17 @@
 #                (mock upstream, proxy, load generator)
 #   make test  - install test dependencies, the Debian binaries and the real clients (npm),
 #                then run the whole suite
-#   make bench - install wrk and valgrind when missing, run the benchmarks and write
+#   make bench - install wrk and valgrind when missing, run the benchmarks and the targets, and write
 #                benchmarks/RESULTS.md
 #   make generate - regenerate every committed generated file (the drift tests name it)
+#   make bench-streams - thousands of concurrent slow streams through ccobs proxy (minutes)
+#   make bench-proxy-instructions - the proxy's addition over a bare pass-through (callgrind)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install debian-deps npm-clients bench generate
+.PHONY: demo test lint install debian-deps npm-clients bench generate bench-streams \
+	bench-proxy-instructions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +54,13 @@ bench: install
 	scripts/install-debian-deps.sh bench
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.targets
+
+# Not part of `make bench`: each takes minutes. Both write their figures to stdout;
+# bench-streams also rewrites its part of benchmarks/RESULTS.md.
+bench-streams: install
+	$(BIN)/python -m benchmarks.streams
+
+bench-proxy-instructions: install
+	scripts/install-debian-deps.sh bench
+	$(BIN)/python -m benchmarks.proxy_instructions

@@ -3,6 +3,7 @@
     python -m benchmarks.access_log            # writes its section of benchmarks/RESULTS.md
     python -m benchmarks.access_log --quick    # smaller, prints only
     python -m benchmarks.access_log --day-scale 30000000   # a real day's scale, see below
+    python -m benchmarks.access_log --who 30000000   # spend per team, top sessions, see below
 
 Writes go through the real path: ``store()`` from one thread (the event
 loop's stand-in), the background writer batching into the database. Three
@@ -21,11 +22,17 @@ database (SQL, no Python per row), and the hourly rollup of a full day at
 every model and status), for SQLite and DuckDB. The raw rows and the rollup
 are synthetic and independent, so the numbers are latencies, not sums to
 check. It records its own block inside this benchmark's section.
+
+``--who N`` loads the same N raw records (each with a team, key and client
+app, Claude Code's with a session) and the rollup of every hour since the
+month began, and times "spend per team this month" (the rollup) and "the 10
+most expensive Claude Code sessions today" (raw records); its own block too.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import platform
@@ -41,8 +48,15 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from ccobs.access_log import BatchingAccessLog, LogFilter, open_access_log, open_reader
-from ccobs.access_log.query import BUCKET_BASE, COLUMNS, TABLE, to_row, to_us
+from ccobs.access_log import (
+    BatchingAccessLog,
+    LogFilter,
+    open_access_log,
+    open_reader,
+    parse_time,
+)
+from ccobs.access_log.columns import COLUMNS
+from ccobs.access_log.query import BUCKET_BASE, TABLE, to_row, to_us
 from ccobs.access_log.rollup import HOUR_US
 from ccobs.storage import AccessLogRecord
 
@@ -51,6 +65,7 @@ SECTION = "access-log"
 MODELS = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6", "gpt-4.1-mini")
 TARGET_RATE = 5_000
 DAY_SCALE = f"{SECTION}-day-scale"
+WHO = f"{SECTION}-who"
 STATUSES = ((200, 0.97), (429, 0.01), (500, 0.01), (529, 0.01))
 LATENCY_MU, LATENCY_SIGMA = 7.0, 0.8  # ln ms, as make_record
 
@@ -75,7 +90,34 @@ def make_record(rng: random.Random, n: int, when: datetime) -> AccessLogRecord:
         cost_total_usd=inp * 3e-6 + out * 15e-6,
         service_type="proxy_service",
         error_type=None if rng.random() > 0.02 else "upstream_500",
+        **attribution(rng.randrange(len(KEYS)), rng.randrange(100_000)),
     )
+
+
+KEYS = tuple(
+    (team, f"key-{k}", app)
+    for k, (team, app) in enumerate(
+        (
+            ("platform", "research", "growth")[k % 3],
+            ("claude-code", "codex", "curl", "other")[k % 4],
+        )
+        for k in range(12)
+    )
+)
+"""(team, key alias, client app) of the benchmark's twelve keys: three teams, four apps."""
+
+
+def attribution(key: int, session: int) -> dict[str, Any]:
+    """The attribution fields of a record sent with ``KEYS[key]``; Claude Code has sessions."""
+    team, alias, app = KEYS[key]
+    return {
+        "stop_reason": "end_turn",
+        "team": team,
+        "key_alias": alias,
+        "key_fingerprint": f"{key:016x}",
+        "client_app": app,
+        "session_id": f"sess-{session}" if app == "claude-code" else None,
+    }
 
 
 def store_call_cost(path: Path, n: int) -> float:
@@ -193,15 +235,19 @@ def query_latencies(path: Path, raw_scan: bool = True) -> dict[str, float]:
         "query: status 500, 1000, whole day": timed(
             lambda: reader.query(LogFilter(start=day, status=500, limit=1000))
         ),
-        "analytics: last hour": timed(lambda: reader.analytics(LogFilter(start=hour))),
-        "analytics: whole day": timed(lambda: reader.analytics(LogFilter(start=day)), repeat=3),
+        "analytics: last hour": timed(
+            lambda reader=reader: reader.analytics(LogFilter(start=hour))
+        ),
+        "analytics: whole day": timed(
+            lambda reader=reader: reader.analytics(LogFilter(start=day)), repeat=3
+        ),
         "analytics: one model, whole day": timed(
-            lambda: reader.analytics(LogFilter(start=day, model=MODELS[2])), repeat=3
+            lambda reader=reader: reader.analytics(LogFilter(start=day, model=MODELS[2])), repeat=3
         ),
     }
     if raw_scan:
         latencies["analytics: whole day, raw scan (no rollup)"] = timed(
-            lambda: reader.analytics(LogFilter(start=day), use_rollup=False), repeat=1
+            lambda reader=reader: reader.analytics(LogFilter(start=day), use_rollup=False), repeat=1
         )
     return latencies
 
@@ -226,14 +272,25 @@ def _raw_select(backend: str, start_us: int, step_us: float) -> str:
     models = "CASE " + pick.format(n=len(MODELS))
     models += "".join(f" WHEN {i} THEN '{m}'" for i, m in enumerate(MODELS)) + " END"
     u = f"({rnd})"
+    fingerprint = "printf('%016x', k)" if backend == "sqlite" else "lpad(printf('%x', k), 16, '0')"
+    teams = "CASE k % 3" + "".join(
+        f" WHEN {i} THEN '{t}'" for i, t in enumerate(("platform", "research", "growth"))
+    )
+    apps = "CASE k % 4" + "".join(
+        f" WHEN {i} THEN '{a}'" for i, a in enumerate(("claude-code", "codex", "curl", "other"))
+    )
+    # Attribution as ``attribution()``: key k of KEYS, a session per Claude Code conversation.
     return f"""
         SELECT {hexid}, {start_us} + CAST(i * {step_us} AS BIGINT), 'POST', '/v1/messages',
                model, status, streaming, duration_ms, 500.0, inp, outp, cache_read, 0,
                inp * 3e-6, outp * 15e-6, 0.0, inp * 3e-6 + outp * 15e-6, 'proxy_service',
                CASE WHEN status = 200 THEN NULL ELSE 'upstream_' || status END, NULL, NULL,
+               'end_turn', {teams} END, 'key-' || CAST(k AS TEXT), {fingerprint}, {apps} END,
+               CASE WHEN k % 4 = 0 THEN 'sess-' || CAST(sess AS TEXT) END, NULL,
                {floor.format(x=f"ln(duration_ms) / ln({BUCKET_BASE})")}
         FROM (
-            SELECT i, {models} AS model,
+            SELECT i, {pick.format(n=len(KEYS))} AS k, {pick.format(n=100_000)} AS sess,
+                   {models} AS model,
                    CASE WHEN u < 0.97 THEN 200 WHEN u < 0.98 THEN 429
                         WHEN u < 0.99 THEN 500 ELSE 529 END AS status,
                    {rnd} < 0.6 AS streaming,
@@ -281,12 +338,15 @@ def load_raw_in_database(path: Path, rows: int, start: datetime) -> float:
     return time.perf_counter() - begun
 
 
-def day_rollup(store: BatchingAccessLog, conn: Any, start: datetime, rate: int) -> int:
-    """The hourly rollup of ``rate`` records/s over the 24 hours from ``start``; rows written.
+def day_rollup(
+    store: BatchingAccessLog, conn: Any, start: datetime, rate: int, hours: int = 25
+) -> int:
+    """The hourly rollup of ``rate`` records/s over ``hours`` hours from ``start``; rows written.
 
-    Each (hour, model, status) gets its share of the hour's records, spread over
-    latency buckets by the lognormal's probability mass; buckets expecting less
-    than one record are left out, as a real day would mostly leave them.
+    Each (hour, model, status, key of ``KEYS``) gets its share of the hour's
+    records, spread over latency buckets by the lognormal's probability mass;
+    buckets expecting less than one record are left out, as a real day would
+    mostly leave them.
     """
     latency = NormalDist(LATENCY_MU, LATENCY_SIGMA)
     log_base = math.log(BUCKET_BASE)
@@ -300,34 +360,33 @@ def day_rollup(store: BatchingAccessLog, conn: Any, start: datetime, rate: int) 
     first_hour = to_us(start) // HOUR_US
     rows: list[tuple[Any, ...]] = []
     with store._transaction(conn):
-        for model in MODELS:
-            for status, status_share in STATUSES:
-                dim = store._dim_id(conn, (model, status, "proxy_service"))
-                records = per_hour / len(MODELS) * status_share
-                errors = status != 200
-                for hour in range(first_hour, first_hour + 25):
-                    for bucket, p in shares:
-                        count = round(records * p)
-                        if count < 1:
-                            continue
-                        inp, out = count * 10_050, count * 1_002
-                        rows.append(
-                            (
-                                hour,
-                                dim,
-                                bucket,
-                                count,
-                                count if errors else 0,
-                                inp,
-                                out,
-                                count * 25_000,
-                                0,
-                                inp * 3e-6,
-                                out * 15e-6,
-                                0.0,
-                                inp * 3e-6 + out * 15e-6,
-                            )
+        for model, (status, status_share), key in itertools.product(MODELS, STATUSES, KEYS):
+            dim = store._dim_id(conn, (model, status, "proxy_service", *key))
+            records = per_hour / len(MODELS) * status_share / len(KEYS)
+            errors = status != 200
+            for hour in range(first_hour, first_hour + hours):
+                for bucket, p in shares:
+                    count = round(records * p)
+                    if count < 1:
+                        continue
+                    inp, out = count * 10_050, count * 1_002
+                    rows.append(
+                        (
+                            hour,
+                            dim,
+                            bucket,
+                            count,
+                            count if errors else 0,
+                            inp,
+                            out,
+                            count * 25_000,
+                            0,
+                            inp * 3e-6,
+                            out * 15e-6,
+                            0.0,
+                            inp * 3e-6 + out * 15e-6,
                         )
+                    )
         for offset in range(0, len(rows), 50_000):
             store._upsert_rollup(conn, rows[offset : offset + 50_000])
     return len(rows)
@@ -392,33 +451,111 @@ def day_scale(root: Path, rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def who(root: Path, rows: int) -> str:
+    """The "who spent" block: spend per team this month (rollup), top sessions today (raw).
+
+    N raw records with attribution over the last 24 hours, as ``--day-scale``,
+    and the hourly rollup at TARGET_RATE of every hour since the month began,
+    one dimension per (model, status, key): what "this month" reads.
+    """
+    now = datetime.now(UTC)
+    month, today = parse_time("month", now), parse_time("today", now)
+    hours = math.ceil((now - month) / timedelta(hours=1)) + 1
+    sessions_today = rows * ((now - today) / timedelta(days=1)) / len(KEYS) * 3
+    lines = [
+        f"<!-- {WHO}:start -->",
+        f"### Who spent (`python -m benchmarks.access_log --who {rows}`)",
+        "",
+        f"{now:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} at the start. "
+        f"{rows:,} raw records with attribution over the last 24 "
+        f"hours (12 keys in 3 teams, 4 client apps; Claude Code's records, a quarter, in "
+        f"100,000 sessions) and the hourly rollup at {TARGET_RATE:,}/s of the {hours} hours "
+        f"since the month began ({len(MODELS) * len(STATUSES) * len(KEYS)} dimensions: "
+        f"model x status x key). Spend per team this month reads the rollup only (the "
+        f"month starts on an hour); the top sessions today scan the raw records since "
+        f"midnight UTC (~{rows * ((now - today) / timedelta(days=1)):,.0f} rows, "
+        f"~{sessions_today:,.0f} of them Claude Code's), as does the same spend per team "
+        "today without the rollup, for comparison. Median ms:",
+        "",
+        "| backend | raw records | rollup rows | spend per team, this month (rollup) "
+        "| top 10 Claude Code sessions, today (raw) | spend per team, today, raw scan |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suffix in (".db", ".duckdb"):
+        path = root / f"who{suffix}"
+        store = open_access_log(path)
+        store.flush()
+        store.close()
+        load_s = load_raw_in_database(path, rows, now - timedelta(days=1))
+        conn: Any
+        if suffix == ".duckdb":
+            import duckdb
+
+            conn = duckdb.connect(str(path))
+        else:
+            conn = sqlite3.connect(path, isolation_level=None)
+        rollup_rows = day_rollup(store, conn, month, TARGET_RATE, hours)
+        conn.close()
+        reader = open_reader(path)
+        spend = timed(
+            lambda reader=reader: reader.analytics(LogFilter(start=month), group_by="team"),
+            repeat=3,
+        )
+        top = timed(
+            lambda reader=reader: reader.analytics(
+                LogFilter(start=today, client_app="claude-code"), group_by="session", top=10
+            ),
+            repeat=1,
+        )
+        raw = timed(
+            lambda reader=reader: reader.analytics(
+                LogFilter(start=today), group_by="team", use_rollup=False
+            ),
+            repeat=1,
+        )
+        name = "SQLite" if suffix == ".db" else "DuckDB"
+        row = (
+            f"| {name} | {rows:,} (loaded in {load_s:.0f} s) | {rollup_rows:,} | "
+            f"{spend:,.1f} | {top:,.1f} | {raw:,.1f} |"
+        )
+        print(row, flush=True)
+        lines.append(row)
+        for leftover in root.glob(path.name + "*"):
+            leftover.unlink()
+    lines.append(f"<!-- {WHO}:end -->")
+    return "\n".join(lines) + "\n"
+
+
 def _block(name: str) -> re.Pattern[str]:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     return re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
 
 
-def write_section(text: str | None = None, day_scale_text: str | None = None) -> None:
+def write_section(text: str | None = None, blocks: dict[str, str] | None = None) -> None:
     """Replace this benchmark's section of RESULTS.md, or append it; other sections stay.
 
-    The day-scale block inside it is kept unless ``day_scale_text`` replaces it.
+    The day-scale and who-spent blocks inside it are kept unless ``blocks``
+    (by name) replaces them; ``text`` None keeps the rest of the section.
     """
     start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     pattern = _block(SECTION)
     old = pattern.search(current)
     old_text = old.group(0) if old else ""
-    if day_scale_text is None:
-        kept = _block(DAY_SCALE).search(old_text)
-        day_scale_text = kept.group(0) if kept else ""
+    kept: dict[str, str] = {}
+    for name in (DAY_SCALE, WHO):
+        found = _block(name).search(old_text)
+        kept[name] = (blocks or {}).get(name, found.group(0) if found else "")
     if text is None:
-        inner = old_text.removeprefix(start + "\n").rsplit(end, 1)[0] if old else ""
-        text = _block(DAY_SCALE).sub("", inner)
-    body = text.rstrip() + ("\n\n" + day_scale_text.rstrip() if day_scale_text else "")
-    block = f"{start}\n{body}\n{end}\n"
+        text = old_text.removeprefix(start + "\n").rsplit(end, 1)[0] if old else ""
+        for name in kept:
+            text = _block(name).sub("", text)
+    body = text.rstrip() + "".join("\n\n" + block.rstrip() for block in kept.values() if block)
+    section = f"{start}\n{body}\n{end}\n"
     if old:
-        updated = pattern.sub(lambda _: block, current)
+        updated = pattern.sub(lambda _: section, current)
     else:
-        updated = current.rstrip("\n") + "\n\n" + block
+        updated = current.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(updated)
 
 
@@ -433,6 +570,13 @@ def main() -> int:
         metavar="N",
         help="only the day-scale run: N raw records + a full day's rollup at 5,000/s",
     )
+    parser.add_argument(
+        "--who",
+        type=int,
+        metavar="N",
+        help="only the who-spent run: N raw records + the month's rollup at 5,000/s; "
+        "spend per team this month, top sessions today",
+    )
     args = parser.parse_args()
     if args.day_scale:
         with tempfile.TemporaryDirectory(
@@ -441,7 +585,16 @@ def main() -> int:
             text = day_scale(Path(tmp), args.day_scale)
         print(text)
         if not args.quick:
-            write_section(day_scale_text=text)
+            write_section(blocks={DAY_SCALE: text})
+        return 0
+    if args.who:
+        with tempfile.TemporaryDirectory(
+            prefix="ccobs-bench-", dir=os.environ.get("TMPDIR")
+        ) as tmp:
+            text = who(Path(tmp), args.who)
+        print(text)
+        if not args.quick:
+            write_section(blocks={WHO: text})
         return 0
     day_rows = args.day_rows or ([200_000] if args.quick else [1_000_000, 5_000_000])
     seconds = 5.0 if args.quick else args.seconds

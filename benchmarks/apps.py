@@ -3,7 +3,8 @@
 Each is a factory (``module:function``) so uvicorn builds it in the server
 subprocess. Logging is configured the same way for all three (JSON at
 WARNING), so only the instrumentation differs; ``ccobs_access_log`` adds
-ccobs's per-request access-log line at INFO, written to ``/dev/null``.
+ccobs's per-request access-log line at INFO, written to ``/dev/null``, and
+``ccobs_access_log_chain`` the same line through the ordinary logging chain.
 """
 
 from __future__ import annotations
@@ -28,10 +29,18 @@ def _app() -> FastAPI:
     return app
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, *, direct_line: bool = True) -> None:
+    """JSON lines to ``/dev/null``; ``direct_line=False`` sends the access-log line
+    through the ordinary logging chain, as every line went before ``ccobs.access_line``."""
+    import logging
+
     from ccobs.logging import configure_logging
 
     configure_logging(level, "json", stream=open("/dev/null", "w"))  # noqa: SIM115
+    if not direct_line:
+        for handler in logging.getLogger().handlers:
+            if hasattr(handler, "line_writer"):
+                handler.line_writer = None
 
 
 def plain() -> FastAPI:
@@ -52,6 +61,17 @@ def ccobs_access_log() -> FastAPI:
     import ccobs as lib
 
     _logging("INFO")
+    app = _app()
+    lib.instrument(app, lib.get_metrics(settings=lib.ObservabilitySettings()))
+    return app
+
+
+def ccobs_access_log_chain() -> FastAPI:
+    """``ccobs_access_log`` with the line through the ordinary chain: the baseline of the
+    access-log line's direct path (``ccobs.access_line``), same code otherwise."""
+    import ccobs as lib
+
+    _logging("INFO", direct_line=False)
     app = _app()
     lib.instrument(app, lib.get_metrics(settings=lib.ObservabilitySettings()))
     return app

@@ -45,11 +45,16 @@ from ccobs.storage import AccessLogStorage
 logger = structlog.get_logger("ccobs.asgi")
 
 REQUEST_ID_HEADER = "x-request-id"
+OWN_REQUEST_ID_HEADER = "x-ccobs-request-id"
+"""The response header that always carries ccobs's request id: ``x-request-id`` carries it
+too, unless the app's response has an ``x-request-id`` of its own (an upstream's, relayed),
+which is never overwritten nor doubled."""
 DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/livez", "/readyz")
 UNMATCHED_ENDPOINT = "unmatched"
 """The ``endpoint`` label of requests no route matched, so scans cannot add series."""
 
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+_OWN_REQUEST_ID_HEADER_BYTES = OWN_REQUEST_ID_HEADER.encode()
 _FINAL_PUSH_GRACE_FACTOR = 3
 _UNWIND_TIMEOUT = 10.0
 """How long lifespan shutdown waits for cancelled requests to finish recording."""
@@ -178,7 +183,9 @@ class ObservabilityMiddleware:
                     break
             else:
                 request_id = new_request_id()
-            echoed = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
+            request_id_bytes = request_id.encode()
+            echoed = (_REQUEST_ID_HEADER_BYTES, request_id_bytes)
+            own = (_OWN_REQUEST_ID_HEADER_BYTES, request_id_bytes)
             status: int | None = None
 
             # A plain function returning ``send``'s awaitable: an ``async def`` would
@@ -189,7 +196,14 @@ class ObservabilityMiddleware:
                     status = message["status"]
                     # A copy: the app may send the same message (or headers list) again.
                     message = dict(message)
-                    message["headers"] = [*message.get("headers", ()), echoed]
+                    # A list (any iterable is valid ASGI), read once, then scanned.
+                    headers = message["headers"] = [*message.get("headers", ())]
+                    for key, _ in headers:
+                        if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
+                            break
+                    else:
+                        headers.append(echoed)
+                    headers.append(own)
                 return send(message)
 
             # What ``async with request_context(request_id, self.storage)`` does, inline:

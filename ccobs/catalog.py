@@ -214,6 +214,7 @@ REJECTED_VALUE_METRICS: tuple[str, ...] = (
     "tokens",
     "cost_usd",
     "active_requests",
+    "time_per_output_token",
 )
 """The ``metric`` label values of ``rejected_values_total``: what a refused value was for."""
 
@@ -275,6 +276,122 @@ ATTRIBUTION_METRICS: tuple[MetricSpec, ...] = (
     BUDGET,
 )
 
+# -- rate-limit headroom (issue 18): what the upstream's rate-limit headers say ---------------
+# Set from every upstream answer that carries the headers (ccobs.rate_limits reads them,
+# ccobs.rate_limit_metrics records them); ``key_alias`` is the caller's key alias, bounded.
+
+RATE_LIMIT_LIMIT = MetricSpec(
+    "ratelimit_limit",
+    "gauge",
+    "The upstream's rate limit as its last answer stated it, by API, limit kind (requests, "
+    "tokens, input_tokens, output_tokens) and key alias.",
+    ("api", "limit", "key_alias"),
+)
+RATE_LIMIT_REMAINING = MetricSpec(
+    "ratelimit_remaining",
+    "gauge",
+    "What is left of the upstream's rate limit as its last answer stated it, by API, limit "
+    "kind and key alias.",
+    ("api", "limit", "key_alias"),
+)
+RATE_LIMIT_RESET = MetricSpec(
+    "ratelimit_reset_timestamp_seconds",
+    "gauge",
+    "When the upstream's rate limit resets (Unix time) as its last answer stated it; minus "
+    "time(), the seconds to reset.",
+    ("api", "limit", "key_alias"),
+)
+SUBSCRIPTION_UTILIZATION = MetricSpec(
+    "ratelimit_unified_utilization_ratio",
+    "gauge",
+    "Share of a Claude subscription usage window (5h, 7d...) used, as the last answer's "
+    "unified rate-limit headers stated it.",
+    ("window", "key_alias"),
+)
+SUBSCRIPTION_RESET = MetricSpec(
+    "ratelimit_unified_reset_timestamp_seconds",
+    "gauge",
+    "When a Claude subscription usage window resets (Unix time), as the last answer stated it.",
+    ("window", "key_alias"),
+)
+SUBSCRIPTION_STATUS = MetricSpec(
+    "ratelimit_unified_status",
+    "gauge",
+    "1 for the Claude subscription's status as the last answer stated it (allowed, "
+    "allowed_warning, rejected, other), 0 for the others.",
+    ("status", "key_alias"),
+)
+RATE_LIMIT_REJECTED = MetricSpec(
+    "ratelimit_values_rejected_total",
+    "counter",
+    "Rate-limit header values ignored as malformed (not a number, negative, absurd, an "
+    "unparsable time), by API and field.",
+    ("api", "field"),
+)
+RATE_LIMIT_METRICS: tuple[MetricSpec, ...] = (
+    RATE_LIMIT_LIMIT,
+    RATE_LIMIT_REMAINING,
+    RATE_LIMIT_RESET,
+    SUBSCRIPTION_UTILIZATION,
+    SUBSCRIPTION_RESET,
+    SUBSCRIPTION_STATUS,
+    RATE_LIMIT_REJECTED,
+)
+# -- what the answers themselves say: why they stopped, how fast they streamed, retries ------
+
+STOP_REASONS: tuple[str, ...] = (
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+)
+"""The ``stop_reason`` label values besides ``other``: Anthropic's ``stop_reason`` values,
+then OpenAI's ``finish_reason`` values (a Responses answer is mapped onto the latter)."""
+TRUNCATED_STOP_REASONS: tuple[str, ...] = ("max_tokens", "length")
+"""Stop reasons of an answer cut off by its output-token limit."""
+REFUSED_STOP_REASONS: tuple[str, ...] = ("refusal", "content_filter")
+"""Stop reasons of an answer the model or the vendor's filter refused."""
+RETRY_LABELS: tuple[str, ...] = ("1", "2", "3+")
+"""The ``retry`` label values: which retry of a request (an SDK's ``x-stainless-retry-count``)."""
+
+STOP_REASONS_COUNTED = MetricSpec(
+    "stop_reasons_total",
+    "counter",
+    "Answers by why the model stopped (Anthropic stop_reason, OpenAI finish_reason; "
+    "else other) and model.",
+    ("stop_reason", "model", "service_type"),
+)
+TIME_PER_OUTPUT_TOKEN = MetricSpec(
+    "time_per_output_token_seconds",
+    "histogram",
+    "Seconds per output token of a streamed answer, from its first token to its end, "
+    "over the output tokens after the first.",
+    ("model", "service_type"),
+)
+RETRIED_REQUESTS = MetricSpec(
+    "retried_requests_total",
+    "counter",
+    "Requests that are an SDK's retry (x-stainless-retry-count above 0), by which retry "
+    "(1, 2, 3+) and model.",
+    ("retry", "model", "service_type"),
+)
+ANSWER_METRICS: tuple[MetricSpec, ...] = (
+    STOP_REASONS_COUNTED,
+    TIME_PER_OUTPUT_TOKEN,
+    RETRIED_REQUESTS,
+)
+
+DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+"""The OpenTelemetry GenAI buckets of ``gen_ai.server.time_per_output_token``."""
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
     RESPONSE_DURATION,
@@ -291,6 +408,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     ACCESS_LOG_WRITTEN,
     ACCESS_LOG_DROPPED,
     *ATTRIBUTION_METRICS,
+    *RATE_LIMIT_METRICS,
+    *ANSWER_METRICS,
 )
 
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (

@@ -94,13 +94,34 @@ def _logs_command(args: argparse.Namespace) -> int:
         status=args.status,
         service_type=args.service_type,
         limit=getattr(args, "limit", 100),
+        team=args.team,
+        key_alias=args.key_alias,
+        client_app=args.client_app,
+        session_id=args.session,
     )
     if args.logs_command == "query":
         for record in reader.query(flt):
             print(json.dumps(record))
     else:
-        print(json.dumps(reader.analytics(flt), indent=2))
+        print(json.dumps(reader.analytics(flt, group_by=args.by, top=args.top), indent=2))
     return 0
+
+
+def _add_group_options(command: argparse.ArgumentParser) -> None:
+    """``--by`` and ``--top`` of ``ccobs logs analytics``: who spent, most first."""
+    from ccobs.access_log.breakdown import DEFAULT_TOP, GROUPS
+
+    command.add_argument(
+        "--by",
+        choices=tuple(GROUPS),
+        help="totals and one entry per group instead of per model and hour, ordered by cost",
+    )
+    command.add_argument(
+        "--top",
+        type=positive_int,
+        default=DEFAULT_TOP,
+        help=f"with --by: the most expensive groups at most (default {DEFAULT_TOP})",
+    )
 
 
 def _mixin_build_command(args: argparse.Namespace) -> int:
@@ -272,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
         "logs",
         help="query an access-log database offline",
         description="Read the access-log database `ccobs proxy --access-log-db` writes: "
-        "records (JSON lines, newest first) or analytics (JSON: totals, per model, per hour).",
+        "records (JSON lines, newest first) or analytics (JSON: totals, per model, per hour, "
+        "or per team, key alias, client app or session with --by).",
     )
     logs_commands = logs.add_subparsers(dest="logs_command", metavar="COMMAND", required=True)
     logs_query = logs_commands.add_parser(
@@ -287,17 +309,22 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--since",
             metavar="TIME",
-            help="ISO 8601, epoch seconds or a span back from now, e.g. 2h, 7d "
-            "(default: all for query, 24h for analytics)",
+            help="ISO 8601, epoch seconds, a span back from now (e.g. 2h, 7d), or today or "
+            "month (UTC) (default: all for query, 24h for analytics)",
         )
         command.add_argument("--until", metavar="TIME", help="end of the range (exclusive)")
         command.add_argument("--model", help="only this model")
         command.add_argument("--status", type=int, help="only this HTTP status")
         command.add_argument("--service-type", help="only this service type")
+        command.add_argument("--team", help="only this team (from the identity file)")
+        command.add_argument("--key-alias", help="only this key alias")
+        command.add_argument("--client-app", help="only this client app, e.g. claude-code")
+        command.add_argument("--session", metavar="ID", help="only this session id")
         command.set_defaults(handler=_logs_command)
     logs_query.add_argument(
         "--limit", type=positive_int, default=100, help="records at most (default 100)"
     )
+    _add_group_options(logs_analytics)
 
     mixin = commands.add_parser(
         "mixin",

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars
 
+from ccobs.access_line import write_line
 from ccobs.record import RequestRecord
 from ccobs.storage import AccessLogRecord, AccessLogStorage
 
@@ -200,18 +201,31 @@ def _log_request_end(ctx: RequestContext, exc: BaseException | None, levels_deci
     """
     metadata = ctx.metadata
     record = ctx._record
+    # The shared logger under ``configure_logging`` may skip the logging machinery
+    # (``ccobs.access_line``); a logger with bindings of its own always takes it.
+    direct = levels_decide and ctx.logger is _REQUEST_LOGGER
     if exc is not None:
         metadata.setdefault("error_type", type(exc).__name__)
         if not levels_decide or _request_line_enabled(_ERROR):
             fields = _line_fields(ctx, error_message=str(exc)[:_ERROR_MESSAGE_MAX])
             # Tracebacks for real faults; a cancellation (client gone) needs none.
-            ctx.logger.error("request_error", exc_info=isinstance(exc, Exception), **fields)
+            fields["exc_info"] = isinstance(exc, Exception)
+            _write(ctx, direct, _ERROR, "error", "request_error", fields)
     elif "error_type" in metadata or (record is not None and record.error_type is not None):
         # Answered, but with an error the handler named.
         if not levels_decide or _request_line_enabled(_WARNING):
-            ctx.logger.warning("request_error", **_line_fields(ctx))
+            _write(ctx, direct, _WARNING, "warning", "request_error", _line_fields(ctx))
     elif not levels_decide or _request_line_enabled(_INFO):
-        ctx.logger.info("request_success", **_line_fields(ctx))
+        _write(ctx, direct, _INFO, "info", "request_success", _line_fields(ctx))
+
+
+def _write(
+    ctx: RequestContext, direct: bool, level: int, method: str, event: str, fields: dict[str, Any]
+) -> None:
+    if direct:
+        write_line(ctx.logger, _STDLIB_REQUEST_LOGGER, level, method, event, fields)
+    else:
+        getattr(ctx.logger, method)(event, **fields)
 
 
 def _line_fields(ctx: RequestContext, **extra: Any) -> dict[str, Any]:

@@ -14,20 +14,24 @@ otherwise it installs its own handlers again when the server starts.
 
 from __future__ import annotations
 
+import json
 import logging as stdlib_logging
 import sys
 import time
-from typing import Final, TextIO, cast
+from collections.abc import Callable
+from typing import Any, Final, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from ccobs.access_line import JsonLineWriter
 from ccobs.redaction import redact
 
 __all__ = [
     "FORMATS",
     "LEVELS",
     "UVICORN_LOGGERS",
+    "Timestamper",
     "add_timestamp",
     "configure_logging",
     "drop_color_message",
@@ -49,8 +53,12 @@ class _CcobsHandler(stdlib_logging.StreamHandler[TextIO]):
 
     A class of its own so a second call can find and replace it without
     touching handlers that belong to someone else (pytest's capture handlers,
-    an application's file handler).
+    an application's file handler). A JSON handler carries the
+    :class:`~ccobs.access_line.JsonLineWriter` that writes the access-log line
+    without the logging machinery while this handler alone would receive it.
     """
+
+    line_writer: JsonLineWriter | None = None
 
 
 # --- processors -------------------------------------------------------------
@@ -63,16 +71,53 @@ def add_timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict
     every log backend; ``Z`` rather than ``+00:00`` because that is what
     Loki, Elasticsearch and ``jq``'s ``fromdate`` expect. Lines from the
     standard library use the record's creation time, not the time the
-    formatter happened to run.
+    formatter happened to run. :func:`configure_logging` chains a
+    :class:`Timestamper`, which writes the same and formats each second once.
     """
-    record = event_dict.get("_record")
-    now = record.created if isinstance(record, stdlib_logging.LogRecord) else time.time()
+    now = _event_time(event_dict)
     seconds = int(now)
-    millis = int((now - seconds) * 1000)
-    event_dict["timestamp"] = (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-    )
+    event_dict["timestamp"] = _utc_second(seconds) + f".{int((now - seconds) * 1000):03d}Z"
     return event_dict
+
+
+class Timestamper:
+    """:func:`add_timestamp`, formatting the date and time of day once per second.
+
+    ``strftime`` of the whole second is most of a timestamp's cost and every
+    line within the same second shares it; only the milliseconds change. One
+    per :func:`configure_logging`, so no state is shared between configurations.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[int, str] = (-1, "")
+        """The last second formatted and its text, replaced as one tuple (thread-safe)."""
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        event_dict["timestamp"] = self.format(_event_time(event_dict))
+        return event_dict
+
+    def now(self) -> str:
+        """The timestamp of a line made now, outside the chain (``ccobs.access_line``)."""
+        return self.format(time.time())
+
+    def format(self, now: float) -> str:
+        """The timestamp of ``now`` (seconds since the epoch)."""
+        seconds = int(now)
+        last = self._last
+        if last[0] != seconds:
+            last = self._last = (seconds, _utc_second(seconds))
+        return last[1] + f".{int((now - seconds) * 1000):03d}Z"
+
+
+def _event_time(event_dict: EventDict) -> float:
+    record = event_dict.get("_record")
+    return record.created if isinstance(record, stdlib_logging.LogRecord) else time.time()
+
+
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def drop_color_message(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -107,13 +152,13 @@ def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict)
 # --- configuration ----------------------------------------------------------
 
 
-def _shared_processors() -> list[Processor]:
+def _shared_processors(timestamper: Timestamper) -> list[Processor]:
     """Processors both paths run: structlog calls and foreign stdlib records."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
-        add_timestamp,
+        timestamper,
         structlog.processors.StackInfoRenderer(),
         # Formatted here, before the formatter, so exception text exists as a
         # string for redact_event to clean, in both renderers.
@@ -128,12 +173,34 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+class _ReusedEncoderDumps:
+    """``json.dumps`` for structlog's ``JSONRenderer``, its encoder made once.
+
+    ``json.dumps(obj, default=...)`` builds a new ``JSONEncoder`` on every call,
+    a noticeable part of a log line's cost; this keeps the one made for the
+    ``default`` the renderer passes (always the same) and calls its ``encode``,
+    which is what ``json.dumps`` does with it: same options, same text.
+    """
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: tuple[object, Callable[[Any], str]] | None = None
+        """The ``default`` and the encoder's ``encode``, replaced as one tuple (thread-safe)."""
+
+    def __call__(self, obj: Any, *, default: Callable[[Any], Any]) -> str:
+        made = self._made
+        if made is None or made[0] is not default:
+            made = self._made = (default, json.JSONEncoder(default=default).encode)
+        return made[1](obj)
+
+
 def _renderer(fmt: str, stream: TextIO) -> Processor:
     tty = _is_tty(stream)
     if fmt == "console" or (fmt == "auto" and tty):
         # Colours only on a terminal: escape codes in a file are noise.
         return structlog.dev.ConsoleRenderer(colors=tty, sort_keys=False)
-    return structlog.processors.JSONRenderer()
+    return structlog.processors.JSONRenderer(serializer=_ReusedEncoderDumps())
 
 
 def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -161,18 +228,32 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     fmt_name = _check_choice("format", fmt, FORMATS)
     out = stream if stream is not None else sys.stderr
 
-    shared = _shared_processors()
+    timestamper = Timestamper()
+    shared = _shared_processors(timestamper)
+    renderer = _renderer(fmt_name, out)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), drop_color_message],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             order_keys,
             redact_event,
-            _renderer(fmt_name, out),
+            renderer,
         ],
     )
     handler = _CcobsHandler(out)
     handler.setFormatter(formatter)
+    structlog_processors: list[Processor] = [
+        structlog.stdlib.filter_by_level,
+        *shared,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.UnicodeDecoder(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
+    logger_factory = structlog.stdlib.LoggerFactory()
+    if isinstance(renderer, structlog.processors.JSONRenderer):
+        handler.line_writer = JsonLineWriter(
+            handler, formatter, structlog_processors, logger_factory, timestamper.now
+        )
 
     root = stdlib_logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _CcobsHandler)]:
@@ -188,15 +269,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
         uvicorn_logger.setLevel(stdlib_logging.NOTSET)
 
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.processors.UnicodeDecoder(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=structlog_processors,
         context_class=dict,
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=logger_factory,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )

@@ -16,14 +16,25 @@ from ccobs.catalog import (
     ATTRIBUTED_TOKENS,
     BUDGET,
     COST,
+    DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS,
     ERRORS,
     INFO,
     LABEL_OVERFLOWS,
     PUSHES,
+    RATE_LIMIT_LIMIT,
+    RATE_LIMIT_REJECTED,
+    RATE_LIMIT_REMAINING,
+    RATE_LIMIT_RESET,
     REJECTED_VALUE_METRICS,
     REJECTED_VALUES,
     REQUESTS,
     RESPONSE_DURATION,
+    RETRIED_REQUESTS,
+    STOP_REASONS_COUNTED,
+    SUBSCRIPTION_RESET,
+    SUBSCRIPTION_STATUS,
+    SUBSCRIPTION_UTILIZATION,
+    TIME_PER_OUTPUT_TOKEN,
     TIME_TO_FIRST_TOKEN,
     TOKENS,
     UNPRICED_REQUESTS,
@@ -31,6 +42,7 @@ from ccobs.catalog import (
 )
 from ccobs.metric_labels import GUARDED_LABELS
 from ccobs.prometheus_internals import PROMETHEUS_AVAILABLE
+from ccobs.rate_limit_metrics import start_rejected_at_zero
 from ccobs.settings import ObservabilitySettings
 
 if PROMETHEUS_AVAILABLE:
@@ -69,12 +81,30 @@ class MetricFamilies:
             self.attributed_tokens = add(Counter, ATTRIBUTED_TOKENS)
             self.attributed_cost = add(Counter, ATTRIBUTED_COST)
             self.budgets = add(Gauge, BUDGET, multiprocess_mode="max")
+            self.stop_reasons = add(Counter, STOP_REASONS_COUNTED)
+            self.time_per_output_token = add(
+                Histogram, TIME_PER_OUTPUT_TOKEN, buckets=DEFAULT_TIME_PER_OUTPUT_TOKEN_BUCKETS
+            )
+            self.retried = add(Counter, RETRIED_REQUESTS)
             # Every known label value at zero from the start: a healthy process reads 0 on
             # the pipeline dashboard rather than "No data", and increase() sees the first one.
             for label in GUARDED_LABELS:
                 self.overflows.labels(label)
             for metric in REJECTED_VALUE_METRICS:
                 self.rejected.labels(metric)
+            # Rate-limit headroom: gauges hold the last answer's value, so under multiprocess
+            # mode the newest write of any worker is the one shown.
+            latest = "mostrecent"
+            self.ratelimit_limit = add(Gauge, RATE_LIMIT_LIMIT, multiprocess_mode=latest)
+            self.ratelimit_remaining = add(Gauge, RATE_LIMIT_REMAINING, multiprocess_mode=latest)
+            self.ratelimit_reset = add(Gauge, RATE_LIMIT_RESET, multiprocess_mode=latest)
+            self.unified_utilization = add(
+                Gauge, SUBSCRIPTION_UTILIZATION, multiprocess_mode=latest
+            )
+            self.unified_reset = add(Gauge, SUBSCRIPTION_RESET, multiprocess_mode=latest)
+            self.unified_status = add(Gauge, SUBSCRIPTION_STATUS, multiprocess_mode=latest)
+            self.ratelimit_rejected = add(Counter, RATE_LIMIT_REJECTED)
+            start_rejected_at_zero(self.ratelimit_rejected)
         except ValueError as exc:
             self.unregister()
             raise ValueError(

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ccobs.answer_signals import AnswerLabels, retry_label, stop_reason_label
 from ccobs.attribution_metrics import AttributionOps
 from ccobs.catalog import COST_TYPES, DEFAULT_NAMESPACE, INFO, TOKEN_TYPES
 from ccobs.in_flight import ActiveRequests, InFlightSource
@@ -40,6 +41,7 @@ from ccobs.prometheus_internals import (
     locked_add,
 )
 from ccobs.pushgateway import get_pushgateway_client
+from ccobs.rate_limit_metrics import RateLimitGauges
 from ccobs.refusals import MAX_VALUE, Refusals, logger
 from ccobs.request_ops import RequestOps, counted_then_observed
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
@@ -92,6 +94,7 @@ class PrometheusMetrics:
         self._families: MetricFamilies | None = None
         self._info_labels: tuple[str, ...] | None = None
         self._active_value: ActiveRequests | None = None
+        self._rate_limits: RateLimitGauges | None = None
         self._create_caches()
         if not self._enabled:
             self.registry = None
@@ -138,6 +141,10 @@ class PrometheusMetrics:
         self._attributed: SeriesCache[AttributionOps] = SeriesCache(
             self._new_attribution, labels.attribution
         )
+        answers = AnswerLabels(labels)  # stop reasons, output speed, retries
+        self._stop_reasons: SeriesCache[Op] = SeriesCache(inc("stop_reasons"), answers.stop_reason)
+        self._tpots: SeriesCache[Op] = SeriesCache(observe("time_per_output_token"), answers.series)
+        self._retried: SeriesCache[Op] = SeriesCache(inc("retried"), answers.retry)
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
         return lambda labels: fast_inc(getattr(self._families, family).labels(*labels))
@@ -147,6 +154,12 @@ class PrometheusMetrics:
 
     def _create_collectors(self, registry: CollectorRegistry) -> None:
         self._families = MetricFamilies(self.namespace, registry, self.settings)
+        overflows = self._families.overflows
+        self._rate_limits = RateLimitGauges(
+            self._families,
+            self.settings.label_value_max_length,
+            lambda label: overflows.labels(label).inc(),
+        )
         active = self._families.active
         if not self.multiprocess_dir and has_in_process_value(active):
             # In-process values: the gauge is read from here (see ActiveRequests).
@@ -284,6 +297,29 @@ class PrometheusMetrics:
     def record_unpriced_request(self, model: str | None, service_type: str | None = None) -> None:
         """Count a request whose model has no price, so its zero cost is visibly a gap."""
         self._count(self._unpriced, (model, service_type))
+
+    def record_stop_reason(
+        self, stop_reason: str, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Count one answer under why it stopped; an unknown reason counts as ``other``."""
+        self._count(self._stop_reasons, (stop_reason_label(stop_reason), model, service_type))
+
+    def record_time_per_output_token(
+        self, seconds: float, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Observe a streamed answer's seconds per output token after its first."""
+        raw = (model, service_type)
+        self._add(self._tpots, "time_per_output_token", raw, seconds, True)
+
+    def record_retried_request(
+        self, retry_count: int, model: str | None = None, service_type: str | None = None
+    ) -> None:
+        """Count a request that is a client's retry (``retry_count`` above 0; 0 is not).
+
+        A count that is not an ``int`` counts nothing: recording must not raise.
+        """
+        if retry_count.__class__ is int and retry_count > 0:
+            self._count(self._retried, (retry_label(retry_count), model, service_type))
 
     def record_response(
         self,
@@ -505,6 +541,19 @@ class PrometheusMetrics:
             logger.warning("budget_refused", reason="a label cannot be printed")
             return
         self._families.budgets.labels(*labels).set(value)
+
+    def record_rate_limit_headers(
+        self, headers: Iterable[tuple[bytes, bytes]], key_alias: str | None = None
+    ) -> None:
+        """Set the rate-limit gauges from an upstream answer's raw headers (name, value bytes).
+
+        Anthropic's, OpenAI's and the Claude subscription's headers (see
+        :mod:`ccobs.rate_limits`), errors' answers included; ``key_alias``
+        labels them (None: ``none``). Malformed values are counted in
+        ``ratelimit_values_rejected_total``, never recorded; this never raises.
+        """
+        if self._rate_limits is not None:
+            self._rate_limits.record_headers(headers, key_alias)
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""

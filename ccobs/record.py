@@ -94,7 +94,8 @@ class RequestRecord:
     unpriced: bool = False
     """The model has no price: the zero cost is a gap, counted as such."""
     stop_reason: str | None = None
-    """Why the model stopped (``end_turn``, ``max_tokens``...); filled by a later issue."""
+    """Why the model stopped, in the vendor's word (``end_turn``, ``max_tokens``, ``length``...);
+    counted in ``stop_reasons_total`` under a bounded label (see ``ccobs.answer_signals``)."""
     team: str | None = None
     """The caller's team, from the operator's identity file (``unassigned`` when unknown)."""
     key_alias: str | None = None
@@ -107,6 +108,12 @@ class RequestRecord:
     """The client's session, for the access log only (never a label); a later issue."""
     upstream_request_id: str | None = None
     """The upstream's id for the request, to match a line to the provider's logs."""
+    time_per_output_token_seconds: float | None = None
+    """Seconds per output token of a streamed answer after its first token (see
+    ``ccobs.answer_signals.time_per_output_token``); None when not streamed or too short."""
+    retry_count: int | None = None
+    """Which retry of a request this is, as the client's SDK numbers it
+    (``x-stainless-retry-count``); 0 or None for a first try."""
     line_position: int = field(default=0, repr=False, compare=False)
     """How many metadata keys the request had when the record was created: the
     facts go on the access-log line there, as ``add_metadata``'s keys go where
@@ -183,6 +190,12 @@ class RequestRecord:
             fields["session_id"] = self.session_id
         if self.upstream_request_id is not None:
             fields["upstream_request_id"] = self.upstream_request_id
+        if self.time_per_output_token_seconds is not None:
+            fields["time_per_output_token_ms"] = round(
+                self.time_per_output_token_seconds * 1000.0, 3
+            )
+        if self.retry_count:  # a retry: SDKs send 0 on every first try, which says nothing
+            fields["retry_count"] = self.retry_count
 
     def line_fields(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """``metadata`` with the facts in it: the access-log line's fields, bar the duration.
@@ -231,3 +244,12 @@ class RequestRecord:
             metrics.record_time_to_first_token(self.ttft_seconds, model, endpoint, service_type)
         if self.team is not None or self.key_alias is not None or self.client_app is not None:
             record_attribution(self, metrics, model, service_type)
+        # What the answer said about itself: why it stopped, its speed, whether it was a retry.
+        if self.stop_reason is not None:
+            metrics.record_stop_reason(self.stop_reason, model, service_type)
+        if self.time_per_output_token_seconds is not None:
+            metrics.record_time_per_output_token(
+                self.time_per_output_token_seconds, model, service_type
+            )
+        if self.retry_count:
+            metrics.record_retried_request(self.retry_count, model, service_type)

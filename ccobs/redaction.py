@@ -113,7 +113,9 @@ def _classify_key(key: str) -> tuple[str, bool]:
 # --- free-text patterns -----------------------------------------------------
 
 # Characters provider keys are made of. The look-behind stops matches in the
-# middle of words such as ``task-manager`` or ``disk-usage``.
+# middle of words such as ``task-manager`` or ``disk-usage``; a key glued to a
+# word (``team-sk-ant-...``) is still caught by its unmistakable prefix followed
+# by at least 20 key characters, which no ordinary word has.
 _KEY_CHARS = r"[A-Za-z0-9_\-]"
 _API_KEY_RE: Final = re.compile(
     r"(?<![A-Za-z0-9_\-])sk-(?:"
@@ -121,6 +123,7 @@ _API_KEY_RE: Final = re.compile(
     rf"|(?:proj|svcacct|admin|None)-{_KEY_CHARS}{{8,}}"  # OpenAI project/service/user
     rf"|[A-Za-z0-9]{_KEY_CHARS}{{15,}}"  # OpenAI legacy sk-<48 chars>, look-alikes
     r")"
+    rf"|sk-(?:ant|proj|svcacct|admin)-{_KEY_CHARS}{{20,}}"  # glued to a preceding word
 )
 # RFC 6750 b64token. The scheme word is kept so the line still says what kind
 # of credential was there.
@@ -187,7 +190,17 @@ def redact_text(text: str) -> str:
 
 
 def _has_assignment_probe(lowered: str) -> bool:
-    return any(probe in lowered for probe in _ASSIGNMENT_PROBES)
+    # Spelled out rather than ``any()`` over the tuple: a generator per call costs
+    # more than the scans (every timestamp has a ``:``). A test keeps the two alike.
+    return (
+        "key" in lowered
+        or "auth" in lowered
+        or "token" in lowered
+        or "cookie" in lowered
+        or "secret" in lowered
+        or "passw" in lowered
+        or "credential" in lowered
+    )
 
 
 def _replace_assignment(match: re.Match[str]) -> str:
@@ -203,6 +216,9 @@ def _replace_assignment(match: re.Match[str]) -> str:
 # --- structured values ------------------------------------------------------
 
 _SCALARS: Final = (int, float, bool, type(None))
+_EXACT_SCALARS: Final = frozenset(_SCALARS)
+"""The scalar types themselves: an exact-type test answers most values in one set
+lookup, where ``isinstance`` against the tuple tries its members in turn."""
 
 
 def redact(value: Any, *, stringify: bool = False) -> Any:
@@ -220,21 +236,19 @@ def redact(value: Any, *, stringify: bool = False) -> Any:
 
 
 def _redact(value: Any, depth: int, stringify: bool) -> Any:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
+        return redact_text(value)
+    if kind in _EXACT_SCALARS:
+        return value
+    if isinstance(value, str):  # a subclass of str
         return redact_text(value)
     if isinstance(value, _SCALARS):
         return value
     if depth >= MAX_DEPTH:
         return REDACTED
     if isinstance(value, Mapping):
-        result: dict[Any, Any] = {}
-        for key, item in value.items():
-            if isinstance(key, str):
-                safe_key, sensitive = _classify_key(key)
-                result[safe_key] = REDACTED if sensitive else _redact(item, depth + 1, stringify)
-            else:
-                result[key] = _redact(item, depth + 1, stringify)
-        return result
+        return _redact_mapping(value, depth, stringify)
     if isinstance(value, list):
         return [_redact(item, depth + 1, stringify) for item in value]
     if isinstance(value, tuple):
@@ -247,6 +261,27 @@ def _redact(value: Any, depth: int, stringify: bool) -> Any:
         except Exception:  # a broken __repr__ must not break logging
             return f"<unrepresentable {type(value).__name__}>"
     return value
+
+
+def _redact_mapping(value: Mapping[Any, Any], depth: int, stringify: bool) -> dict[Any, Any]:
+    # Every log line is a mapping of mostly strings and numbers: those are
+    # answered here, without a call of ``_redact`` per value.
+    result: dict[Any, Any] = {}
+    scalars = _EXACT_SCALARS
+    for key, item in value.items():
+        if type(key) is str or isinstance(key, str):
+            key, sensitive = _classify_key(key)
+            if sensitive:
+                result[key] = REDACTED
+                continue
+        kind = type(item)
+        if kind is str:
+            result[key] = redact_text(item)
+        elif kind in scalars:
+            result[key] = item
+        else:
+            result[key] = _redact(item, depth + 1, stringify)
+    return result
 
 
 def redact_headers(

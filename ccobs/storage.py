@@ -54,8 +54,7 @@ class AccessLogRecord:
     upstream_request_id: str | None = None
     """The seven fields above are the ``RequestRecord`` facts later issues fill (stop
     reason, team, key alias and fingerprint, client app, session, upstream id):
-    carried on the record for a store or a tail that reads them, not yet kept by
-    the SQL stores."""
+    kept by the SQL stores as columns (``ccobs/access_log/columns.py``)."""
 
     @classmethod
     def from_request(

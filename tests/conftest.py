@@ -2,6 +2,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -52,6 +53,46 @@ def restored_logging() -> Iterator[None]:
         for name, (handlers, level, propagate) in saved.items():
             lg = logging.getLogger(name)
             lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+@contextmanager
+def without_pytest_log_handlers() -> Iterator[None]:
+    """Inside the block the root logger has none of pytest's capture handlers.
+
+    pytest hangs them on the root logger at the start of every test phase; while
+    they listen, the access-log line takes the ordinary logging chain (they must
+    see it), so a test of the line's direct path (``ccobs.access_line``) sets them
+    aside for the block, inside the test, and restores them after it. Handlers
+    the test added itself stay.
+    """
+    root = logging.getLogger()
+    pytests = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    for handler in pytests:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in pytests:
+            root.addHandler(handler)
+
+
+@contextmanager
+def log_records(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Every ``LogRecord`` the standard library makes for logger ``name`` inside the block."""
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def recording(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if record.name == name:
+            made.append(record)
+        return record
+
+    logging.setLogRecordFactory(recording)
+    try:
+        yield made
+    finally:
+        logging.setLogRecordFactory(factory)
 
 
 @pytest.fixture

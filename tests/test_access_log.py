@@ -115,6 +115,17 @@ class TinyDatabase(SQLiteAccessLog):
 # -- the store ---------------------------------------------------------------------------------
 
 
+ATTRIBUTION = {
+    "stop_reason": "end_turn",
+    "team": "platform",
+    "key_alias": "alice",
+    "key_fingerprint": "9f2c4e1a7b3d5f60",
+    "client_app": "claude-code",
+    "session_id": "6f1d2c3b-0a4e-4b5f-8c7d-9e0f1a2b3c4d",
+    "upstream_request_id": "msg_01ABCdef",
+}
+
+
 def test_a_stored_record_is_written_with_every_field(store: BatchingAccessLog) -> None:
     original = record(
         streaming=True,
@@ -129,6 +140,7 @@ def test_a_stored_record_is_written_with_every_field(store: BatchingAccessLog) -
         cost_total_usd=0.31,
         error_type="upstream_500",
         status=500,
+        **ATTRIBUTION,
     )
     store.store(original)
     assert store.flush()
@@ -156,6 +168,7 @@ def test_a_stored_record_is_written_with_every_field(store: BatchingAccessLog) -
         "error_type": "upstream_500",
         "client_addr": None,
         "user_agent": None,
+        **ATTRIBUTION,
     }
 
 
@@ -529,6 +542,8 @@ def test_a_database_from_before_the_rollup_is_rolled_up_when_a_store_opens_it(
         ("90m", NOW - timedelta(minutes=90)),
         ("7d", NOW - timedelta(days=7)),
         ("now", NOW),
+        ("today", NOW.replace(hour=0, minute=0)),
+        ("month", NOW.replace(day=1, hour=0, minute=0)),
     ],
 )
 def test_times_are_iso_epoch_or_a_span_back_from_now(text: str, expected: datetime) -> None:

@@ -46,6 +46,7 @@ from ccobs.access_log.postgres import (
     PostgresAccessLog,
     partition_name,
 )
+from ccobs.identity import fingerprint
 from ccobs.metrics import PrometheusMetrics
 from ccobs.stack.postgres import PostgresServer
 
@@ -198,6 +199,10 @@ def test_retention_drops_the_partitions_of_days_past_it(postgres_url: str) -> No
 # -- two proxies, one database -----------------------------------------------------------------
 
 
+KEYS = ("sk-ant-api03-pg-alice", "sk-ant-api03-pg-carol", "sk-ant-api03-pg-stranger")
+"""The clients' keys: alice is team platform, carol research, the stranger unassigned."""
+
+
 def cost_counted(multiprocess_dir: Path) -> float:
     """The total cost counter a stopped proxy left in its multiprocess files."""
     registry = CollectorRegistry()
@@ -210,7 +215,21 @@ def cost_counted(multiprocess_dir: Path) -> float:
     )
 
 
-def test_two_proxies_sigtermed_under_load_put_every_answered_request_on_record_exactly_once(
+def spend_by_team_counted(multiprocess_dirs: list[Path]) -> dict[str, float]:
+    """The attributed cost counters stopped proxies left, summed by team."""
+    spend: dict[str, float] = {}
+    for multiprocess_dir in multiprocess_dirs:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, str(multiprocess_dir))
+        for family in registry.collect():
+            for sample in family.samples:
+                if sample.name == "ccproxy_attributed_cost_usd_total":
+                    team = sample.labels["team"]
+                    spend[team] = spend.get(team, 0.0) + sample.value
+    return spend
+
+
+def test_two_proxies_sigtermed_under_load_keep_every_answer_once_and_spend_per_team_exact(
     background: list[Background], postgres_url: str, tmp_path: Path
 ) -> None:
     upstream_port = free_port()
@@ -223,13 +242,19 @@ def test_two_proxies_sigtermed_under_load_put_every_answered_request_on_record_e
     targets: list[str] = []
     proxies: list[Background] = []
     metric_dirs: list[Path] = []
+    identities = tmp_path / "identities.yaml"
+    identities.write_text(
+        f"keys:\n"
+        f"  - {{fingerprint: '{fingerprint(KEYS[0])}', alias: alice, team: platform}}\n"
+        f"  - {{fingerprint: '{fingerprint(KEYS[1])}', alias: carol, team: research}}\n"
+    )
     for n in range(2):
         port = free_port()
         metric_dirs.append(tmp_path / f"metrics-{n}")
         metric_dirs[-1].mkdir()
         proxy = Background(
             "proxy", "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}",
-            "--access-log-db", postgres_url,
+            "--access-log-db", postgres_url, "--identities", str(identities),
             env={"CCOBS_LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": str(metric_dirs[-1])},
         )  # fmt: skip
         background.append(proxy)
@@ -242,7 +267,8 @@ def test_two_proxies_sigtermed_under_load_put_every_answered_request_on_record_e
     stop = threading.Event()
 
     def client(n: int) -> None:
-        with httpx.Client(base_url=targets[n % 2], timeout=10) as http:
+        headers = {"x-api-key": KEYS[n % len(KEYS)]}
+        with httpx.Client(base_url=targets[n % 2], timeout=10, headers=headers) as http:
             while not stop.is_set():
                 body = {"model": "claude-sonnet-4-6", "max_tokens": 30, "stream": n % 3 == 0,
                         "messages": [{"role": "user", "content": f"hi {n}"}]}  # fmt: skip
@@ -275,6 +301,11 @@ def test_two_proxies_sigtermed_under_load_put_every_answered_request_on_record_e
     spend = open_reader(postgres_url).analytics(LogFilter())["totals"]["cost_usd"]
     assert spend > 0
     assert spend == pytest.approx(sum(cost_counted(d) for d in metric_dirs), rel=1e-9)
+    by_team = open_reader(postgres_url).analytics(LogFilter(), group_by="team")["groups"]
+    stored_by_team = {group["team"]: group["cost_usd"] for group in by_team}
+    counted_by_team = spend_by_team_counted(metric_dirs)
+    assert set(stored_by_team) == {"platform", "research", "unassigned"}
+    assert stored_by_team == pytest.approx(counted_by_team, rel=1e-9)
     assert all("access_log_records_dropped" not in output for output in outputs)
 
 

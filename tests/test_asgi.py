@@ -424,3 +424,32 @@ async def test_instrumenting_a_running_app_is_refused(
 
     with pytest.raises(RuntimeError, match="before the app handles"):
         instrument(app, metrics)
+
+
+# --- an app that relays someone else's x-request-id -----------------------------------------
+
+
+async def test_our_request_id_is_echoed_in_x_ccobs_request_id_too(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/items/1", headers={"x-request-id": "client-2"})
+
+    assert response.headers["x-ccobs-request-id"] == "client-2"
+
+
+async def test_an_apps_own_x_request_id_is_kept_and_ours_goes_beside_it(
+    metrics: PrometheusMetrics,
+) -> None:
+    app = FastAPI()
+
+    @app.get("/relayed")
+    async def relayed() -> PlainTextResponse:  # as a proxy relays OpenAI's x-request-id
+        return PlainTextResponse("ok", headers={"x-request-id": "upstream-7"})
+
+    instrument(app, metrics)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/relayed", headers={"x-request-id": "client-3"})
+
+    assert response.headers.get_list("x-request-id") == ["upstream-7"]
+    assert response.headers["x-ccobs-request-id"] == "client-3"

@@ -120,6 +120,7 @@ def test_invalid_setting_exits_2_naming_field_and_value() -> None:
     [
         ("loadgen", "--target", "http://127.0.0.1:9", "--rate", "-1", "--requests", "1"),
         ("loadgen", "--target", "http://127.0.0.1:9", "--rate", "1", "--concurrency", "2"),
+        ("loadgen", "--target", "http://127.0.0.1:9", "--rate", "1", "--max-retries", "11"),
         ("demo", "--error-rate", "1.5"),
         ("proxy", "--upstream", "ftp://example"),
         ("upstream", "--port", "70000"),

@@ -18,6 +18,7 @@ import pytest
 from asgi_server import serve_asgi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ccobs.demo.callers import DEMO_CALLERS
 from ccobs.demo.loadgen import (
     LoadConfig,
     LoadSnapshot,
@@ -29,6 +30,7 @@ from ccobs.demo.loadgen import (
     run_load,
     run_loadgen_cli,
 )
+from ccobs.demo.mock_rate_limits import SUBSCRIPTION_TOKEN_PREFIX
 from ccobs.demo.upstream import (
     Decision,
     Delay,
@@ -772,3 +774,26 @@ def test_byte_decoder_treats_crlf_split_across_chunks_as_one_line_end() -> None:
 
 def test_byte_decoder_never_returns_an_unterminated_event() -> None:
     assert SSEDecoder().feed(b"event: message_stop\ndata: {}\n") == []
+
+
+async def test_a_subscription_caller_authenticates_with_a_bearer_token_to_anthropic() -> None:
+    app = create_upstream_app(FAST)
+    seen: list[tuple[str, str]] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            seen.append(
+                (
+                    headers.get(b"authorization", b"").decode(),
+                    headers.get(b"x-api-key", b"").decode(),
+                )
+            )
+        await app(scope, receive, send)
+
+    frank = next(caller for caller in DEMO_CALLERS if caller.subscription)
+    with serve_asgi(recording) as server:
+        await run_load(LoadConfig(target=server.url, concurrency=1, requests=3, callers=(frank,)))
+
+    assert seen == [(f"Bearer {frank.key}", "")] * 3
+    assert frank.key.startswith(SUBSCRIPTION_TOKEN_PREFIX)

@@ -14,9 +14,13 @@ import httpx
 import pytest
 import structlog
 import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccobs.logging import (
     UVICORN_LOGGERS,
+    Timestamper,
+    _ReusedEncoderDumps,
     add_timestamp,
     configure_logging,
     get_logger,
@@ -82,6 +86,46 @@ def test_timestamp_of_stdlib_record_is_its_creation_time() -> None:
     record.created = 1795759200.1239  # 2026-11-27T06:00:00.123Z
     event = add_timestamp(None, "info", {"_record": record})
     assert event["timestamp"] == "2026-11-27T06:00:00.123Z"
+
+
+@pytest.mark.parametrize(
+    "now",
+    [1795759200.1239, 1795759200.9999, 1795759201.0, 1795759261.5004, 0.0009],
+    ids=["in a second", "its last millisecond", "the next second", "a minute on", "the epoch"],
+)
+def test_timestamper_writes_what_add_timestamp_writes(now: float) -> None:
+    """The chain's cached timestamper, called in turn across seconds, agrees with the
+    plain processor every time."""
+    stamper = Timestamper()
+    for moment in (now - 1.0, now, now + 0.0004, now + 1.0):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.created = moment
+        expected = add_timestamp(None, "info", {"_record": record})["timestamp"]
+
+        assert stamper(None, "info", {"_record": record})["timestamp"] == expected
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=JSONISH)
+def test_the_json_renderers_serializer_writes_what_json_dumps_writes(value: Any) -> None:
+    dumps = _ReusedEncoderDumps()
+
+    assert dumps(value, default=repr) == json.dumps(value, default=repr)
+    assert dumps(value, default=repr) == json.dumps(value, default=repr)  # the reused encoder
+
+
+def test_the_json_renderers_serializer_uses_the_default_it_is_given() -> None:
+    dumps = _ReusedEncoderDumps()
+
+    assert dumps({"x": object}, default=lambda o: "first") == '{"x": "first"}'
+    assert dumps({"x": object}, default=lambda o: "second") == '{"x": "second"}'
 
 
 def test_stdlib_logger_lines_have_the_same_json_shape() -> None:

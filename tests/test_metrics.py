@@ -669,6 +669,7 @@ def test_every_refused_value_lands_in_a_series_that_existed_from_the_start(
     metrics.record_tokens(-5, "input", "m")
     metrics.record_cost(math.inf, "m")
     metrics.set_active_requests(-2)
+    metrics.record_time_per_output_token(-0.5, "m")
 
     refused = {
         sample.labels["metric"]: sample.value

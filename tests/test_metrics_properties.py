@@ -142,6 +142,37 @@ def calls_of(name: str, *args: st.SearchStrategy[Any], **kwargs: Any) -> st.Sear
     return st.builds(Call, st.just(name), st.tuples(*args), st.fixed_dictionaries(kwargs))
 
 
+RATE_LIMIT_NAMES = (
+    [
+        f"anthropic-ratelimit-{kind}-{what}".encode()
+        for kind in ("requests", "tokens", "input-tokens", "output-tokens")
+        for what in ("limit", "remaining", "reset")
+    ]
+    + [
+        f"x-ratelimit-{what}-{kind}".encode()
+        for kind in ("requests", "tokens")
+        for what in ("limit", "remaining", "reset")
+    ]
+    + [
+        f"anthropic-ratelimit-unified-{rest}".encode()
+        for rest in ("status", "5h-utilization", "5h-reset", "7d-utilization", "x\n-reset")
+    ]
+    + [b"retry-after", b"Anthropic-RateLimit-Requests-Remaining"]
+)
+rate_limit_headers: st.SearchStrategy[Any] = st.lists(
+    st.tuples(
+        st.sampled_from(RATE_LIMIT_NAMES),
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from([b"-1", b"1e308", b"nan", b"-inf", b"0", b"2026-12-04T16:30:00Z"]),
+            st.floats(allow_nan=True).map(lambda f: repr(f).encode()),
+            st.integers().map(lambda i: str(i).encode()),
+        ),
+    ),
+    max_size=12,
+)
+"""Rate-limit headers as an upstream may send them: the known names, any bytes as values."""
+
 CALLS: dict[str, st.SearchStrategy[Call]] = {
     "record_request": calls_of(
         "record_request", label_values, label_values, label_values, statuses, label_values
@@ -204,6 +235,24 @@ CALLS: dict[str, st.SearchStrategy[Call]] = {
     ),
     "set_budget": calls_of(
         "set_budget", label_values, label_values, label_values, label_values, amounts
+    ),
+    "record_rate_limit_headers": calls_of(
+        "record_rate_limit_headers", rate_limit_headers, label_values
+    ),
+    "record_stop_reason": calls_of(
+        "record_stop_reason",
+        st.one_of(label_values, st.sampled_from(["end_turn", "length", "max_output_tokens"])),
+        label_values,
+        label_values,
+    ),
+    "record_time_per_output_token": calls_of(
+        "record_time_per_output_token", amounts, label_values, label_values
+    ),
+    "record_retried_request": calls_of(
+        "record_retried_request",
+        st.one_of(amounts, st.integers(min_value=-3, max_value=10)),
+        label_values,
+        label_values,
     ),
     "set_active_requests": calls_of("set_active_requests", amounts),
     "inc_active_requests": calls_of("inc_active_requests"),
@@ -407,6 +456,10 @@ AMOUNT_CALLS: dict[str, tuple[Callable[[PrometheusMetrics, Any], None], str]] = 
     "tokens": (lambda m, v: m.record_tokens(v, "input", "m", "proxy"), "ccproxy_tokens_total"),
     "cost_usd": (lambda m, v: m.record_cost(v, "m", "total", "proxy"), "ccproxy_cost_usd_total"),
     "active_requests": (lambda m, v: m.set_active_requests(v), "ccproxy_active_requests"),
+    "time_per_output_token": (
+        lambda m, v: m.record_time_per_output_token(v, "m", "proxy"),
+        "ccproxy_time_per_output_token_seconds_sum",
+    ),
 }
 bad_amounts: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from([*BAD_NUMBERS, None, "12", b"1", [1]]),

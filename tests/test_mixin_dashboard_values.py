@@ -17,11 +17,22 @@ import pytest
 import yaml
 from realservers import require_binary
 
-from ccobs.catalog import ERRORS, INFO, REQUESTS, TOKENS, UNPRICED_REQUESTS
+from ccobs.catalog import (
+    ERRORS,
+    INFO,
+    RATE_LIMIT_LIMIT,
+    RATE_LIMIT_REMAINING,
+    REQUESTS,
+    RETRIED_REQUESTS,
+    STOP_REASONS_COUNTED,
+    TOKENS,
+    UNPRICED_REQUESTS,
+)
 from ccobs.mixin.config import MixinConfig
-from ccobs.mixin.dashboards import Queries
+from ccobs.mixin.dashboards import Queries, build_dashboards
 from ccobs.mixin.dashboards.queries import or_none
-from ccobs.mixin.grafana import interpolate
+from ccobs.mixin.dashboards.upstream_limits import headroom_share
+from ccobs.mixin.grafana import interpolate, iter_panels
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +197,80 @@ def test_a_by_label_panel_shows_only_its_series_when_it_has_some(tmp_path: Path)
 
 def test_firing_alert_count_is_zero_when_nothing_fires(tmp_path: Path) -> None:
     evaluates_to(tmp_path, [tokens("input", 1)], Queries(CONFIG).firing_alert_count(), 0.0)
+
+
+# --- rate-limit headroom --------------------------------------------------------
+
+
+def test_headroom_is_the_lowest_share_left_over_instances(tmp_path: Path) -> None:
+    """Two proxies in front of one key: the panel shows the one that saw the least left."""
+    key = 'job="ccproxy", api="anthropic", limit="requests", key_alias="team-a"'
+    series = [
+        {"series": f'{CONFIG.metric(spec)}{{{key}, instance="{instance}"}}', "values": value}
+        for spec, instance, value in (
+            (RATE_LIMIT_LIMIT, "a:8000", "4000+0x60"),
+            (RATE_LIMIT_REMAINING, "a:8000", "1000+0x60"),
+            (RATE_LIMIT_LIMIT, "b:8000", "4000+0x60"),
+            (RATE_LIMIT_REMAINING, "b:8000", "3000+0x60"),
+        )
+    ]
+
+    evaluates_to(
+        tmp_path,
+        series,
+        headroom_share(Queries(CONFIG)),
+        0.25,
+        '{api="anthropic", limit="requests", key_alias="team-a"}',
+    )
+
+
+# --- the answers dashboard ---------------------------------------------------------
+
+
+def answers_query(title: str, ref: int = 0) -> str:
+    """The ``ref``-th query of the answers dashboard's panel ``title``, as built."""
+    board = build_dashboards(CONFIG)["ccobs-answers.json"]
+    (panel,) = [p for p in iter_panels(board) if p["title"] == title]
+    expr: str = panel["targets"][ref]["expr"]
+    return expr
+
+
+def stop_reasons(**per_minute: int) -> list[dict[str, str]]:
+    name = CONFIG.metric(STOP_REASONS_COUNTED)
+    return [
+        {"series": f'{name}{{{LABELS}, stop_reason="{reason}"}}', "values": f"0+{count}x60"}
+        for reason, count in per_minute.items()
+    ]
+
+
+def test_truncated_share_counts_max_tokens_and_length_among_all_answers(tmp_path: Path) -> None:
+    series = stop_reasons(end_turn=6, tool_use=2, max_tokens=1, length=1)
+
+    evaluates_to(tmp_path, series, answers_query("Truncated and refused answers"), 0.2)
+
+
+def test_truncated_share_is_zero_without_truncated_answers(tmp_path: Path) -> None:
+    series = stop_reasons(end_turn=6, refusal=2)
+
+    evaluates_to(tmp_path, series, answers_query("Truncated and refused answers"), 0.0)
+
+
+def test_refused_share_counts_refusals_and_content_filters(tmp_path: Path) -> None:
+    series = stop_reasons(end_turn=6, refusal=1, content_filter=1, max_tokens=2)
+
+    evaluates_to(tmp_path, series, answers_query("Truncated and refused answers", 1), 0.2)
+
+
+def test_retry_share_is_retried_requests_per_request(tmp_path: Path) -> None:
+    retried = CONFIG.metric(RETRIED_REQUESTS)
+    requests = CONFIG.metric(REQUESTS)
+    series = [
+        {"series": f'{retried}{{{LABELS}, retry="1"}}', "values": "0+1x60"},
+        {
+            "series": f'{requests}{{{LABELS}, method="POST", endpoint="/v1/messages", '
+            'status="200"}',
+            "values": "0+4x60",
+        },
+    ]
+
+    evaluates_to(tmp_path, series, answers_query("Retry share"), 0.25)

@@ -228,6 +228,8 @@ def test_builds_five_dashboards_named_by_uid() -> None:
         "ccobs-errors.json": "ccobs-errors",
         "ccobs-pipeline.json": "ccobs-pipeline",
         "ccobs-spend.json": "ccobs-spend",
+        "ccobs-upstream-limits.json": "ccobs-upstream-limits",
+        "ccobs-answers.json": "ccobs-answers",
     }
 
 
@@ -493,6 +495,7 @@ def test_error_ratio_draws_the_slo_budget_and_fastest_burn_threshold() -> None:
         ("ccobs-pipeline", "Pushgateway push age", "push_stale_seconds"),
         ("ccobs-overview", "Response latency p50 / p95 / p99", "latency_p99_seconds"),
         ("ccobs-tokens-cost", "Cost per hour by model", "hourly_cost_budget_usd"),
+        ("ccobs-answers", "Truncated and refused answers", "truncated_ratio"),
     ],
 )
 def test_alert_threshold_is_drawn(uid: str, title: str, field: str) -> None:

@@ -508,7 +508,8 @@ README_LINE_KEYS = [
     "timestamp", "level", "logger", "event", "method", "path", "model", "streaming", "ttft_ms",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "cost_input_usd", "cost_output_usd", "cost_cache_usd", "cost_total_usd",
-    "team", "key_alias", "key_fingerprint", "client_app",
+    "stop_reason", "team", "key_alias", "key_fingerprint", "client_app",
+    "upstream_request_id", "time_per_output_token_ms",
     "service_type", "endpoint", "status", "duration_ms", "request_id",
 ]  # fmt: skip
 """The keys of the example line in docs/proxy.md, in its order."""

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ccobs.redaction import (
+    _ASSIGNMENT_PROBES,
     MAX_DEPTH,
     REDACTED,
     SENSITIVE_HEADER_NAMES,
+    _has_assignment_probe,
     is_sensitive_key,
     redact,
     redact_headers,
@@ -111,9 +113,27 @@ def test_redact_text_returns_ordinary_text_unchanged() -> None:
     assert redact_text(text) is text
 
 
+@pytest.mark.parametrize("probe", _ASSIGNMENT_PROBES)
+def test_every_assignment_probe_is_looked_for(probe: str) -> None:
+    """The probe check is spelled out for speed: it must look for every listed probe."""
+    assert _has_assignment_probe(f"x-{probe}-y")
+
+
+def test_text_with_no_assignment_probe_is_not_scanned_for_assignments() -> None:
+    assert not _has_assignment_probe("2026-12-04t16:30:07.448z model: claude")
+
+
 @pytest.mark.parametrize("text", ["task-manager disk-usage", "sk-short", "mask-ant-colony"])
 def test_redact_text_ignores_sk_inside_words_and_short_strings(text: str) -> None:
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("glue", ["team-", "team_", "x"])
+@pytest.mark.parametrize(
+    "key", ["sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx", "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx"]
+)
+def test_redact_text_removes_a_key_glued_to_a_preceding_word(glue: str, key: str) -> None:
+    assert redact_text(f"agent {glue}{key} done") == f"agent {glue}{REDACTED} done"
 
 
 @given(
@@ -226,3 +246,13 @@ def test_redact_headers_accepts_httpx_headers() -> None:
         "authorization": REDACTED,
         "anthropic-version": "2023-06-01",
     }
+
+
+class Label(str):
+    """A subclass of ``str``, as an enum or a library's own string type would be."""
+
+
+def test_redact_scans_subclasses_of_str_in_mappings_and_alone() -> None:
+    secret = Label(f"key {ANTHROPIC_KEY}")
+    assert ANTHROPIC_KEY not in str(redact({"detail": secret, Label("x_api_key"): "v"}))
+    assert redact(secret) == f"key {REDACTED}"

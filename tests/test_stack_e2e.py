@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from ccobs.access_log import SQLiteAccessLog
 from ccobs.budgets import parse_budgets
 from ccobs.demo.loadgen import LoadConfig, run_load
+from ccobs.demo.mock_rate_limits import MockRateLimitConfig
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 from ccobs.metrics import PrometheusMetrics
@@ -54,10 +55,12 @@ MIXIN = MixinConfig(
     budget_exhausted_for="5s",
     budget_burn_window="30s",
     budget_burn_for="5s",
+    rate_limit_headroom_for="5s",
 )
 ERROR_ALERT = f"{MIXIN.alert_prefix}ErrorBudgetBurn"
 TTFT_ALERT = f"{MIXIN.alert_prefix}TTFTHigh"
 BUDGET_ALERT = f"{MIXIN.alert_prefix}BudgetExhausted"
+HEADROOM_ALERT = f"{MIXIN.alert_prefix}RateLimitHeadroomLow"
 BUDGETS = """\
 budgets:
   - {team: research, period: 1d, usd: 0.01}
@@ -70,6 +73,11 @@ CALLERS = (
     ("platform", "alice", "anthropic-sdk-python", "claude-haiku-4-5"),
     ("unassigned", "key-0badf00d", "curl", "claude-sonnet-4-6"),
 )
+ASK = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 PANEL_VARIABLES = {
     "datasource": "prometheus",
     "vm_datasource": "victoriametrics",
@@ -83,7 +91,15 @@ PANEL_VARIABLES = {
     "__range_s": "120",
 }
 FAST_UPSTREAM = UpstreamConfig(
-    seed=21, ttft=Delay(0.02), latency=Delay(0.03), inter_token_delay=0.001, output_tokens=(5, 60)
+    seed=21,
+    ttft=Delay(0.02),
+    latency=Delay(0.03),
+    inter_token_delay=0.001,
+    output_tokens=(5, 60),
+    # Windows the healthy load never runs low; one key is then run low on purpose.
+    rate_limits=MockRateLimitConfig(
+        window_seconds=600.0, requests=10**6, input_tokens=10**9, output_tokens=10**9
+    ),
 )
 
 
@@ -266,13 +282,22 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             stream_share=0.5,
         )
         loads.append(Load(healthy))
-        failing = Load(replace(healthy, rate=8.0, seed=6, headers={"x-mock-status": "500"}))
+        # Retried once, as an SDK would: the retries panels read the retries of these 500s.
+        failing = Load(
+            replace(healthy, rate=8.0, seed=6, headers={"x-mock-status": "500"}, max_retries=1)
+        )
         loads.append(failing)
         for status in ("429", "429"):
             httpx.post(
                 proxy.url + "/v1/messages",
                 json={"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": []},
                 headers={"x-mock-status": status},
+            )
+        for _ in range(2):  # a Claude subscription client, for the subscription panels
+            httpx.post(
+                proxy.url + "/v1/messages",
+                json=ASK,
+                headers={"authorization": "Bearer sk-ant-oat01-e2e"},
             )
         push_settings = ObservabilitySettings(
             pushgateway_url=pushgateway, pushgateway_job="ccproxy_push", pushgateway_instance="e2e"
@@ -372,6 +397,34 @@ def test_stack_end_to_end(tmp_path: Path, webhook: Webhook) -> None:
             f"{TTFT_ALERT} firing in Prometheus",
             lambda: "firing" in alert_states(prometheus, TTFT_ALERT),
             timeout=150,
+        )
+
+        # -- one key's requests window runs low (the other traffic stopped, so its readings
+        # do not overwrite the key's): the headroom alert fires and reaches the webhook ------
+        for load in loads:
+            load.stop()
+        time.sleep(1.0)  # answers still in flight land before the key's
+        low = {"x-api-key": "sk-ant-api03-e2e-low", "x-mock-ratelimit-requests": "20"}
+        for _ in range(19):
+            httpx.post(
+                proxy.url + "/v1/messages",
+                json=ASK,
+                headers=low,
+            ).raise_for_status()
+        wait_for(
+            f"{HEADROOM_ALERT} firing in Prometheus",
+            lambda: "firing" in alert_states(prometheus, HEADROOM_ALERT),
+            timeout=60,
+        )
+        wait_for(
+            f"{HEADROOM_ALERT} at the webhook",
+            lambda: webhook.alerts(HEADROOM_ALERT, "firing"),
+            timeout=30,
+        )
+        wait_for(
+            f"{HEADROOM_ALERT} firing in vmalert",
+            lambda: "firing" in alert_states(vmalert, HEADROOM_ALERT),
+            timeout=60,
         )
     finally:
         attributed.stop()

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ccobs.access_log.breakdown import DEFAULT_TOP, check_top, column_of
 from ccobs.access_log.query import MAX_LIMIT, LogFilter, parse_time, record_dict
 from ccobs.access_log.store import BatchingAccessLog
 from ccobs.access_log.tail import Overflow
@@ -62,9 +63,26 @@ def _filter(request: Request, *, default_span: timedelta | None = None) -> LogFi
             status=status,
             service_type=params.get("service_type"),
             limit=limit,
+            team=params.get("team"),
+            key_alias=params.get("key_alias"),
+            client_app=params.get("client_app"),
+            session_id=params.get("session_id"),
         )
     except ValueError as exc:
         raise _BadRequest(str(exc)) from None
+
+
+def _grouping(request: Request) -> tuple[str | None, int]:
+    """``by`` (a ``breakdown.GROUPS`` name) and ``top`` of ``/logs/analytics``, checked."""
+    params = request.query_params
+    try:
+        group_by = params.get("by")
+        if group_by is not None:
+            column_of(group_by)
+        top = check_top(int(params.get("top", str(DEFAULT_TOP))))
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from None
+    return group_by, top
 
 
 def _unauthorized() -> Response:
@@ -119,7 +137,9 @@ def access_log_routes(
         )
 
     async def analytics(request: Request) -> Response:
-        return await run(store.analytics, _filter(request, default_span=_DEFAULT_ANALYTICS_SPAN))
+        flt = _filter(request, default_span=_DEFAULT_ANALYTICS_SPAN)
+        group_by, top = _grouping(request)
+        return await run(lambda f: store.analytics(f, group_by=group_by, top=top), flt)
 
     async def stream(request: Request) -> Response:
         model = request.query_params.get("model")

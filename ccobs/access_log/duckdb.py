@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ccobs.access_log import rollup
-from ccobs.access_log.query import COLUMNS, TABLE
+from ccobs.access_log import columns, rollup
+from ccobs.access_log.columns import COLUMNS
+from ccobs.access_log.query import TABLE
 from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
 
 duckdb: Any
@@ -27,42 +28,15 @@ try:
 except ImportError:  # pragma: no cover - the optional extra is missing
     duckdb = None
 
-_TYPES = {
-    "request_id": "VARCHAR NOT NULL",
-    "ts_us": "BIGINT NOT NULL",
-    "method": "VARCHAR",
-    "endpoint": "VARCHAR",
-    "model": "VARCHAR",
-    "status": "INTEGER",
-    "streaming": "BOOLEAN NOT NULL",
-    "duration_ms": "DOUBLE NOT NULL",
-    "ttft_ms": "DOUBLE",
-    "input_tokens": "BIGINT NOT NULL",
-    "output_tokens": "BIGINT NOT NULL",
-    "cache_read_tokens": "BIGINT NOT NULL",
-    "cache_write_tokens": "BIGINT NOT NULL",
-    "cost_input_usd": "DOUBLE NOT NULL",
-    "cost_output_usd": "DOUBLE NOT NULL",
-    "cost_cache_usd": "DOUBLE NOT NULL",
-    "cost_total_usd": "DOUBLE NOT NULL",
-    "service_type": "VARCHAR",
-    "error_type": "VARCHAR",
-    "client_addr": "VARCHAR",
-    "user_agent": "VARCHAR",
-    "duration_bucket": "INTEGER NOT NULL",
-}
-SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-    + ", ".join(f"{column} {_TYPES[column]}" for column in COLUMNS)
-    + ")"
-)
+SCHEMA = columns.create_table(TABLE, columns.DUCKDB_TYPES)
+_TYPES = {column.name: columns.DUCKDB_TYPES[column.type] for column in columns.COLUMN_SPECS}
 _UPSERT = (
     f"INSERT INTO {rollup.ROLLUP} ({', '.join(rollup.ROLLUP_COLUMNS)}) SELECT "
     + ", ".join(f"unnest(?::{rollup.ROLLUP_TYPES[c]}[])" for c in rollup.ROLLUP_COLUMNS)
     + f" ON CONFLICT ({', '.join(rollup.KEY)}) DO UPDATE SET {rollup.UPSERT_SET}"
 )
 _INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT " + ", ".join(
-    f"unnest(?::{_TYPES[column].split()[0]}[])" for column in COLUMNS
+    f"unnest(?::{_TYPES[column]}[])" for column in COLUMNS
 )
 
 
@@ -91,6 +65,7 @@ class DuckDBAccessLog(BatchingAccessLog):
     """Access-log records in a DuckDB file; see ``BatchingAccessLog`` for the write path."""
 
     backend = "duckdb"
+    column_types = columns.DUCKDB_TYPES
     hour_expr = "ts_us // 3600000000"
 
     def __init__(self, path: str | Path, **kwargs: Any) -> None:

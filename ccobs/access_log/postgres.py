@@ -25,7 +25,7 @@ and on demand for any other day a batch holds.
 
 Schema: created on first use, under a session advisory lock so two proxies
 starting at once do not race; ``access_log_schema_version`` says which
-version wrote it. A column the shared row layout (``query.COLUMNS``) has and
+version wrote it. A column the shared row layout (``columns.COLUMN_SPECS``) has and
 the table lacks is added on open, so a new column needs no migration here.
 
 A proxy whose database is down keeps serving: the writer thread counts and
@@ -46,8 +46,16 @@ from typing import Any
 import structlog
 
 from ccobs.access_log import rollup
+from ccobs.access_log.columns import (
+    COLUMN_SPECS,
+    COLUMNS,
+    POSTGRES_TYPES,
+    add_column,
+    definition,
+    missing,
+)
 from ccobs.access_log.location import mask_url, scrub
-from ccobs.access_log.query import COLUMNS, TABLE
+from ccobs.access_log.query import TABLE
 from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
 
 psycopg: Any
@@ -68,35 +76,6 @@ CONNECT_TIMEOUT_S = 5
 DAY_US = 86_400_000_000
 DAYS_AHEAD = 2
 _PARTITION = re.compile(rf"^{TABLE}_p(\d{{8}})$")
-
-_PG_TYPES = {
-    "request_id": "TEXT NOT NULL",
-    "ts_us": "BIGINT NOT NULL",
-    "streaming": "BOOLEAN NOT NULL",
-    "duration_ms": "DOUBLE PRECISION NOT NULL",
-    "duration_bucket": "INTEGER NOT NULL",
-}
-_BY_SUFFIX = (
-    ("_tokens", "BIGINT NOT NULL DEFAULT 0"),
-    ("_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
-    ("_ms", "DOUBLE PRECISION"),
-    ("status", "INTEGER"),
-)
-
-
-def column_type(column: str) -> str:
-    """The PostgreSQL type of a raw column of the shared layout (``query.COLUMNS``).
-
-    Named types for the columns that need them; by suffix otherwise (tokens,
-    costs, durations, status codes), and ``TEXT`` for the rest: the other
-    columns are all strings, and a new string column needs nothing here.
-    """
-    if column in _PG_TYPES:
-        return _PG_TYPES[column]
-    for suffix, sql_type in _BY_SUFFIX:
-        if column.endswith(suffix):
-            return sql_type
-    return "TEXT"
 
 
 class AccessLogDatabaseUnavailable(OSError):
@@ -230,7 +209,7 @@ def connect(url: str, *, read_only: bool = False) -> PgConnection:
 
 def schema_statements() -> list[str]:
     """The tables of schema version 1: raw records partitioned by day, the rollup, the version."""
-    columns = ", ".join(f"{column} {column_type(column)}" for column in COLUMNS)
+    columns = ", ".join(definition(column, POSTGRES_TYPES) for column in COLUMN_SPECS)
     return [
         f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
         "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -292,6 +271,7 @@ class PostgresAccessLog(BatchingAccessLog):
     """Access-log records in a shared PostgreSQL database; see ``BatchingAccessLog``."""
 
     backend = "postgres"
+    column_types = POSTGRES_TYPES
     begin_write = f"BEGIN; {_LOCK}"
 
     def __init__(self, url: str, **kwargs: Any) -> None:
@@ -352,11 +332,9 @@ class PostgresAccessLog(BatchingAccessLog):
                     [TABLE],
                 ).fetchall()
             }
-            for column in COLUMNS:
-                if column not in present:  # a column newer than the table: nullable, no default
-                    base_type = column_type(column).split(" NOT NULL")[0]
-                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {base_type}")
-                    logger.info("access_log_column_added", url=self.where, column=column)
+            for column in missing(present):  # newer than the table: nullable, no default
+                conn.execute(add_column(TABLE, column, POSTGRES_TYPES))
+                logger.info("access_log_column_added", url=self.where, column=column.name)
 
     # -- partitions -------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ccobs.access_log.columns import COLUMNS, missing
 from ccobs.storage import AccessLogRecord
 
 TABLE = "access_log"
@@ -29,30 +30,6 @@ _LOG_BASE = math.log(BUCKET_BASE)
 _MIN_DURATION_MS = 0.001
 MAX_LIMIT = 10_000
 
-COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "ts_us",
-    "method",
-    "endpoint",
-    "model",
-    "status",
-    "streaming",
-    "duration_ms",
-    "ttft_ms",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_input_usd",
-    "cost_output_usd",
-    "cost_cache_usd",
-    "cost_total_usd",
-    "service_type",
-    "error_type",
-    "client_addr",
-    "user_agent",
-    "duration_bucket",
-)
 INSERT_SQL = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _SHOWN = COLUMNS[:-1]  # the bucket is an index, not a field
 
@@ -84,7 +61,10 @@ def iso(us: int) -> str:
 
 
 def to_row(record: AccessLogRecord, keep_client_info: bool) -> tuple[Any, ...]:
-    """The stored row of a record; client address and user agent only when kept."""
+    """The stored row of a record, in ``COLUMNS`` order; client address and user agent only
+    when kept. Spelled out, not looped over ``COLUMNS``: the writer builds every row here,
+    and a test holds the order to ``COLUMNS``."""
+    keep = keep_client_info
     return (
         record.request_id,
         to_us(record.timestamp),
@@ -105,10 +85,27 @@ def to_row(record: AccessLogRecord, keep_client_info: bool) -> tuple[Any, ...]:
         record.cost_total_usd,
         record.service_type,
         record.error_type,
-        record.client_addr if keep_client_info else None,
-        record.user_agent if keep_client_info else None,
+        record.client_addr if keep else None,
+        record.user_agent if keep else None,
+        record.stop_reason,
+        record.team,
+        record.key_alias,
+        record.key_fingerprint,
+        record.client_app,
+        record.session_id,
+        record.upstream_request_id,
         duration_bucket(record.duration_ms),
     )
+
+
+def source(present: Iterable[str]) -> str:
+    """What a read selects ``FROM``: the table, or, when a writer has not yet added the
+    newer columns to it (``columns.missing``), the table with NULL in their place."""
+    absent = missing(present)
+    if not absent:
+        return TABLE
+    nulls = ", ".join(f"NULL AS {column.name}" for column in absent)
+    return f"(SELECT *, {nulls} FROM {TABLE}) AS {TABLE}"
 
 
 def record_dict(record: AccessLogRecord, keep_client_info: bool) -> dict[str, Any]:
@@ -128,7 +125,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
-    """``2026-05-01T14:02:00Z``, epoch seconds, ``now``, or a span back from now (``90m``, ``7d``).
+    """``2026-05-01T14:02:00Z``, epoch seconds, ``now``, a span back from now (``90m``, ``7d``),
+    or ``today`` / ``month``: the start of the current day / month, UTC.
 
     Raises ``ValueError`` naming the text, for a 400 or a CLI error.
     """
@@ -136,6 +134,9 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     value = text.strip()
     if value == "now":
         return now
+    if value in ("today", "month"):
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight if value == "today" else midnight.replace(day=1)
     match = _RELATIVE.match(value)
     if match:
         return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
@@ -147,9 +148,22 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(
-            f"invalid time {text!r}: expected ISO 8601, epoch seconds, 'now' or e.g. 30m, 2h, 7d"
+            f"invalid time {text!r}: expected ISO 8601, epoch seconds, 'now', 'today', "
+            "'month' or e.g. 30m, 2h, 7d"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+FILTER_COLUMNS = (
+    "model",
+    "status",
+    "service_type",
+    "team",
+    "key_alias",
+    "client_app",
+    "session_id",
+)
+"""The columns a ``LogFilter`` matches exactly, each a field of the filter."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,14 @@ class LogFilter:
     status: int | None = None
     service_type: str | None = None
     limit: int = 100
+    team: str | None = None
+    key_alias: str | None = None
+    client_app: str | None = None
+    session_id: str | None = None
+
+    def matches(self) -> dict[str, Any]:
+        """The exact-match filters, by column (None: not filtered on)."""
+        return {column: getattr(self, column) for column in FILTER_COLUMNS}
 
     def span(self) -> tuple[int | None, int | None]:
         """The time range in microseconds since the epoch; None is open."""
@@ -187,18 +209,17 @@ class LogFilter:
         if end is not None:
             clauses.append("ts_us < ?")
             params.append(end)
-        for column in ("model", "status", "service_type"):
-            value = getattr(self, column)
+        for column, value in self.matches().items():
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def records_sql(flt: LogFilter) -> tuple[str, list[Any]]:
-    """Newest first, at most ``limit``."""
+def records_sql(flt: LogFilter, table: str = TABLE) -> tuple[str, list[Any]]:
+    """Newest first, at most ``limit``; ``table`` is what to read (``source``)."""
     where, params = flt.where()
-    sql = f"SELECT {', '.join(_SHOWN)} FROM {TABLE}{where} ORDER BY ts_us DESC LIMIT ?"
+    sql = f"SELECT {', '.join(_SHOWN)} FROM {table}{where} ORDER BY ts_us DESC LIMIT ?"
     return sql, [*params, flt.limit]
 
 
@@ -206,7 +227,10 @@ _SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_toke
 
 
 def analytics_sql(
-    flt: LogFilter, hour_expr: str, span: tuple[int | None, int | None] | None = None
+    flt: LogFilter,
+    hour_expr: str,
+    span: tuple[int | None, int | None] | None = None,
+    table: str = TABLE,
 ) -> tuple[str, list[Any]]:
     """One scan grouped by model, hour and latency bucket; everything else is added up after.
 
@@ -217,7 +241,7 @@ def analytics_sql(
     sql = (
         f"SELECT model, {hour_expr} AS hour, duration_bucket, COUNT(*), "
         f"SUM(CASE WHEN error_type IS NULL THEN 0 ELSE 1 END), {sums} "
-        f"FROM {TABLE}{where} GROUP BY 1, 2, 3"
+        f"FROM {table}{where} GROUP BY 1, 2, 3"
     )
     return sql, params
 
@@ -298,7 +322,7 @@ def analytics_result(rows: Iterable[Sequence[Any]], flt: LogFilter) -> dict[str,
     return {
         "start": iso(to_us(flt.start)) if flt.start else None,
         "end": iso(to_us(flt.end)) if flt.end else None,
-        "filters": {"model": flt.model, "status": flt.status, "service_type": flt.service_type},
+        "filters": flt.matches(),
         "totals": total.as_dict(),
         "by_model": [
             {"model": model, **stats.as_dict()}

@@ -13,39 +13,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ccobs.access_log import rollup
+from ccobs.access_log import columns, rollup
 from ccobs.access_log.query import INSERT_SQL, TABLE
 from ccobs.access_log.store import AccessLogReader, BatchingAccessLog
 
 _BUSY_TIMEOUT_MS = 10_000
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    request_id TEXT NOT NULL,
-    ts_us INTEGER NOT NULL,
-    method TEXT,
-    endpoint TEXT,
-    model TEXT,
-    status INTEGER,
-    streaming INTEGER NOT NULL DEFAULT 0,
-    duration_ms REAL NOT NULL,
-    ttft_ms REAL,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_input_usd REAL NOT NULL DEFAULT 0,
-    cost_output_usd REAL NOT NULL DEFAULT 0,
-    cost_cache_usd REAL NOT NULL DEFAULT 0,
-    cost_total_usd REAL NOT NULL DEFAULT 0,
-    service_type TEXT,
-    error_type TEXT,
-    client_addr TEXT,
-    user_agent TEXT,
-    duration_bucket INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);
-""" + "".join(f"{statement};\n" for statement in rollup.schema(" WITHOUT ROWID"))
+SCHEMA = (
+    columns.create_table(TABLE, columns.SQLITE_TYPES)
+    + f";\nCREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts_us);\n"
+    + "".join(f"{statement};\n" for statement in rollup.schema(" WITHOUT ROWID"))
+)
 
 _UPSERT = (
     f"INSERT INTO {rollup.ROLLUP} ({', '.join(rollup.ROLLUP_COLUMNS)}) "
@@ -81,6 +59,7 @@ class SQLiteAccessLog(BatchingAccessLog):
     backend = "sqlite"
     begin_write = "BEGIN IMMEDIATE"  # take the write lock first: no deadlock between workers
     null_safe_eq = "IS"
+    column_types = columns.SQLITE_TYPES
 
     def _open(self) -> sqlite3.Connection:
         conn = _connect(self.path)

@@ -23,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -31,11 +31,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 import structlog
 
-from ccobs.access_log import rollup
+from ccobs.access_log import breakdown, columns, rollup
 from ccobs.access_log.counters import AccessLogCounters
-from ccobs.access_log.query import LogFilter, analytics_result, analytics_sql, records_sql, row_dict
+from ccobs.access_log.query import (
+    TABLE,
+    LogFilter,
+    analytics_result,
+    analytics_sql,
+    records_sql,
+    row_dict,
+    source,
+)
 from ccobs.access_log.query import to_row as _to_row
-from ccobs.access_log.rollup import DIMS, META, ROLLUP, DimKey
+from ccobs.access_log.rollup import DIM_COLUMNS, DIMS, META, ROLLUP, DimKey
 from ccobs.access_log.tail import LiveTail
 from ccobs.storage import AccessLogRecord
 
@@ -64,32 +72,72 @@ class AccessLogReader(ABC):
 
     def query(self, flt: LogFilter) -> list[dict[str, Any]]:
         """Matching records, newest first, at most ``flt.limit``."""
-        sql, params = records_sql(flt)
         conn = self._read_connection()
         try:
+            sql, params = records_sql(flt, self._table(conn))
             return [row_dict(row) for row in conn.execute(sql, params).fetchall()]
         finally:
             conn.close()
 
-    def analytics(self, flt: LogFilter, *, use_rollup: bool = True) -> dict[str, Any]:
-        """Totals and per-model, per-hour requests, tokens, cost, error ratio, p50/p95.
+    def analytics(
+        self,
+        flt: LogFilter,
+        *,
+        use_rollup: bool = True,
+        group_by: str | None = None,
+        top: int = breakdown.DEFAULT_TOP,
+    ) -> dict[str, Any]:
+        """Totals and per-model, per-hour requests, tokens, cost, error ratio, p50/p95; or,
+        ``group_by`` one of ``breakdown.GROUPS``, totals and the ``top`` groups by cost.
 
         Whole hours come from the hourly rollup (see ``ccobs.access_log.rollup``),
         the partial hours at the range's edges from the raw records, all in one
-        read transaction. ``use_rollup=False`` scans raw records only (the
-        reference the rollup is tested against).
+        read transaction; a filter or grouping by session reads raw records only.
+        ``use_rollup=False`` scans raw records only (the reference the rollup is
+        tested against).
         """
+        column = breakdown.column_of(group_by) if group_by is not None else None
+        if group_by is not None:
+            breakdown.check_top(top)
         conn = self._read_connection()
         try:
-            if use_rollup and self._rollup_ready(conn):
+            table = self._table(conn)
+            rolled = (
+                use_rollup
+                and rollup.answers(flt)
+                and (column is None or column in DIM_COLUMNS)
+                and self._rollup_ready(conn)
+            )
+            if rolled:
                 conn.execute("BEGIN TRANSACTION")  # one snapshot for rollup and edges
-                rows = self._rolled_up_rows(conn, flt)
+            if group_by is None:
+                if rolled:
+                    rows = self._rolled_up_rows(conn, flt, table)
+                else:
+                    sql, params = analytics_sql(flt, self.hour_expr, table=table)
+                    rows = conn.execute(sql, params).fetchall()
+                return analytics_result(rows, flt)
+            assert column is not None
+            if column not in DIM_COLUMNS:  # sessions: the database ranks them
+                ranked = conn.execute(*breakdown.ranked_sql(flt, column, top, table)).fetchall()
+                keys = [row[0] for row in ranked]
+                sql, params = breakdown.groups_sql(flt, column, table, keys=keys)
+                rows = conn.execute(sql, params).fetchall() if keys else []
+                totals = conn.execute(*breakdown.groups_sql(flt, None, table)).fetchall()
+                return breakdown.breakdown_result(rows, flt, group_by, top, totals)
+            if rolled:
+                rows = self._rolled_up_groups(conn, flt, column, table)
             else:
-                sql, params = analytics_sql(flt, self.hour_expr)
-                rows = conn.execute(sql, params).fetchall()
+                rows = conn.execute(*breakdown.groups_sql(flt, column, table)).fetchall()
+            return breakdown.breakdown_result(rows, flt, group_by, top)
         finally:
             conn.close()
-        return analytics_result(rows, flt)
+
+    @staticmethod
+    def _table(conn: Any) -> str:
+        """The table to read, with NULL for columns no writer has added yet (``query.source``)."""
+        cursor = conn.execute(f"SELECT * FROM {TABLE} LIMIT 0")
+        return source(entry[0] for entry in cursor.description)
 
     @staticmethod
     def _rollup_ready(conn: Any) -> bool:
@@ -99,23 +147,43 @@ class AccessLogReader(ABC):
             return False
         return row is not None and row[0] == rollup.ROLLUP_VERSION
 
-    def _rolled_up_rows(self, conn: Any, flt: LogFilter) -> list[Any]:
+    def _rolled_up_rows(self, conn: Any, flt: LogFilter, table: str = TABLE) -> list[Any]:
         hours, edges = rollup.split(flt)
         rows: list[Any] = []
         for span in edges:
-            sql, params = analytics_sql(flt, self.hour_expr, span)
+            sql, params = analytics_sql(flt, self.hour_expr, span, table)
             rows.extend(conn.execute(sql, params).fetchall())
         if hours is None:
             return rows
-        dim_ids: list[int] | None = None
-        if any(v is not None for v in (flt.model, flt.status, flt.service_type)):
-            sql, params = rollup.dims_sql(flt)
-            dim_ids = sorted(int(row[0]) for row in conn.execute(sql, params).fetchall())
-            if not dim_ids:
-                return rows
-        sql, params = rollup.rollup_sql(hours, dim_ids)
-        rows.extend(conn.execute(sql, params).fetchall())
+        found, dim_ids = self._matching_dims(conn, flt)
+        if found:
+            sql, params = rollup.rollup_sql(hours, dim_ids)
+            rows.extend(conn.execute(sql, params).fetchall())
         return rows
+
+    def _rolled_up_groups(self, conn: Any, flt: LogFilter, column: str, table: str) -> list[Any]:
+        """``breakdown.groups_sql`` rows: raw records at the edges, the rollup for whole hours."""
+        hours, edges = rollup.split(flt)
+        rows: list[Any] = []
+        for span in edges:
+            sql, params = breakdown.groups_sql(flt, column, table, span)
+            rows.extend(conn.execute(sql, params).fetchall())
+        if hours is None:
+            return rows
+        found, dim_ids = self._matching_dims(conn, flt)
+        if found:
+            sql, params = rollup.rollup_groups_sql(hours, dim_ids, column)
+            rows.extend(conn.execute(sql, params).fetchall())
+        return rows
+
+    @staticmethod
+    def _matching_dims(conn: Any, flt: LogFilter) -> tuple[bool, list[int] | None]:
+        """Whether any dimension matches ``flt``, and which (None: all, unfiltered)."""
+        if not rollup.filtered(flt):
+            return True, None
+        sql, params = rollup.dims_sql(flt)
+        dim_ids = sorted(int(row[0]) for row in conn.execute(sql, params).fetchall())
+        return bool(dim_ids), dim_ids
 
 
 class BatchingAccessLog(AccessLogReader):
@@ -131,6 +199,8 @@ class BatchingAccessLog(AccessLogReader):
     backend = "abstract"
     begin_write = "BEGIN TRANSACTION"
     null_safe_eq = "IS NOT DISTINCT FROM"
+    column_types: Mapping[str, str] = columns.DUCKDB_TYPES
+    """SQL for each portable column type (``columns.py``), for the columns a migration adds."""
 
     def __init__(
         self,
@@ -240,9 +310,24 @@ class BatchingAccessLog(AccessLogReader):
             return self._delete_raw(conn, cutoff_us)
 
     def _ensure_rollup(self, conn: Any) -> None:
-        """Roll up the raw records once, when the database predates the rollup."""
+        """Bring an older database up to date, in one transaction: add the record columns it
+        lacks, then roll up its raw records once if it predates the rollup, or add the newer
+        dimensions to a version 1 rollup."""
         with self._transaction(conn):
+            present = [d[0] for d in conn.execute(f"SELECT * FROM {TABLE} LIMIT 0").description]
+            for column in columns.missing(present):
+                conn.execute(columns.add_column(TABLE, column, self.column_types))
             done = conn.execute(f"SELECT value FROM {META} WHERE key = 'rollup'").fetchone()
+            if done is not None and done[0] == "1":
+                present = [d[0] for d in conn.execute(f"SELECT * FROM {DIMS} LIMIT 0").description]
+                for name in rollup.DIMS_ADDED_IN_2:
+                    if name not in present:
+                        conn.execute(f"ALTER TABLE {DIMS} ADD COLUMN {name} TEXT")
+                conn.execute(
+                    f"UPDATE {META} SET value = ? WHERE key = 'rollup'", [rollup.ROLLUP_VERSION]
+                )
+                logger.info("access_log_rollup_upgraded", path=str(self.path))
+                return
             if done is not None:
                 return
             conn.execute(f"DELETE FROM {ROLLUP}")
@@ -260,25 +345,33 @@ class BatchingAccessLog(AccessLogReader):
     ) -> list[tuple[int, int, int, list[Any]]]:
         """Raw records in ``[start_us, end_us)`` summed per rollup key (hour, dim, bucket)."""
         rows = conn.execute(rollup.grouped_raw_sql(self.hour_expr), [start_us, end_us]).fetchall()
+        n = len(DIM_COLUMNS)
         return [
-            (int(hour), self._dim_id(conn, (model, status, service)), int(bucket), list(sums))
-            for hour, model, status, service, bucket, *sums in rows
+            (
+                int(row[0]),
+                self._dim_id(conn, tuple(row[1 : n + 1])),
+                int(row[n + 1]),
+                list(row[n + 2 :]),
+            )
+            for row in rows
         ]
 
     def _dim_id(self, conn: Any, dim: DimKey) -> int:
-        """The id of a (model, status, service_type); a new one is taken under the write lock."""
+        """The id of a dimension (``DIM_COLUMNS`` values); a new one is taken under the write
+        lock."""
         cached = self._dims.get(dim)
         if cached is not None:
             return cached
         eq = self.null_safe_eq
         found = conn.execute(
-            f"SELECT id FROM {DIMS} WHERE model {eq} ? AND status {eq} ? AND service_type {eq} ?",
+            f"SELECT id FROM {DIMS} WHERE " + " AND ".join(f"{c} {eq} ?" for c in DIM_COLUMNS),
             list(dim),
         ).fetchone()
         if found is None:
             found = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {DIMS}").fetchone()
             conn.execute(
-                f"INSERT INTO {DIMS} (id, model, status, service_type) VALUES (?, ?, ?, ?)",
+                f"INSERT INTO {DIMS} (id, {', '.join(DIM_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * (len(DIM_COLUMNS) + 1))})",
                 [found[0], *dim],
             )
         self._dims[dim] = int(found[0])

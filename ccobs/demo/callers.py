@@ -1,11 +1,11 @@
-"""The demo's callers: six keys across three teams, each sent as the client app it would be.
+"""The demo's callers: seven keys across three teams, each sent as the client app it would be.
 
 So that ``ccobs demo`` shows attribution, the load generator sends each
 request as one of these callers: its key (``x-api-key`` to the Anthropic API,
 a bearer token to OpenAI's), and the headers its client sends (Claude Code's
 user agent, ``x-app: cli`` and a session id; Codex's originator and session;
 the SDKs' user agents; curl's). ``identities.yaml`` beside this module names
-five of the keys by fingerprint; the sixth is left out, to show ``unassigned``.
+six of the keys by fingerprint; the seventh is left out, to show ``unassigned``.
 
 The keys are fake and only ever reach the mock upstream.
 """
@@ -40,11 +40,14 @@ class Caller:
     headers: Mapping[str, str]
     session_header: str | None = None
     """Where this client sends its session id; None: it sends none."""
+    subscription: bool = False
+    """Signs in like a Claude subscription client: its key (an OAuth ``sk-ant-oat01-``
+    token) goes as a bearer token to the Anthropic API too."""
 
     def request_headers(self, api: Api, session: int) -> dict[str, str]:
         """The headers of one request to ``api`` in session number ``session``."""
         headers = dict(self.headers)
-        if api == "anthropic":
+        if api == "anthropic" and not self.subscription:
             headers["x-api-key"] = self.key
         else:
             headers["authorization"] = f"Bearer {self.key}"
@@ -93,14 +96,22 @@ DEMO_CALLERS: Final[tuple[Caller, ...]] = (
         {"user-agent": "curl/8.5.0"},
     ),
     Caller(
+        "frank",
+        _key("sk-ant-oat01-", "frank"),
+        ("anthropic",),
+        {"user-agent": "claude-cli/2.1.332 (external, cli)", "x-app": "cli"},
+        session_header="x-claude-code-session-id",
+        subscription=True,
+    ),
+    Caller(
         "contractor",
         _key("sk-ant-api03-", "contractor"),
         ("anthropic",),
         {"user-agent": "Anthropic/JS 0.60.0", "x-stainless-lang": "js"},
     ),
 )
-"""alice and bob are team platform, carol and dave research, erin data (identities.yaml);
-the contractor's key is in no file: ``unassigned``."""
+"""alice, bob and frank (Claude Code on a subscription) are team platform, carol and dave
+research, erin data (identities.yaml); the contractor's key is in no file: ``unassigned``."""
 
 
 class CallerPicker:

@@ -24,6 +24,7 @@ from ccobs.cli_options import (
     share,
     weights,
 )
+from ccobs.demo.sdk_retries import MAX_RETRIES
 from ccobs.settings import ObservabilitySettings
 
 
@@ -88,6 +89,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     seed_option(loadgen, "a repeatable request mix")
     loadgen.add_argument("--timeout", type=positive_float, default=60.0, help="per request, s")
     loadgen.add_argument("--api-key", help="sent as x-api-key (never printed)")
+    loadgen.add_argument(
+        "--max-retries",
+        type=int,
+        choices=range(MAX_RETRIES + 1),
+        default=0,
+        metavar="N",
+        help="retry 408/409/429/5xx answers up to N times, as the SDKs do (default 0)",
+    )
     loadgen.set_defaults(handler=_loadgen_command)
 
     demo = commands.add_parser(
@@ -153,6 +162,7 @@ def _loadgen_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         timeout=args.timeout,
         headers=headers,
+        max_retries=args.max_retries,
     )
     summary = run_loadgen_cli(config)
     return 0 if summary.requests > 0 else 1

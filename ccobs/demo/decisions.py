@@ -11,8 +11,10 @@ import json
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ccobs.demo.mock_rate_limits import MockRateLimitConfig
 
 Api = Literal["anthropic", "openai", "responses"]
 """The wire API a request came in on: Anthropic Messages, OpenAI Chat Completions or
@@ -103,10 +105,20 @@ class UpstreamConfig:
     timeout_hang: float = 900.0
     """Longer than any SDK's default timeout (Anthropic's is 600 s), yet bounded."""
     retry_after: int = 2
+    tool_use_share: float = 0.0
+    """Share of whole (not truncated) Anthropic and Chat answers that stop to call a tool
+    (``tool_use``, ``tool_calls``), as agents' answers often do. Decided from the request's
+    id rather than drawn, so it shifts no other decision of a seeded run."""
     max_recorded_decisions: int = 10_000
+    rate_limits: MockRateLimitConfig = field(default_factory=MockRateLimitConfig)
+    """Per-key request and token windows (:mod:`ccobs.demo.mock_rate_limits`)."""
+    stamp_deltas: bool = False
+    """Each streamed text delta's text is the sender's ``time.monotonic_ns()`` instead of
+    words, so a benchmark on the same host can measure each event's delay to its client."""
 
     def __post_init__(self) -> None:
         for name in (
+            "tool_use_share",
             "cache_hit_share",
             "cached_input_share",
             "error_rate",
@@ -296,6 +308,22 @@ def _text_chars(value: object) -> int:
             return _text_chars(value["content"])
         return len(json.dumps(value, separators=(",", ":")))
     return len(str(value))
+
+
+_TOOL_STOP_REASONS: Mapping[str, str] = {"anthropic": "tool_use", "openai": "tool_calls"}
+
+
+def tool_call_stop_reason(api: Api, request_id: str, share: float) -> str | None:
+    """The stop reason of an answer that calls a tool, for ``share`` of the request ids; else None.
+
+    ``request_id`` is the decision's hex digest: its first 32 bits are uniform, so
+    the share holds without a draw from the seeded RNG. The Responses API has no
+    such stop reason (a tool call is an output item), so none there.
+    """
+    reason = _TOOL_STOP_REASONS.get(api)
+    if reason is None or share <= 0.0:
+        return None
+    return reason if int(request_id[:8], 16) < share * 2**32 else None
 
 
 def split_tokens(decision: Decision, per_delta: int, seed: int) -> list[tuple[str, int]]:

@@ -46,6 +46,7 @@ from ccobs.demo.load_results import (
     RequestResult,
     percentile,
 )
+from ccobs.demo.sdk_retries import MAX_RETRIES, RETRY_COUNT_HEADER, retry_delay, sdk_would_retry
 from ccobs.pricing import PriceTable
 from ccobs.proxy.sse import iter_events
 from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
@@ -118,6 +119,9 @@ class LoadConfig:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     callers: tuple[Caller, ...] = field(default=(), repr=False)
     """Each request is sent as one of these, drawn per request (``ccobs.demo.callers``)."""
+    max_retries: int = 0
+    """Retries of a request answered 408, 409, 429 or 5xx, made as the official SDKs make
+    them, ``x-stainless-retry-count`` included (see ``ccobs.demo.sdk_retries``); 0: none."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.startswith(("http://", "https://")):
@@ -163,6 +167,10 @@ class LoadConfig:
             raise ValueError(f"LoadConfig.max_tokens must be >= 1, got {self.max_tokens!r}")
         if self.max_in_flight < 1:
             raise ValueError(f"LoadConfig.max_in_flight must be >= 1, got {self.max_in_flight!r}")
+        if not 0 <= self.max_retries <= MAX_RETRIES:
+            raise ValueError(
+                f"LoadConfig.max_retries must be in [0, {MAX_RETRIES}], got {self.max_retries!r}"
+            )
 
 
 # --------------------------------------------------------------------------- requests
@@ -252,12 +260,29 @@ async def _read_stream(
     raise _IncompleteStream
 
 
-async def _send(client: httpx.AsyncClient, config: LoadConfig, plan: _Plan) -> RequestResult:
+async def _send_retrying(
+    client: httpx.AsyncClient, config: LoadConfig, plan: _Plan
+) -> RequestResult:
+    """:func:`_send`, retried as an official SDK retries; the last attempt's result."""
+    retry = 0
+    while True:
+        result = await _send(client, config, plan, retry)
+        if retry >= config.max_retries or not sdk_would_retry(result.status):
+            return result
+        retry += 1
+        await asyncio.sleep(retry_delay(retry))
+
+
+async def _send(
+    client: httpx.AsyncClient, config: LoadConfig, plan: _Plan, retry: int = 0
+) -> RequestResult:
     """Send one request and classify the outcome; never raises for network trouble."""
     base = config.target.rstrip("/")
     headers = httpx.Headers({"content-type": "application/json"})
     headers.update(config.headers)
     headers.update(plan.headers)
+    if config.max_retries:  # as the SDKs do: 0 on the first try
+        headers[RETRY_COUNT_HEADER] = str(retry)
     if plan.api == "anthropic":
         url = f"{base}/v1/messages"
         if "anthropic-version" not in headers:
@@ -340,7 +365,7 @@ async def _closed_loop(
         while more():
             recorder.started()
             plan = planner.next()
-            recorder.add(await _send(client, config, plan))
+            recorder.add(await _send_retrying(client, config, plan))
 
     async with asyncio.TaskGroup() as group:
         for _ in range(config.concurrency):
@@ -362,7 +387,7 @@ async def _open_loop(
 
     async def one(plan: _Plan) -> None:
         try:
-            recorder.add(await _send(client, config, plan))
+            recorder.add(await _send_retrying(client, config, plan))
         finally:
             slots.release()
 

@@ -26,6 +26,7 @@ from ccobs.access_log.location import shown_location
 from ccobs.demo.callers import DEMO_CALLERS
 from ccobs.demo.live_view import LiveView
 from ccobs.demo.loadgen import LoadConfig, LoadSummary, render_summary, run_load
+from ccobs.demo.mock_rate_limits import DEMO_RATE_LIMITS
 from ccobs.demo.server_thread import ServerThread
 from ccobs.demo.upstream import UpstreamConfig, create_upstream_app
 from ccobs.logging import configure_logging
@@ -38,6 +39,12 @@ from ccobs.settings import ObservabilitySettings
 DEMO_MODELS = {"claude-sonnet-4-6": 0.6, "claude-haiku-4-5": 0.3, "claude-opus-4-6": 0.1}
 DEMO_OPENAI_MODELS = {"gpt-4.1-mini": 1.0}
 _FOREVER = 10 * 365 * 24 * 3600.0
+DEMO_TOOL_USE_SHARE = 0.15
+"""Share of the mock's answers that stop to call a tool, as an agent's often do."""
+DEMO_MAX_TOKENS = 384
+"""The demo's output limit: the mock writes up to 400 tokens, so a few answers are cut off."""
+DEMO_MAX_RETRIES = 2
+"""Retries of the demo's 429s, 529s and 500s, as the official SDKs make them by default."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,12 @@ def run_demo(
     pusher = PushgatewayClient(settings) if settings.pushgateway_enabled else None
     metrics = PrometheusMetrics(settings.namespace, registry, pusher, settings=settings)
     upstream_app = create_upstream_app(
-        UpstreamConfig(seed=config.seed, error_rate=config.error_rate)
+        UpstreamConfig(
+            seed=config.seed,
+            error_rate=config.error_rate,
+            rate_limits=DEMO_RATE_LIMITS,
+            tool_use_share=DEMO_TOOL_USE_SHARE,
+        )
     )
     try:
         with ServerThread(upstream_app, config.host) as upstream:
@@ -121,6 +133,8 @@ def _drive(
         target=target,
         rate=config.rate,
         duration=config.duration or _FOREVER,
+        max_tokens=DEMO_MAX_TOKENS,
+        max_retries=DEMO_MAX_RETRIES,
         models=DEMO_MODELS,
         openai_models=DEMO_OPENAI_MODELS,
         openai_share=config.openai_share,

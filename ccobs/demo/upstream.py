@@ -61,6 +61,7 @@ from ccobs.demo.decisions import (
     UpstreamConfig,
     estimate_prompt_tokens,
     split_tokens,
+    tool_call_stop_reason,
 )
 from ccobs.demo.mock_errors import (
     FAULT_MESSAGES,
@@ -71,6 +72,7 @@ from ccobs.demo.mock_errors import (
     validate,
 )
 from ccobs.demo.mock_models import models_response
+from ccobs.demo.mock_rate_limits import MockRateLimits
 from ccobs.proxy.sse import encode_event
 
 __all__ = [
@@ -107,6 +109,7 @@ class MockUpstream:
         self.active_streams = 0
         self.completed_streams = 0
         self.aborted_streams = 0
+        self.rate_limits = MockRateLimits(config.rate_limits)
 
     def decide(
         self,
@@ -176,6 +179,8 @@ class MockUpstream:
         index = self._index
         self._index += 1
         digest = hashlib.blake2b(f"{self._id_salt}:{index}".encode(), digest_size=12).hexdigest()
+        if not truncated:
+            stop_reason = tool_call_stop_reason(api, digest, cfg.tool_use_share) or stop_reason
         decision = Decision(
             index=index,
             request_id=digest,
@@ -216,6 +221,16 @@ class MockUpstream:
             overrides=overrides,
         )
         headers = self._headers(decision)
+        retry_after = self.rate_limits.charge(
+            api,
+            request.headers,
+            decision.prompt_tokens,
+            decision.output_tokens,
+            decision.status,
+            headers,
+        )
+        if retry_after is not None:  # a spent window: 429, as the real APIs answer
+            return error_response(api, 429, FAULT_MESSAGES[429], headers)
 
         if decision.fault == "timeout":
             if not await _pause(request, self.config.timeout_hang):
@@ -258,7 +273,9 @@ class MockUpstream:
             model_and_messages(body)
         except ValueError as exc:
             return error_response("anthropic", 400, str(exc))
-        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)})
+        # Anthropic names every answer with a request id, this one too.
+        headers = {"request-id": f"req_{secrets.token_hex(12)}"}
+        return JSONResponse({"input_tokens": estimate_prompt_tokens(body)}, headers=headers)
 
     def _headers(self, decision: Decision) -> dict[str, str]:
         """Request id and rate-limit headers, named as each vendor names them."""
@@ -509,13 +526,14 @@ class MockUpstream:
     ) -> AsyncGenerator[str, None]:
         """Yield text deltas on schedule; a ``drop`` fault aborts after about half of them."""
         drop_at = max(1, len(deltas) // 2) if decision.fault == "drop" else None
+        stamp = self.config.stamp_deltas
         await anyio.sleep(decision.ttft)
         for i, (text, tokens) in enumerate(deltas):
             if i == drop_at:
                 raise _DropConnection
             if i:
                 await anyio.sleep(decision.inter_token_delay * tokens)
-            yield text
+            yield str(time.monotonic_ns()) if stamp else text
         if drop_at is not None:
             raise _DropConnection
 

@@ -138,6 +138,21 @@ class MixinConfig:
     budget_burn_window: str = "1h"
     """The burn rate a budget alert projects over its period: the spend rate averaged over this."""
     budget_burn_for: str = "15m"
+    rate_limit_headroom_ratio: float = 0.1
+    """Share of an upstream rate limit left (remaining / limit) under which to warn."""
+    rate_limit_headroom_for: str = "5m"
+    """How long the headroom must stay under that share: a window that refills within a
+    minute is routine, one that stays nearly spent is the 429s to come."""
+    subscription_utilization_ratio: float = 0.9
+    """Share of a Claude subscription usage window (5h, 7d...) used above which to warn."""
+    subscription_utilization_for: str = "5m"
+    truncated_ratio: float = 0.1
+    """Share of answers cut off by their output-token limit (stop reason ``max_tokens`` or
+    ``length``) above which to warn."""
+    truncated_min_answers: float = 20.0
+    """Answers the window must hold before their truncated share may alert."""
+    truncated_window: str = "30m"
+    truncated_for: str = "15m"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.namespace):
@@ -177,6 +192,15 @@ class MixinConfig:
         if not 0 < self.rate_limited_ratio < 1:
             raise ValueError(
                 f"rate_limited_ratio must be within (0, 1), got {self.rate_limited_ratio}"
+            )
+        for name in ("rate_limit_headroom_ratio", "subscription_utilization_ratio"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be within (0, 1), got {getattr(self, name)}")
+        if not 0 < self.truncated_ratio < 1:
+            raise ValueError(f"truncated_ratio must be within (0, 1), got {self.truncated_ratio}")
+        if self.truncated_min_answers < 0:
+            raise ValueError(
+                f"truncated_min_answers must not be negative, got {self.truncated_min_answers}"
             )
         for f in fields(self):
             if f.name.endswith(("_window", "_for", "_interval")):

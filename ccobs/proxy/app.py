@@ -24,6 +24,7 @@ from ccobs.budgets import Budget, expose_budgets
 from ccobs.identity import Identities
 from ccobs.identity_file import load_identity_file
 from ccobs.pricing import PriceTable
+from ccobs.proxy.api_dispatch import serve_api_routes_directly
 from ccobs.proxy.config import (
     ANTHROPIC_PATH,
     DEFAULT_UPSTREAM,
@@ -125,11 +126,13 @@ def create_proxy_app(
         app.router.routes.extend(access_log_routes(storage, effective.access_log_api_token))
     # Plain Starlette routes serving plain ASGI apps (see ApiRoute), ahead of FastAPI's
     # documentation routes so the router tries them first.
-    app.router.routes[:0] = [
+    api_routes = [
         Route(ANTHROPIC_PATH, ApiRoute(proxy.anthropic_messages), methods=["POST"]),
         Route(OPENAI_PATH, ApiRoute(proxy.openai_chat_completions), methods=["POST"]),
         Route(RESPONSES_PATH, ApiRoute(proxy.openai_responses), methods=["POST"]),
     ]
+    app.router.routes[:0] = api_routes
+    serve_api_routes_directly(app, api_routes)  # before instrument(): ccobs stays outermost
 
     # ``/health``, and the probes clients send their base URL: a healthy answer, and not
     # traffic (skipped below), so a healthy session shows no errors.

@@ -32,7 +32,10 @@ class ProxyConfig:
     read_timeout: float = 600.0
     write_timeout: float = 60.0
     pool_timeout: float = 10.0
-    max_connections: int = 200
+    max_connections: int = 10_000
+    """Upstream connections open at once: one per request in flight, so the proxy's limit of
+    concurrent requests (a stream holds one for minutes); past it a request waits
+    ``pool_timeout``, then gets a 504. Bounded by file descriptors, not by memory."""
     max_keepalive_connections: int = 50
     max_body_bytes: int = 32 * 1024 * 1024
     max_response_bytes: int = 256 * 1024 * 1024

@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from ccobs import RequestContext, current_request_context
+from ccobs.answer_signals import RETRY_COUNT_HEADER, parse_retry_count
 from ccobs.catalog import (
     CLIENT_DISCONNECT,
     UPSTREAM_CONNECTION_ERROR,
@@ -38,6 +39,7 @@ from ccobs.proxy.relay import (
     relay_headers,
 )
 from ccobs.proxy.upstream_client import UpstreamError, UpstreamResponse, UpstreamTimeout
+from ccobs.proxy.upstream_ids import upstream_request_id
 from ccobs.proxy.usage import Api
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -72,6 +74,7 @@ class Passthrough:
         model = _model_of(body)
         if model is not None:
             ctx.record.model = model
+        ctx.record.retry_count = parse_retry_count(request.headers.get(RETRY_COUNT_HEADER))
         target = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
         try:
@@ -95,6 +98,7 @@ class Passthrough:
             )
         finally:
             watch.stop()
+        ctx.record.upstream_request_id = upstream_request_id(api, upstream)
         if upstream.status_code >= 400:
             ctx.record.error_type = upstream_status_error_type(upstream.status_code)
         return relay_headers(

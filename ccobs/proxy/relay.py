@@ -17,12 +17,12 @@ event in the API's format ends the stream, so the client sees the failure.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ccobs import (
@@ -30,6 +30,7 @@ from ccobs import (
     RequestContext,
     current_request_context,
 )
+from ccobs.answer_signals import RETRY_COUNT_HEADER, parse_retry_count, time_per_output_token
 from ccobs.catalog import (
     CLIENT_DISCONNECT,
     INVALID_REQUEST,
@@ -44,6 +45,7 @@ from ccobs.catalog import (
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
+from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -53,7 +55,8 @@ from ccobs.proxy.upstream_client import (
     UpstreamTimeout,
     UpstreamTooLarge,
 )
-from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_tokens
+from ccobs.proxy.upstream_ids import upstream_request_id
+from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_usage
 
 logger = structlog.get_logger("ccobs.demo.proxy")
 
@@ -76,6 +79,8 @@ _NOT_FORWARDED = frozenset(
     }
 )
 _NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
+# The upstream's own x-request-id (OpenAI's) reaches the client; the proxy's id goes beside it.
+_NOT_RELAYED_RAW = _NOT_FORWARDED_RAW - {b"x-request-id"}
 _MAX_UNPRICED_LOGGED = 1000
 MAX_MODEL_CHARS = 256
 """Longer model names are cut to this length in the access log, metrics and cost lookup."""
@@ -102,9 +107,11 @@ def relay_headers(response: Response, upstream: UpstreamResponse) -> Response:
     Raw bytes again: Starlette would encode ``str`` header values as latin-1,
     which a UTF-8 value does not survive.
     """
-    response.raw_headers.extend(
-        (k.lower(), v) for k, v in upstream.headers if k.lower() not in _NOT_FORWARDED_RAW
-    )
+    raw_headers = response.raw_headers
+    for key, value in upstream.headers:
+        name = key.lower()
+        if name not in _NOT_RELAYED_RAW:
+            raw_headers.append((name, value))
     return response
 
 
@@ -206,7 +213,7 @@ class LLMProxy:
         if body is None:
             return self.reject(ctx, api, 413, "request body too large")
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
             return self.reject(ctx, api, 400, "request body is not valid JSON")
         except RecursionError:
@@ -223,6 +230,7 @@ class LLMProxy:
         record = ctx.record
         record.model = model
         record.streaming = streaming
+        record.retry_count = parse_retry_count(request.headers.get(RETRY_COUNT_HEADER))
         if self.client_info:  # personal data: only when the operator asked for it
             record.client_addr = request.client.host if request.client else None
             record.user_agent = request.headers.get("user-agent")
@@ -233,7 +241,7 @@ class LLMProxy:
                 path = f"{path}?{query.decode('ascii')}"
             except UnicodeDecodeError:
                 return self.reject(ctx, api, 400, "query string is not ASCII")
-        headers = forward_headers(request.headers.raw, ctx.request_id)
+        headers = forward_headers(request.scope["headers"], ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
         # (and its pooled connection) busy until the read timeout for nobody.
         watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
@@ -269,7 +277,10 @@ class LLMProxy:
                 UPSTREAM_CONNECTION_ERROR,
                 f"upstream unreachable: {exc}",
             )
+        # Rate-limit headroom from the answer's headers, errors included (they are relayed as is).
+        self.metrics.record_rate_limit_headers(upstream.headers, ctx.record.key_alias)
 
+        ctx.record.upstream_request_id = upstream_request_id(api, upstream)
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)
         return self._stream(ctx, api, model, upstream)
@@ -277,12 +288,22 @@ class LLMProxy:
     async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None
+        for key, value in request.scope["headers"]:  # the raw list: no Headers object
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    return None
+                break
+        # ``receive`` itself, as ``request.stream()`` reads it, without its generator.
+        receive = request.receive
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
             size += len(chunk)
             if size > limit:
                 return None
@@ -340,7 +361,8 @@ class LLMProxy:
 
     def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
         try:
-            self._account(ctx, model, response_tokens(api, content))
+            tokens, ctx.record.stop_reason = response_usage(api, content)
+            self._account(ctx, model, tokens)
         except UsageError as exc:
             ctx.record.error_type = UPSTREAM_INVALID_RESPONSE
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
@@ -376,13 +398,17 @@ class LLMProxy:
                 # anyway must not reach the client compressed without its content-encoding.
                 async for chunk in upstream.iter_bytes():
                     arrived = ctx.duration_seconds
-                    held += chunk
                     unread = decoder.feed(chunk)
                     events_seen = events_seen or bool(unread)
-                    ready = len(held) - decoder.open_bytes
-                    if ready > 0:
-                        yield bytes(held[:ready])
-                        del held[:ready]
+                    open_bytes = decoder.open_bytes
+                    if not held and not open_bytes:  # whole events, the usual case: no copy
+                        yield chunk
+                    else:
+                        held += chunk
+                        ready = len(held) - open_bytes
+                        if ready > 0:
+                            yield bytes(held[:ready])
+                            del held[:ready]
                     read(unread, arrived)
                     unread = []
                 if usage.complete or usage.error is not None:
@@ -417,11 +443,17 @@ class LLMProxy:
                 raise
             finally:
                 upstream.close()
-                self._finish_stream(ctx, model, usage)
+                self._finish_stream(ctx, model, usage, arrived)
 
         return relay_headers(RelayedStream(relay(), status_code=upstream.status_code), upstream)
 
-    def _finish_stream(self, ctx: RequestContext, model: str, usage: StreamUsage) -> None:
+    def _finish_stream(
+        self, ctx: RequestContext, model: str, usage: StreamUsage, ended_at: float
+    ) -> None:
+        """Name the stream's error, or its stop reason and speed; account its usage.
+
+        ``ended_at``: when its last bytes arrived, in seconds from the request's start.
+        """
         record = ctx.record
         if record.error_type is None:  # an error named while relaying stands
             if usage.error is not None:
@@ -430,6 +462,11 @@ class LLMProxy:
                 record.error_type = UPSTREAM_INCOMPLETE_STREAM
         if usage.usage_seen:
             self._account(ctx, model, usage.tokens)
+        if record.error_type is None:  # only a whole answer says why it stopped, and how fast
+            record.stop_reason = usage.stop_reason
+            record.time_per_output_token_seconds = time_per_output_token(
+                record.ttft_seconds, ended_at, usage.tokens.output
+            )
 
     def _account(self, ctx: RequestContext, model: str, tokens: TokenCounts) -> None:
         """Put the tokens and their cost in the request's record, once.
@@ -463,12 +500,24 @@ class _AccountedResponse(Response):
     """
 
     def __init__(self, content: bytes, status_code: int, account: Callable[[], None]) -> None:
-        super().__init__(content, status_code=status_code)
+        # What ``Response(content, status_code)`` sets for bytes without a media type,
+        # without its rendering and header checks: the upstream's headers follow.
+        self.status_code = status_code
+        self.body = content
+        self.background = None
+        self.raw_headers = (
+            [] if status_code < 200 or status_code in (204, 304)
+            else [(b"content-length", b"%d" % len(content))]
+        )  # fmt: skip
         self.account = account
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": self.body})
         finally:
             self.account()
 

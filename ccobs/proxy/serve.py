@@ -79,6 +79,7 @@ def serve(
     from ccobs.access_log.location import is_postgres_url
     from ccobs.logging import configure_logging
     from ccobs.proxy.config import PRICES_ENV, UPSTREAM_ENV, ProxyConfig
+    from ccobs.proxy.file_limit import raise_open_file_limit
 
     settings = ObservabilitySettings.load(config_file=config_file)
     ProxyConfig(upstream_url=upstream)  # fail here, with the message, not in a worker
@@ -97,6 +98,7 @@ def serve(
         load_identity_file(identities)
         os.environ[IDENTITIES_ENV] = str(Path(identities).resolve())
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_file_limit()  # two sockets per stream: 1024 would stop it near 500 streams
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiprocess_dir:
         prepare_multiprocess_dir(multiprocess_dir)

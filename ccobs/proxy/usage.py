@@ -7,12 +7,18 @@ through this module, so they cannot disagree on what a field means.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent
+from ccobs.proxy.stop_reasons import (
+    answer_stop_reason,
+    anthropic_stop_reason,
+    openai_finish_reason,
+    responses_stop_reason,
+)
 
 Api = Literal["anthropic", "openai", "responses"]
 """Anthropic Messages, OpenAI Chat Completions, OpenAI Responses (``/v1/responses``)."""
@@ -131,19 +137,25 @@ def responses_tokens(usage: Mapping[str, Any]) -> TokenCounts:
 
 def response_tokens(api: Api, body: bytes) -> TokenCounts:
     """Usage of a non-streaming response body (a Responses ``response`` object included)."""
+    return response_usage(api, body)[0]
+
+
+def response_usage(api: Api, body: bytes) -> tuple[TokenCounts, str | None]:
+    """Usage and stop reason of a non-streaming response body, from one parse of it."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError as exc:
         raise UsageError(f"response is not JSON: {exc}") from None
     except RecursionError:
         raise UsageError("response is not JSON: nested too deeply to read") from None
     if not isinstance(data, dict) or "usage" not in data:
         raise UsageError("response has no usage")
+    stop_reason = answer_stop_reason(api, data)
     if api == "anthropic":
-        return anthropic_tokens(data["usage"])
+        return anthropic_tokens(data["usage"]), stop_reason
     if api == "openai":
-        return openai_tokens(data["usage"])
-    return responses_tokens(data["usage"])
+        return openai_tokens(data["usage"]), stop_reason
+    return responses_tokens(data["usage"]), stop_reason
 
 
 _ANTHROPIC_EVENTS_READ = frozenset(
@@ -189,7 +201,9 @@ class StreamUsage:
         self.error: str | None = None
         """The error type of an ``error`` event in the stream, if one came."""
         self.stop_reason: str | None = None
-        """Why a Responses stream ended short (``response.incomplete``'s reason), if it did."""
+        """Why the answer stopped, in the vendor's word (see ``ccobs.proxy.stop_reasons``):
+        ``message_delta``'s ``stop_reason``, a chunk's ``finish_reason``, or the Responses
+        stream's last event (``response.incomplete``'s reason)."""
 
     def feed(self, event: ServerSentEvent) -> bool:
         """Take one event; returns True when it carried the first generated token."""
@@ -224,6 +238,9 @@ class StreamUsage:
         elif kind == "content_block_delta":
             return self._first()
         elif kind == "message_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict):
+                self.stop_reason = anthropic_stop_reason(delta) or self.stop_reason
             usage = data.get("usage")
             if isinstance(usage, dict):
                 # Cumulative counts: each message_delta replaces what came before. A null
@@ -257,6 +274,8 @@ class StreamUsage:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
+            if choice.get("finish_reason") is not None:
+                self.stop_reason = openai_finish_reason(choices) or self.stop_reason
             delta = choice.get("delta") or {}
             if not isinstance(delta, dict):
                 raise UsageError(f"choice delta is not an object: {delta!r}"[:120])
@@ -293,6 +312,7 @@ class StreamUsage:
                 self.usage_seen = True
             if kind == "response.completed":
                 self.complete = True
+                self.stop_reason = responses_stop_reason(response)
             elif kind == "response.failed":
                 self.error = _error_code(None, response.get("error"))
             else:  # cut short by a limit or a filter: a whole answer, like a length stop

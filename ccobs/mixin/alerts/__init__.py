@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccobs.mixin.alerts import (
+    answers,
     availability,
     budget,
     cost,
@@ -19,6 +20,7 @@ from ccobs.mixin.alerts import (
     latency,
     push,
     rate_limit,
+    rate_limit_headroom,
     upstream_auth,
 )
 from ccobs.mixin.config import MixinConfig, duration_seconds
@@ -35,12 +37,15 @@ ALERT_FAMILIES: tuple[Callable[[MixinConfig], AlertFamily], ...] = (
     cost.hourly_cost_over_budget,
     cost.daily_cost_over_budget,
     rate_limit.upstream_rate_limited,
+    rate_limit_headroom.rate_limit_headroom_low,
+    rate_limit_headroom.subscription_window_nearly_used,
     upstream_auth.upstream_auth_errors,
     data_quality.unpriced_requests,
     data_quality.label_overflow,
     data_quality.access_log_dropped,
     budget.budget_exhausted,
     budget.budget_burn_rate,
+    answers.truncated_answers_high,
 )
 """The alert families in the order ``alerts.yaml`` and the runbook list them."""
 

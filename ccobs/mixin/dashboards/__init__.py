@@ -1,4 +1,4 @@
-"""The five ccobs Grafana dashboards, built from a ``MixinConfig``.
+"""The ccobs Grafana dashboards, built from a ``MixinConfig``.
 
 Every query is assembled by :class:`Queries` so that the conventions hold by
 construction rather than by review: each selector carries the job selector
@@ -9,7 +9,8 @@ are only read through ``rate``/``increase`` over ``$__rate_interval`` (or
 The tests then check the built JSON independently, by parsing every query.
 
 One module per dashboard (``overview``, ``tokens_cost``, ``errors``,
-``pipeline``, ``spend``), each a function of the config returning the dashboard JSON;
+``pipeline``, ``spend``, ``upstream_limits``, ``answers``), each a function of the config
+returning the dashboard JSON;
 ``common`` holds the filters and SLO lines they share, ``queries`` the
 PromQL. ``build_dashboards`` lists them with their file names.
 """
@@ -17,12 +18,14 @@ PromQL. ``build_dashboards`` lists them with their file names.
 from __future__ import annotations
 
 from ccobs.mixin.config import MixinConfig
+from ccobs.mixin.dashboards.answers import answers
 from ccobs.mixin.dashboards.errors import errors
 from ccobs.mixin.dashboards.overview import overview
 from ccobs.mixin.dashboards.pipeline import VM_DATASOURCE_VARIABLE, pipeline
 from ccobs.mixin.dashboards.queries import Queries
 from ccobs.mixin.dashboards.spend import spend
 from ccobs.mixin.dashboards.tokens_cost import tokens_cost
+from ccobs.mixin.dashboards.upstream_limits import upstream_limits
 from ccobs.mixin.grafana import Json, iter_queries, iter_variable_queries
 
 __all__ = [
@@ -42,4 +45,6 @@ def build_dashboards(config: MixinConfig) -> dict[str, Json]:
         f"{config.dashboard_uid_prefix}-errors.json": errors(config),
         f"{config.dashboard_uid_prefix}-pipeline.json": pipeline(config),
         f"{config.dashboard_uid_prefix}-spend.json": spend(config),
+        f"{config.dashboard_uid_prefix}-upstream-limits.json": upstream_limits(config),
+        f"{config.dashboard_uid_prefix}-answers.json": answers(config),
     }

@@ -178,6 +178,14 @@ class Queries:
         inner = f"rate({self.selector(COST, TOTAL_COST_MATCHER)}[{self.config.cost_window}])"
         return f"sum{_by(by)} ({inner}) * 3600"
 
+    def share(self, part: str, whole: str) -> str:
+        """``part / whole`` of two rates with the same labels; 0, not "No data", without parts.
+
+        For shares of a total (truncated answers, retries): a series of the
+        whole with no part yet reads 0 (``or whole * 0``) rather than vanishing.
+        """
+        return f"({part} or {whole} * 0)\n/\n{whole}"
+
     def newest_sample_age(self) -> str:
         """Seconds since the newest sample of the always-present info series."""
         return f"time() - max(timestamp({self.selector(INFO)}))"
