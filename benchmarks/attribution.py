@@ -148,7 +148,8 @@ def section(result: dict[str, Any]) -> list[str]:
     """The RESULTS.md section of :func:`run`'s result."""
     met = "met" if result["met"] else "missed"
     return [
-        "## 6. Attribution through the proxy: the identity file's cost",
+        "## Attribution through the proxy: the identity file's cost"
+        " (`python -m benchmarks.attribution`)",
         "",
         "The proxy (`create_proxy_app`, uvicorn on asyncio + h11, one worker) under callgrind in",
         "front of the mock upstream, sent non-streaming `POST /v1/messages` requests carrying",
