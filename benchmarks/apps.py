@@ -334,50 +334,26 @@ def httpx_proxy() -> FastAPI:
     return app
 
 
-# -- attribution: the record's facts with and without a caller's identity ---------------------
+# -- attribution through the proxy: the identity file loaded or not --------------------------
 
-IDENTITIES = (
-    ("platform", "alice", "claude-code"),
-    ("research", "bob", "anthropic-sdk-python"),
-    ("unassigned", "key-0badf00d", "curl"),
-)
-"""Three callers taking turns, as an identity file resolves them."""
+IDENTITIES_ENV = "BENCH_IDENTITIES"
+"""An identity file for :func:`proxy_identified` (``CCOBS_IDENTITIES`` is dropped here too)."""
 
 
-def _recorded(identified: bool) -> FastAPI:
-    """An instrumented ``/ping`` whose handler fills the request's record as the proxy does."""
-    import itertools
+def proxy_identified() -> FastAPI:
+    """:func:`proxy` with the identity file at ``$BENCH_IDENTITIES`` loaded."""
+    import os
+    from pathlib import Path
 
     import ccobs as lib
-    from ccobs.pricing import PriceTable
+    from ccobs.proxy.app import create_proxy_app
+    from ccobs.proxy.config import ProxyConfig
 
     _logging("WARNING")
-    app = FastAPI()
-    model = "claude-sonnet-4-6"
-    cost = PriceTable.default().cost(model, 1200, 350, 8000, 400)
-    callers = itertools.cycle(IDENTITIES)
-
-    @app.get("/ping")
-    async def ping() -> dict[str, bool]:
-        record = lib.current_request_context().record
-        record.model = model
-        record.set_usage(input=1200, output=350, cache_read=8000, cache_write=400)
-        record.set_cost(cost)
-        if identified:
-            record.team, record.key_alias, record.client_app = next(callers)
-        return {"ok": True}
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    lib.instrument(app, lib.get_metrics(settings=lib.ObservabilitySettings()))
-    return app
-
-
-def record_anonymous() -> FastAPI:
-    return _recorded(identified=False)
-
-
-def record_identified() -> FastAPI:
-    return _recorded(identified=True)
+    return create_proxy_app(
+        ProxyConfig(
+            upstream_url=os.environ[UPSTREAM_URL_ENV],
+            identities_path=Path(os.environ[IDENTITIES_ENV]),
+        ),
+        settings=lib.ObservabilitySettings(),
+    )

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import exposition, middleware, proxy, push, record
+from benchmarks import attribution, exposition, middleware, proxy, push, record
 from benchmarks.common import REPO
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -479,6 +479,8 @@ def main() -> int:
     ex = exposition.run()
     print("5/5 pushing ...", flush=True)
     pu = push.run()
+    print("then: attribution through the proxy ...", flush=True)
+    at = attribution.run()
     body = [
         BEGIN,
         "# Benchmark results",
@@ -494,11 +496,19 @@ def main() -> int:
         *proxy_section(px),
         *exposition_section(ex),
         *push_section(pu),
+        *attribution.section(at),
         "<details><summary>raw data</summary>",
         "",
         "```json",
         json.dumps(
-            {"record": rec, "middleware": mw, "proxy": px, "exposition": ex, "push": pu},
+            {
+                "record": rec,
+                "middleware": mw,
+                "proxy": px,
+                "exposition": ex,
+                "push": pu,
+                "attribution": at,
+            },
             indent=1,
         ),
         "```",

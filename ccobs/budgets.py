@@ -26,7 +26,7 @@ unknown field, the same budget twice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -65,6 +65,8 @@ class Budget:
     """The team, or the key's alias."""
     period: str
     usd: float
+    line: int = field(default=0, compare=False)
+    """Its line in the identity file (0 when not from a file), for errors found later."""
 
     @property
     def team(self) -> str:
@@ -133,7 +135,7 @@ def _budget(source: str, node: yaml.Node, index: int) -> Budget:
             f"{where}.period",
             f"unknown period {period!r}; allowed: {', '.join(PERIODS)}",
         )
-    return Budget(scope, name, period, _usd(source, fields["usd"], f"{where}.usd"))
+    return Budget(scope, name, period, _usd(source, fields["usd"], f"{where}.usd"), _line(node))
 
 
 def parse_budgets(text: str, source: str = "<identities>") -> tuple[Budget, ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
@@ -21,8 +20,9 @@ from ccobs import PrometheusMetrics, get_metrics, instrument
 from ccobs.access_log import BatchingAccessLog, open_access_log
 from ccobs.access_log.api import ACCESS_LOG_API_PATHS, access_log_routes
 from ccobs.asgi import DEFAULT_SKIP_PATHS
-from ccobs.budgets import Budget, expose_budgets, load_budgets
+from ccobs.budgets import Budget, expose_budgets
 from ccobs.identity import Identities
+from ccobs.identity_file import load_identity_file
 from ccobs.pricing import PriceTable
 from ccobs.proxy.api_dispatch import serve_api_routes_directly
 from ccobs.proxy.config import (
@@ -76,8 +76,10 @@ def create_proxy_app(
     # The allow-listed models' token and cost series exist from the start, at zero.
     metrics.start_model_series(effective.model_allowlist, config.service_type)
     identities_path = config.identities_path or effective.identities
-    if identities_path and not budgets:
-        budgets = load_budgets(Path(identities_path))
+    identities = Identities()
+    if identities_path:
+        identities, file_budgets = load_identity_file(identities_path)
+        budgets = budgets or file_budgets
     expose_budgets(metrics, budgets)
     owned_store = None
     if storage is None and effective.access_log_db:
@@ -144,7 +146,7 @@ def create_proxy_app(
         service_type=config.service_type,
         skip_paths=(*DEFAULT_SKIP_PATHS, *PROBE_PATHS, *ACCESS_LOG_API_PATHS),
         storage=storage,
-        identities=Identities.load(identities_path) if identities_path else Identities(),
+        identities=identities,
     )
     # Last, after /health, /metrics and /logs/*: every other path goes to the upstream.
     passthrough = Passthrough(proxy)

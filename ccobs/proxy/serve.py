@@ -17,8 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ccobs.budgets import load_budgets
-from ccobs.identity import Identities
+from ccobs.identity_file import load_identity_file
 from ccobs.multiprocess import forget_dead_workers, prepare_multiprocess_dir
 from ccobs.settings import ObservabilitySettings
 
@@ -96,8 +95,7 @@ def serve(
     identities = identities or settings.identities
     if identities:
         # A bad file fails here, naming its line, not in a worker.
-        Identities.load(identities)
-        load_budgets(Path(identities))
+        load_identity_file(identities)
         os.environ[IDENTITIES_ENV] = str(Path(identities).resolve())
     configure_logging(settings.log_level, settings.log_format)
     raise_open_file_limit()  # two sockets per stream: 1024 would stop it near 500 streams
