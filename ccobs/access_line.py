@@ -74,6 +74,7 @@ class JsonLineWriter:
     __slots__ = (
         "_chain",
         "_formatter",
+        "_formatter_processor_list",
         "_formatter_processors",
         "_handler",
         "_logger_factory",
@@ -93,6 +94,8 @@ class JsonLineWriter:
         self._handler = handler
         self._formatter = formatter
         self._formatter_processors = tuple(formatter.processors)
+        self._formatter_processor_list = list(formatter.processors)
+        """The same, as the list the formatter holds: compared per line without a copy."""
         self._structlog_processors = list(structlog_processors)
         self._logger_factory = logger_factory
         self._timestamp = timestamp
@@ -131,7 +134,7 @@ class JsonLineWriter:
             and config.default_wrapper_class is structlog.stdlib.BoundLogger
             and config.default_context_class is dict
             and config.default_processors == self._structlog_processors
-            and tuple(self._formatter.processors) == self._formatter_processors
+            and self._formatter.processors == self._formatter_processor_list
         )
 
     def write(
@@ -160,8 +163,15 @@ class JsonLineWriter:
         handler = self._handler
         handler.acquire()
         try:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
+            stream = handler.stream
+            stream.write(line + handler.terminator)
+            # ``StreamHandler.flush`` takes the lock held here again; the stream's own
+            # flush is what it calls, unless a subclass made flush its own.
+            if type(handler).flush is logging.StreamHandler.flush:
+                if stream and hasattr(stream, "flush"):
+                    stream.flush()
+            else:
+                handler.flush()
         except RecursionError:
             raise
         except Exception:

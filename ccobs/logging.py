@@ -15,6 +15,7 @@ otherwise it installs its own handlers again when the server starts.
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging as stdlib_logging
 import sys
 import time
@@ -177,22 +178,42 @@ class _ReusedEncoderDumps:
     """``json.dumps`` for structlog's ``JSONRenderer``, its encoder made once.
 
     ``json.dumps(obj, default=...)`` builds a new ``JSONEncoder`` on every call,
-    a noticeable part of a log line's cost; this keeps the one made for the
-    ``default`` the renderer passes (always the same) and calls its ``encode``,
-    which is what ``json.dumps`` does with it: same options, same text.
+    and ``JSONEncoder.encode`` builds a new C encoder on every call, a
+    noticeable part of a log line's cost; this keeps one C encoder with
+    ``json.dumps``'s options for the ``default`` the renderer passes (always the
+    same) and joins its chunks, as ``encode`` does: same text. It is made
+    without the circular-reference check: the renderer runs right after
+    ``redact_event``, whose value is a tree of fresh containers cut at
+    :data:`~ccobs.redaction.MAX_DEPTH`, so no cycle reaches it, and an encoder
+    without that check keeps no state between calls (safe from any thread).
     """
 
     __slots__ = ("_made",)
 
     def __init__(self) -> None:
         self._made: tuple[object, Callable[[Any], str]] | None = None
-        """The ``default`` and the encoder's ``encode``, replaced as one tuple (thread-safe)."""
+        """The ``default`` and its encoding function, replaced as one tuple (thread-safe)."""
 
     def __call__(self, obj: Any, *, default: Callable[[Any], Any]) -> str:
         made = self._made
         if made is None or made[0] is not default:
-            made = self._made = (default, json.JSONEncoder(default=default).encode)
+            made = self._made = (default, _one_shot_encoder(default))
         return made[1](obj)
+
+
+def _one_shot_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """``json.dumps(obj, default=default)`` for trees without cycles, its C encoder made once."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(default=default).encode
+    encoder = make(
+        None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(encoder(obj, 0))
+
+    return encode
 
 
 def _renderer(fmt: str, stream: TextIO) -> Processor:

@@ -128,6 +128,23 @@ def test_the_json_renderers_serializer_uses_the_default_it_is_given() -> None:
     assert dumps({"x": object}, default=lambda o: "second") == '{"x": "second"}'
 
 
+def test_the_json_renderers_serializer_keeps_no_state_from_a_failed_call() -> None:
+    """The encoder is made once and reused: a value it could not encode (its ``default``
+    raised halfway through a nested dict) leaves nothing behind for the next line."""
+    dumps = _ReusedEncoderDumps()
+
+    def refuse(value: object) -> object:
+        raise TypeError("not serialisable")
+
+    shared = {"inner": {"x": 1}}
+    with pytest.raises(TypeError):
+        dumps({"a": shared, "b": [shared, object()]}, default=refuse)
+
+    assert dumps({"a": shared, "b": [shared]}, default=refuse) == json.dumps(
+        {"a": shared, "b": [shared]}
+    )
+
+
 def test_stdlib_logger_lines_have_the_same_json_shape() -> None:
     stream = configure_json()
     logging.getLogger("httpx").warning("retrying %s in %d s", "POST", 2)
