@@ -19,6 +19,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -33,6 +34,8 @@ from ccobs.stack.processes import (
     MissingBinaryError,
     ServerStartError,
     free_port,
+    log_tail,
+    stop_popen,
 )
 
 SUPERUSER: Final = "ccobs"
@@ -228,23 +231,13 @@ class PostgresServer:
         return result.returncode == 0
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return f"(no log at {self.log_path})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Fast shutdown (SIGINT: abort sessions, write a checkpoint), then SIGKILL. Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(2)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
+        if process is not None:
+            stop_popen(process, timeout, signal.SIGINT)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -185,7 +185,7 @@ def stop_pid(pid: int, start_ticks: int | None = None, timeout: float = STOP_TIM
     """
     popen = _spawned.pop(pid, None)
     if popen is not None:
-        _stop_popen(popen, timeout)
+        stop_popen(popen, timeout)
         return True
     if not pid_alive(pid, start_ticks):
         return True
@@ -200,14 +200,25 @@ def stop_pid(pid: int, start_ticks: int | None = None, timeout: float = STOP_TIM
     return not pid_alive(pid, start_ticks)
 
 
-def _stop_popen(process: subprocess.Popen[bytes], timeout: float) -> None:
+def stop_popen(process: subprocess.Popen[bytes], timeout: float, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (SIGTERM by default), wait up to ``timeout``, then SIGKILL."""
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout)
+
+
+def log_tail(log_path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a server's log file, for error messages."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {log_path})"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"--- last {lines} lines of {log_path} ---\n{tail}"
 
 
 class ServerProcess:
@@ -322,19 +333,14 @@ class ServerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the server's output, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return f"(no log at {self.log_path})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe to call twice."""
         process, self._process = self._process, None
         if process is not None:
             _spawned.pop(process.pid, None)
-            _stop_popen(process, timeout)
+            stop_popen(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
