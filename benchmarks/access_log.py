@@ -56,6 +56,7 @@ from ccobs.access_log import (
     parse_time,
 )
 from ccobs.access_log.columns import COLUMNS
+from ccobs.access_log.postgres import PostgresAccessLog, connect
 from ccobs.access_log.query import BUCKET_BASE, TABLE, to_row, to_us
 from ccobs.access_log.rollup import HOUR_US
 from ccobs.storage import AccessLogRecord
@@ -182,9 +183,10 @@ def paced(path: Path, rate: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def bulk_load_day(path: Path, rows: int) -> float:
-    """``rows`` records spread evenly over the last 24 hours; seconds taken."""
-    store = open_access_log(path)
+def bulk_load_day(location: str | Path, rows: int) -> float:
+    """``rows`` records spread evenly over the last 24 hours through the store's own insert
+    (a SQLite or DuckDB file, or a PostgreSQL URL); seconds taken."""
+    store = open_access_log(location)
     store.flush()
     store.close()
     rng = random.Random(4)
@@ -193,12 +195,14 @@ def bulk_load_day(path: Path, rows: int) -> float:
     step = timedelta(days=1) / rows
     begun = time.perf_counter()
     conn: Any
-    if path.suffix == ".duckdb":
+    if isinstance(store, PostgresAccessLog):
+        conn = connect(str(location))
+    elif str(location).endswith(".duckdb"):
         import duckdb
 
-        conn = duckdb.connect(str(path))
+        conn = duckdb.connect(str(location))
     else:
-        conn = sqlite3.connect(path, isolation_level=None)
+        conn = sqlite3.connect(location, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     chunk = 100_000
@@ -208,6 +212,8 @@ def bulk_load_day(path: Path, rows: int) -> float:
             for i in range(offset, min(rows, offset + chunk))
         ]
         type(store)._insert(store, conn, batch)
+    if isinstance(store, PostgresAccessLog):
+        conn.execute("ANALYZE")  # what autovacuum would do soon after
     conn.close()
     return time.perf_counter() - begun
 

@@ -28,17 +28,17 @@ import platform
 import random
 import re
 import shutil
-import sqlite3
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.access_log import RESULTS, make_record, query_latencies
+from benchmarks.access_log import RESULTS, bulk_load_day, make_record, query_latencies
 from ccobs.access_log import open_access_log
-from ccobs.access_log.postgres import PostgresAccessLog, column_type, connect
-from ccobs.access_log.query import COLUMNS, TABLE, to_row
+from ccobs.access_log.columns import COLUMN_SPECS, COLUMNS, POSTGRES_TYPES
+from ccobs.access_log.postgres import PostgresAccessLog, connect
+from ccobs.access_log.query import TABLE
 from ccobs.stack.postgres import PostgresServer
 
 SECTION = "access-log-postgres"
@@ -46,7 +46,7 @@ PASSWORD = "bench"
 
 _INSERT_UNNEST = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{column_type(c).split(' NOT NULL')[0]}[]" for c in COLUMNS)
+    + ", ".join(f"%s::{POSTGRES_TYPES[c.type]}[]" for c in COLUMN_SPECS)
     + ")"
 )
 _INSERT_VALUES = (
@@ -139,40 +139,6 @@ def write_rate(url: str, proxies: int, n: int) -> dict[str, Any]:
     }
 
 
-def bulk_load(location: str, rows: int) -> float:
-    """``rows`` records spread over the last 24 hours through the store's own insert; seconds."""
-    store = open_access_log(location)
-    store.flush()
-    store.close()
-    rng = random.Random(4)
-    end = datetime.now(UTC)
-    start = end - timedelta(days=1)
-    step = timedelta(days=1) / rows
-    begun = time.perf_counter()
-    conn: Any
-    if isinstance(store, PostgresAccessLog):
-        conn = connect(location)
-    elif location.endswith(".duckdb"):
-        import duckdb
-
-        conn = duckdb.connect(location)
-    else:
-        conn = sqlite3.connect(location, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    chunk = 100_000
-    for offset in range(0, rows, chunk):
-        batch = [
-            to_row(make_record(rng, i, start + step * i), False)
-            for i in range(offset, min(rows, offset + chunk))
-        ]
-        store._insert(conn, batch)
-    if isinstance(store, PostgresAccessLog):
-        conn.execute("ANALYZE")  # what autovacuum would do soon after
-    conn.close()
-    return time.perf_counter() - begun
-
-
 def size_mb(location: str, url_conn: Any = None) -> float:
     if url_conn is not None:
         return float(
@@ -260,7 +226,7 @@ def main() -> int:
             }
             header = False
             for name, location in locations.items():
-                load_s = bulk_load(location, day_rows)
+                load_s = bulk_load_day(location, day_rows)
                 pg = connect(location) if name == "PostgreSQL" else None
                 size = size_mb(location, pg)
                 if pg is not None:
