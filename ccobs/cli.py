@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -420,7 +421,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_left()
     return code
+
+
+def _reader_left() -> int:
+    """The reader of our output left (``ccobs logs query | head``): stop quietly.
+
+    Not an error of ours, so no traceback; stdout is pointed at the null device so the
+    interpreter's final flush cannot raise again. The exit status is a shell's for a
+    writer killed by SIGPIPE (128 + 13), as ``seq`` or ``cat`` would report it.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,3 +200,29 @@ def test_demo_writes_to_a_postgresql_access_log_without_showing_the_password(
     assert open_reader(postgres_url).analytics(LogFilter())["totals"]["requests"] > 5
     shown = result.stdout + result.stderr + (tmp_path / "demo.log").read_text()
     assert PASSWORD not in shown
+
+
+def test_logs_query_into_a_reader_that_leaves_early_stops_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "access.db"
+    now = datetime.now(UTC)
+    with open_access_log(db) as store:  # far more lines than a pipe buffers
+        for n in range(3000):
+            store.store(
+                AccessLogRecord(request_id=f"req-{n}", timestamp=now, duration_ms=1.0, status=200)
+            )
+    query = subprocess.Popen(
+        [sys.executable, "-m", "ccobs.cli", "logs", "query", "--db", str(db), "--limit", "3000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert query.stdout is not None
+    assert query.stderr is not None
+    query.stdout.read(100)  # `| head -c 100`
+    query.stdout.close()
+    code = query.wait(60)
+    stderr = query.stderr.read().decode()
+
+    assert code == 128 + signal.SIGPIPE, stderr
+    assert "Traceback" not in stderr
