@@ -93,6 +93,15 @@ class UvicornServer:
         return process.returncode
 
 
+def _workers_with_metrics(server: UvicornServer) -> set[str]:
+    """Pids whose metric files exist: each worker writes its own once it imported the app.
+
+    Waiting for all of them, not only for a first answer, keeps a worker still importing
+    under load from leaving the other to serve every request of the test.
+    """
+    return {path.stem.rsplit("_", 1)[-1] for path in server.multiproc_dir.glob("*.db")}
+
+
 def _wait_ready(server: UvicornServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     last_error = "no attempt yet"
@@ -102,7 +111,10 @@ def _wait_ready(server: UvicornServer) -> None:
                 server.explain(f"uvicorn exited with code {server.process.returncode}")
             )
         try:
-            if httpx.get(server.url + "/health", timeout=1.0).status_code == 200:
+            if (
+                len(_workers_with_metrics(server)) >= WORKERS
+                and httpx.get(server.url + "/health", timeout=1.0).status_code == 200
+            ):
                 return
         except httpx.TransportError as exc:
             last_error = repr(exc)
