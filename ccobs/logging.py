@@ -47,6 +47,8 @@ UVICORN_LOGGERS: Final[tuple[str, ...]] = ("uvicorn", "uvicorn.error", "uvicorn.
 """Loggers uvicorn configures with handlers of its own; ours replace them."""
 
 _FIRST_KEYS: Final = ("timestamp", "level", "logger", "event")
+_MILLISECONDS: Final = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
+"""A timestamp's end for each millisecond, made once (``Timestamper.now``)."""
 
 
 class _CcobsHandler(stdlib_logging.StreamHandler[TextIO]):
@@ -100,8 +102,17 @@ class Timestamper:
         return event_dict
 
     def now(self) -> str:
-        """The timestamp of a line made now, outside the chain (``ccobs.access_line``)."""
-        return self.format(time.time())
+        """The timestamp of a line made now, outside the chain (``ccobs.access_line``).
+
+        :meth:`format` of ``time.time()``, its milliseconds taken from a table:
+        the clock is past 1970, so they are 0 to 999 (a test holds the two alike).
+        """
+        now = time.time()
+        seconds = int(now)
+        last = self._last
+        if last[0] != seconds:
+            last = self._last = (seconds, _utc_second(seconds))
+        return last[1] + _MILLISECONDS[int((now - seconds) * 1000)]
 
     def format(self, now: float) -> str:
         """The timestamp of ``now`` (seconds since the epoch)."""
@@ -216,6 +227,12 @@ def _one_shot_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
     return encode
 
 
+def _refuse_to_encode(value: Any) -> Any:
+    """The ``default`` of the access-log line's own encoder: a value JSON cannot hold sends
+    the line back to the renderer, whose ``default`` decides (``ccobs.access_line``)."""
+    raise TypeError(f"{type(value).__name__} is left to the renderer")
+
+
 def _renderer(fmt: str, stream: TextIO) -> Processor:
     tty = _is_tty(stream)
     if fmt == "console" or (fmt == "auto" and tty):
@@ -273,7 +290,12 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     logger_factory = structlog.stdlib.LoggerFactory()
     if isinstance(renderer, structlog.processors.JSONRenderer):
         handler.line_writer = JsonLineWriter(
-            handler, formatter, structlog_processors, logger_factory, timestamper.now
+            handler,
+            formatter,
+            structlog_processors,
+            logger_factory,
+            timestamper.now,
+            _one_shot_encoder(_refuse_to_encode),
         )
 
     root = stdlib_logging.getLogger()

@@ -26,6 +26,7 @@ __all__ = [
     "SENSITIVE_KEYS",
     "is_sensitive_key",
     "redact",
+    "redact_field_value",
     "redact_headers",
     "redact_text",
 ]
@@ -233,6 +234,15 @@ def redact(value: Any, *, stringify: bool = False) -> Any:
     Past :data:`MAX_DEPTH` levels of nesting the value becomes :data:`REDACTED`.
     """
     return _redact(value, 0, stringify)
+
+
+def redact_field_value(value: Any) -> Any:
+    """``value`` redacted as ``redact(mapping, stringify=True)`` redacts a mapping's value.
+
+    One level down, so the depth cut falls where it falls for the whole line:
+    ``ccobs.redaction_memo`` redacts a log line field by field with it.
+    """
+    return _redact(value, 1, True)
 
 
 def _redact(value: Any, depth: int, stringify: bool) -> Any:

@@ -105,6 +105,21 @@ def test_timestamper_writes_what_add_timestamp_writes(now: float) -> None:
         assert stamper(None, "info", {"_record": record})["timestamp"] == expected
 
 
+@pytest.mark.parametrize(
+    "now",
+    [1795759200.1239, 1795759200.9999, 1795759201.0, 1795759261.5004, 1795759261.99999994],
+    ids=["in a second", "its last millisecond", "the next second", "a minute on", "just before"],
+)
+def test_timestampers_now_writes_what_it_writes_for_that_moment(
+    now: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``now`` (the access-log line's timestamp) takes its milliseconds from a table."""
+    stamper = Timestamper()
+    monkeypatch.setattr("ccobs.logging.time.time", lambda: now)
+
+    assert stamper.now() == Timestamper().format(now)
+
+
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
