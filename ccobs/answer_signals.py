@@ -22,6 +22,8 @@ as :class:`ccobs.metric_labels.MetricLabels` does for the others, sharing its
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ccobs.catalog import OTHER, RETRY_LABELS, STOP_REASONS
 from ccobs.metric_labels import MetricLabels
 from ccobs.series_cache import Labels, Raw
@@ -31,6 +33,7 @@ __all__ = [
     "RETRY_COUNT_HEADER",
     "AnswerLabels",
     "parse_retry_count",
+    "read_retry_count",
     "retry_label",
     "stop_reason_label",
     "time_per_output_token",
@@ -74,6 +77,23 @@ def parse_retry_count(value: str | None) -> int | None:
         return None
     count = int(value)
     return count if count <= MAX_RETRY_COUNT else None
+
+
+_RETRY_COUNT_HEADER_RAW = RETRY_COUNT_HEADER.encode()
+
+
+def read_retry_count(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The retry count of a request's raw ASGI ``headers`` (lower-case names), or None.
+
+    What ``parse_retry_count(request.headers.get(RETRY_COUNT_HEADER))`` gives
+    (the first such header, decoded as latin-1), without building Starlette's
+    ``Headers``, whose ``get`` raises and catches a ``KeyError`` for the
+    header most requests do not carry.
+    """
+    for name, value in headers:
+        if name == _RETRY_COUNT_HEADER_RAW:
+            return parse_retry_count(value.decode("latin-1"))
+    return None
 
 
 def time_per_output_token(

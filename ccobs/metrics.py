@@ -553,7 +553,7 @@ class PrometheusMetrics:
         ``ratelimit_values_rejected_total``, never recorded; this never raises.
         """
         if self._rate_limits is not None:
-            self._rate_limits.record_headers(headers, key_alias)
+            self._rate_limits.set_from_headers(headers, key_alias)
 
     def set_active_requests(self, count: int) -> None:
         """Set the number of requests in flight in this process."""

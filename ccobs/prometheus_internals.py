@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 try:
@@ -46,6 +47,7 @@ __all__ = [
     "Unsupported",
     "fast_inc",
     "fast_observe",
+    "fast_set",
     "has_in_process_value",
     "locked_add",
     "plain_kind",
@@ -257,3 +259,24 @@ def plain_rows(
             yield prefixes[0], cell._value, False
             if kind == "counter" and created:
                 yield prefixes[1], child._created, created_apart
+
+
+# -- setting gauges -------------------------------------------------------------------------
+
+
+def fast_set(child: Any) -> Op:
+    """``child.set`` for a gauge child whose value is in process: a plain store of the float.
+
+    ``Gauge.set`` checks the child, converts the value and, for a
+    ``mostrecent`` gauge, reads the clock for a timestamp the in-process value
+    ignores; callers here pass floats. The store is ``functools.partial`` over
+    ``setattr``, with no Python frame: storing one attribute is atomic, and the
+    lock ``MutexValue.set`` takes only orders a store against an ``inc``, which
+    the gauges set this way (the last word of an upstream) never get. Any
+    other cell (a multiprocess file, where the timestamp decides which
+    process's value is shown) keeps ``child.set``.
+    """
+    value: Any = getattr(child, "_value", None)
+    if not is_mutex_value(value):
+        return child.set  # type: ignore[no-any-return]
+    return partial(setattr, value, "_value")

@@ -8,12 +8,19 @@ tests/test_answer_signals.py.
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from starlette.datastructures import Headers
 
 from ccobs.answer_signals import (
+    RETRY_COUNT_HEADER,
     parse_retry_count,
+    read_retry_count,
     retry_label,
     stop_reason_label,
     time_per_output_token,
@@ -21,8 +28,9 @@ from ccobs.answer_signals import (
 from ccobs.metrics import PrometheusMetrics
 from ccobs.proxy.sse import ServerSentEvent
 from ccobs.proxy.stop_reasons import MAX_STOP_REASON_CHARS, responses_stop_reason
-from ccobs.proxy.upstream_ids import accepted_request_id
+from ccobs.proxy.upstream_ids import accepted_request_id, upstream_request_id
 from ccobs.proxy.usage import StreamUsage, response_usage
+from ccobs.redaction import redact_text
 
 
 def event(data: object, name: str | None = None) -> ServerSentEvent:
@@ -147,6 +155,31 @@ def test_a_missing_or_malformed_retry_count_is_ignored(header: str | None) -> No
     assert parse_retry_count(header) is None
 
 
+request_headers = st.lists(
+    st.tuples(
+        st.sampled_from([b"x-stainless-retry-count", b"X-Stainless-Retry-Count", b"host", b"x"]),
+        st.one_of(st.sampled_from([b"0", b"1", b"3", b"1001", b" 2", b"\xb2"]), st.binary()),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(request_headers)
+def test_the_retry_count_of_raw_headers_is_what_starlettes_headers_give(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    expected = parse_retry_count(Headers(raw=headers).get(RETRY_COUNT_HEADER))
+
+    assert read_retry_count(headers) == expected
+
+
+def test_the_first_retry_count_header_is_the_one_read() -> None:
+    headers = [(b"x-stainless-retry-count", b"2"), (b"x-stainless-retry-count", b"1")]
+
+    assert read_retry_count(headers) == 2
+
+
 def test_time_per_output_token_spreads_the_stream_over_the_tokens_after_the_first() -> None:
     assert time_per_output_token(0.5, 1.5, 11) == pytest.approx(0.1)
 
@@ -170,6 +203,49 @@ def test_an_upstream_request_id_is_kept_as_sent(raw: bytes) -> None:
 )
 def test_an_upstream_request_id_that_is_odd_or_looks_like_a_key_is_not_kept(raw: bytes) -> None:
     assert accepted_request_id(raw) is None
+
+
+def reference_request_id(api: str, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request id as first written: ``UpstreamResponse.header`` and a regular expression."""
+    wanted = b"request-id" if api == "anthropic" else b"x-request-id"
+    raw = next((value for key, value in headers if key.lower() == wanted), None)
+    if raw is None:
+        return None
+    value = raw.decode("latin-1")
+    if re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", value) is None or redact_text(value) != value:
+        return None
+    return value
+
+
+class Answer:
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+
+
+id_values = st.one_of(
+    st.sampled_from(
+        [b"req_011CVVT4pXNTGq6JkP8r2mFt", b"a:b.c-d_e", b"x" * 128, b"x" * 129, b"sk-ant-api03-"]
+    ),
+    st.binary(max_size=140),
+    st.text("abc_.:- \n\u00e9sk", max_size=20).map(lambda text: text.encode("latin-1")),
+)
+id_headers = st.lists(
+    st.tuples(
+        st.sampled_from([b"request-id", b"Request-ID", b"x-request-id", b"X-Request-Id", b"via"]),
+        id_values,
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["anthropic", "openai", "responses"]), id_headers)
+def test_the_upstream_request_id_is_what_the_regular_expression_reading_gave(
+    api: Any, headers: list[tuple[bytes, bytes]]
+) -> None:
+    answer: Any = Answer(headers)
+
+    assert upstream_request_id(api, answer) == reference_request_id(api, headers)
 
 
 # --- the metrics --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ccobs import (
     RequestContext,
     current_request_context,
 )
-from ccobs.answer_signals import RETRY_COUNT_HEADER, parse_retry_count, time_per_output_token
+from ccobs.answer_signals import read_retry_count, time_per_output_token
 from ccobs.catalog import (
     CLIENT_DISCONNECT,
     INVALID_REQUEST,
@@ -230,7 +230,7 @@ class LLMProxy:
         record = ctx.record
         record.model = model
         record.streaming = streaming
-        record.retry_count = parse_retry_count(request.headers.get(RETRY_COUNT_HEADER))
+        record.retry_count = read_retry_count(request.scope["headers"])
         if self.client_info:  # personal data: only when the operator asked for it
             record.client_addr = request.client.host if request.client else None
             record.user_agent = request.headers.get("user-agent")

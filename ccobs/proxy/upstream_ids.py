@@ -9,28 +9,38 @@ a key, since it goes on every access-log line and into the stored record.
 
 from __future__ import annotations
 
-import re
-
 from ccobs.proxy.upstream_client import UpstreamResponse
 from ccobs.proxy.usage import Api
 from ccobs.redaction import redact_text
 
 ANTHROPIC_REQUEST_ID = b"request-id"
 OPENAI_REQUEST_ID = b"x-request-id"
-_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_REQUEST_ID_CHARS = 128
+_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+"""What a request id may hold. Checked with ``bytes.translate``, which deletes them: one C
+call where a regular expression's ``fullmatch`` costs several times as much."""
 
 
 def upstream_request_id(api: Api, upstream: UpstreamResponse) -> str | None:
-    """The upstream's id for the request from its answer's headers, or None (absent, odd)."""
-    raw = upstream.header(ANTHROPIC_REQUEST_ID if api == "anthropic" else OPENAI_REQUEST_ID)
-    return accepted_request_id(raw)
+    """The upstream's id for the request from its answer's headers, or None (absent, odd).
+
+    The first header of that name in any case, as ``upstream.header`` finds
+    it, comparing a name as sent before lowering it (only when the lengths
+    agree): names arrive in lower case from most upstreams.
+    """
+    wanted = ANTHROPIC_REQUEST_ID if api == "anthropic" else OPENAI_REQUEST_ID
+    size = len(wanted)
+    for key, value in upstream.headers:
+        if key == wanted or (len(key) == size and key.lower() == wanted):
+            return accepted_request_id(value)
+    return None
 
 
 def accepted_request_id(raw: bytes | None) -> str | None:
     """``raw`` as text when it looks like a request id: bounded, printable, not a key."""
-    if raw is None:
+    if raw is None or not 0 < len(raw) <= MAX_REQUEST_ID_CHARS or raw.translate(None, _ID_CHARS):
         return None
-    value = raw.decode("latin-1")
-    if _ID.fullmatch(value) is None or redact_text(value) != value:
+    value = raw.decode("ascii")
+    if redact_text(value) != value:
         return None
     return value
