@@ -205,6 +205,9 @@ def _mapped_cell(value: Any) -> tuple[Any, Any, slice] | None:
     ):
         return None
     try:
+        # Its own check first: a value made before a fork moves to this process's file
+        # now, before its file and position are taken (not on a later write).
+        value.get()
         inc = type(value).inc
         cells = dict(zip(inc.__code__.co_freevars, inc.__closure__ or (), strict=True))
         lock = cells["lock"].cell_contents

@@ -50,11 +50,14 @@ CHILD = textwrap.dedent(
         Counter(f"filler_{i}_" + "f" * 400, "f").inc()
     inc(3); theirs_c.labels("x").inc(3); observe(3); theirs_h.labels("x").observe(3)
     before_fork = exposed()
+    late = Counter("late", "made before the fork, its operation after", ["a"]).labels("x")
     pid = os.fork()
     if pid == 0:
+        fast_inc(late)(5)  # first: nothing has moved the values to this process's file yet
         inc(5); theirs_c.labels("x").inc(5); observe(5); theirs_h.labels("x").observe(5)
         os._exit(0)
     os.waitpid(pid, 0)
+    late.inc(1)
     print(json.dumps({
         "ops": [inc.__qualname__, observe.__qualname__],
         "before_fork": before_fork,
@@ -102,3 +105,9 @@ def test_after_a_fork_the_child_writes_its_own_file_and_the_sums_still_agree(
     assert twins_differ(child["after_fork"]) == {}
     assert child["after_fork"]["theirs_total[('a', 'x')]"] == [pytest.approx(1_000_000_118.751)] * 2
     assert len([name for name in child["files"] if name.startswith("counter_")]) == 2
+
+
+def test_an_operation_built_after_a_fork_writes_the_childs_own_file(
+    child: dict[str, Any],
+) -> None:
+    assert child["after_fork"]["late_total[('a', 'x')]"] == [6.0]
