@@ -161,6 +161,7 @@ class PrometheusMetrics:
 
         self._record_recorder = RecordRecorder(
             self,
+            enabled=self._enabled,
             tokens=self._tokens,
             costs=self._costs,
             unpriced=self._unpriced,

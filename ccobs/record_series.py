@@ -29,26 +29,114 @@ Arguments that fail any of these go through the public calls
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ccobs.answer_signals import stop_reason_label
-from ccobs.attribution_metrics import AttributionOps, record_attribution
+from ccobs.attribution_metrics import AttributionOps, AttributionRecorder, record_attribution
 from ccobs.catalog import COST_TYPES, TOKEN_TYPES
 from ccobs.prometheus_internals import Op
 from ccobs.refusals import MAX_VALUE
 from ccobs.series_cache import Raw, SeriesCache
 
-if TYPE_CHECKING:
-    from ccobs.metrics import PrometheusMetrics
-    from ccobs.record import RequestRecord
-
-__all__ = ["MAX_RECORD_SERIES", "RecordRecorder", "RecordSeries", "record_one_by_one"]
+__all__ = [
+    "MAX_RECORD_SERIES",
+    "PublicCalls",
+    "RecordRecorder",
+    "RecordSeries",
+    "RequestFacts",
+    "record_one_by_one",
+]
 
 MAX_RECORD_SERIES = 4096
 """Distinct (endpoint, model, service_type) kept; past it, new ones take the public calls."""
 
 _FAST_NUMBERS = (int, float)
 _MAX = MAX_VALUE
+
+
+class _Usage(Protocol):
+    @property
+    def input(self) -> int: ...
+    @property
+    def output(self) -> int: ...
+    @property
+    def cache_read(self) -> int: ...
+    @property
+    def cache_write(self) -> int: ...
+
+
+class _Cost(Protocol):
+    @property
+    def input(self) -> float: ...
+    @property
+    def output(self) -> float: ...
+    @property
+    def cache(self) -> float: ...
+    @property
+    def total(self) -> float: ...
+
+
+class RequestFacts(Protocol):
+    """What is recorded of a :class:`ccobs.record.RequestRecord` (no import: it imports us)."""
+
+    @property
+    def usage(self) -> _Usage | None: ...
+    @property
+    def cost(self) -> _Cost | None: ...
+    @property
+    def unpriced(self) -> bool: ...
+    @property
+    def ttft_seconds(self) -> float | None: ...
+    @property
+    def team(self) -> str | None: ...
+    @property
+    def key_alias(self) -> str | None: ...
+    @property
+    def client_app(self) -> str | None: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def time_per_output_token_seconds(self) -> float | None: ...
+    @property
+    def retry_count(self) -> int | None: ...
+
+
+class PublicCalls(AttributionRecorder, Protocol):
+    """``PrometheusMetrics``'s public ``record_*`` calls (no import: it imports us)."""
+
+    def record_tokens(
+        self,
+        token_count: int,
+        token_type: str,
+        model: str | None = None,
+        service_type: str | None = None,
+    ) -> None: ...
+    def record_cost(
+        self,
+        cost_usd: float,
+        model: str | None = None,
+        cost_type: str = "total",
+        service_type: str | None = None,
+    ) -> None: ...
+    def record_unpriced_request(
+        self, model: str | None, service_type: str | None = None
+    ) -> None: ...
+    def record_time_to_first_token(
+        self,
+        seconds: float,
+        model: str | None = None,
+        endpoint: str = "unknown",
+        service_type: str | None = None,
+    ) -> None: ...
+    def record_stop_reason(
+        self, stop_reason: str, model: str | None = None, service_type: str | None = None
+    ) -> None: ...
+    def record_time_per_output_token(
+        self, seconds: float, model: str | None = None, service_type: str | None = None
+    ) -> None: ...
+    def record_retried_request(
+        self, retry_count: int, model: str | None = None, service_type: str | None = None
+    ) -> None: ...  # fmt: skip
 
 
 class RecordSeries:
@@ -67,8 +155,8 @@ class RecordSeries:
 
 
 def record_one_by_one(
-    record: RequestRecord,
-    metrics: PrometheusMetrics,
+    record: RequestFacts,
+    metrics: PublicCalls,
     endpoint: str,
     model: str | None,
     service_type: str | None,
@@ -121,6 +209,7 @@ class RecordRecorder:
         "_admits",
         "_attributed",
         "_costs",
+        "_enabled",
         "_metrics",
         "_series",
         "_stop_reasons",
@@ -132,8 +221,9 @@ class RecordRecorder:
 
     def __init__(
         self,
-        metrics: PrometheusMetrics,
+        metrics: PublicCalls,
         *,
+        enabled: bool,
         tokens: SeriesCache[Op],
         costs: SeriesCache[Op],
         unpriced: SeriesCache[Op],
@@ -145,6 +235,7 @@ class RecordRecorder:
         admits: Callable[[object, object, object], bool],
     ) -> None:
         self._metrics = metrics
+        self._enabled = enabled
         self._tokens = tokens
         self._costs = costs
         self._unpriced = unpriced
@@ -172,7 +263,7 @@ class RecordRecorder:
 
     def record(
         self,
-        record: RequestRecord,
+        record: RequestFacts,
         endpoint: str,
         model: str | None,
         service_type: str | None,
@@ -183,7 +274,7 @@ class RecordRecorder:
         try:
             series = self._series[key]
         except KeyError:
-            found = self._new_series(key) if metrics._enabled else None
+            found = self._new_series(key) if self._enabled else None
             if found is None:
                 record_one_by_one(record, metrics, endpoint, model, service_type)
                 return
@@ -278,7 +369,7 @@ class RecordRecorder:
         if record.retry_count:
             metrics.record_retried_request(record.retry_count, model, service_type)
 
-    def _record_attributed(self, ops: AttributionOps, record: RequestRecord) -> None:
+    def _record_attributed(self, ops: AttributionOps, record: RequestFacts) -> None:
         """``record_attributed_request`` for arguments its cache holds, as it records them."""
         accept = self._accept
         ops.request(1)
