@@ -8,14 +8,18 @@ given an :class:`Attribution` (``instrument(..., identities=...)``, or the
 ``identities`` setting); ``ccobs proxy`` always does, so every relayed
 request is attributed, with or without an identity file.
 
-The credential is hashed and dropped here: only its fingerprint goes on.
+The credential is hashed and dropped here: only its fingerprint goes on. The
+callers of recent credentials (:mod:`ccobs.caller_cache`, which keeps no credential)
+and the client apps of recent user agents (:class:`ccobs.client_app.ClientApps`) are
+remembered, bounded, so a repeated caller costs a lookup or two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ccobs.client_app import classify_client_app
+from ccobs.caller_cache import CallerCache
+from ccobs.client_app import ClientApps
 from ccobs.identity import Identities, credential_of
 from ccobs.record import RequestRecord
 from ccobs.session import CLAUDE_CODE_SESSION_HEADER, CODEX_SESSION_HEADER, accept_session_id
@@ -26,10 +30,12 @@ __all__ = ["Attribution"]
 class Attribution:
     """Fills a request's caller, client app and session from its headers."""
 
-    __slots__ = ("identities",)
+    __slots__ = ("_callers", "_client_apps", "identities")
 
     def __init__(self, identities: Identities | None = None) -> None:
         self.identities = identities if identities is not None else Identities()
+        self._callers = CallerCache(self.identities)
+        self._client_apps = ClientApps()
 
     def attribute(self, record: RequestRecord, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Fill ``record``'s attribution fields from ASGI ``headers`` (lowercase names).
@@ -40,12 +46,16 @@ class Attribution:
         # One dict built in C beats a Python loop over the headers: a request carries
         # 10 to 20 of them. A repeated header keeps its last value.
         get = dict(headers).get
-        record.team, record.key_alias, record.key_fingerprint = self.identities.resolve_credential(
+        record.team, record.key_alias, record.key_fingerprint = self._callers.resolve(
             credential_of(get(b"x-api-key"), get(b"authorization"))
         )
-        record.client_app = classify_client_app(
-            get(b"user-agent"), get(b"x-app"), get(b"originator")
-        )
+        user_agent, x_app, originator = get(b"user-agent"), get(b"x-app"), get(b"originator")
+        app = None
+        if x_app is None and originator is None:
+            app = self._client_apps.by_user_agent.get(user_agent)
+        if app is None:
+            app = self._client_apps.classify(user_agent, x_app, originator)
+        record.client_app = app
         session = get(CLAUDE_CODE_SESSION_HEADER)
         if session is None:
             session = get(CODEX_SESSION_HEADER)

@@ -30,7 +30,7 @@ from typing import Protocol
 from ccobs.catalog import OTHER, TOKEN_TYPES, UNKNOWN
 from ccobs.labels import LabelGuard, label_text
 from ccobs.prometheus_internals import Op
-from ccobs.series_cache import Labels, Raw
+from ccobs.series_cache import Labels, Raw, rememberable
 
 ATTRIBUTION_SET_CAP = 2000
 """Distinct (team, key_alias, client_app, model, service_type) label sets kept as they are."""
@@ -98,6 +98,10 @@ class KeyAliasGuard:
             self._on_overflow("key_alias")
         return OTHER
 
+    def admits(self, team: str, alias: object) -> bool:
+        """Whether ``alias`` in ``team`` is a pair admitted as is (no fold, no side effect)."""
+        return isinstance(alias, str) and self._pairs.get((team, alias)) == alias
+
     @property
     def distinct_pairs(self) -> int:
         return len(self._pairs)
@@ -150,6 +154,31 @@ class AttributionLabels:
                 return labels
         self._on_overflow(ATTRIBUTION_OVERFLOW_LABEL)
         return (labels[0], labels[1], OTHER, OTHER, labels[4])
+
+    def remembers(self, raw: Raw, labels: Labels) -> bool:
+        """Whether ``raw`` resolved to ``labels`` with no fold, so a cache may keep it.
+
+        :func:`ccobs.series_cache.rememberable` keeps nothing with ``other`` in it, so
+        that each fold reaches its guard and is counted; but ``other`` is also the
+        client app of every unrecognised client, admitted as any other value. Such a
+        raw ``other`` is kept when its guard (and the label set's cap) admitted it.
+        """
+        if OTHER not in labels:
+            return rememberable(raw, labels)
+        if labels not in self._sets:  # folded by the label-set cap
+            return False
+        guards = (self.team, None, self.client_app, self.model, self.service_type)
+        for guard, value, label in zip(guards, raw, labels, strict=True):
+            if value is not None and not (value.__class__ is str and value == label):
+                return False
+            if label != OTHER:
+                continue
+            if guard is None:
+                if not self.key_alias.admits(labels[0], value):
+                    return False
+            elif not guard.admits(value):
+                return False
+        return True
 
     @property
     def distinct_sets(self) -> int:

@@ -23,7 +23,7 @@ from typing import Final
 
 from ccobs.catalog import CLIENT_APPS
 
-__all__ = ["CLIENT_APPS", "classify_client_app"]
+__all__ = ["CLIENT_APPS", "ClientApps", "classify_client_app"]
 
 CLAUDE_CODE: Final = "claude-code"
 CODEX: Final = "codex"
@@ -69,3 +69,41 @@ def classify_client_app(
             if b"OpenAI" in product:
                 return flavour[1]
     return OTHER
+
+
+MAX_KNOWN_USER_AGENTS: Final = 256
+"""User agents :class:`ClientApps` remembers; past it, new ones are classified every time."""
+MAX_KNOWN_USER_AGENT_BYTES: Final = 256
+"""Longer user agents are never remembered, so the memory stays under 256 x 256 bytes."""
+
+
+class ClientApps:
+    """:func:`classify_client_app`, remembered by user agent for requests that send only that.
+
+    A proxy sees a few user agents again and again (a client's version changes now
+    and then); looking one up costs less than its prefix tests. Only requests
+    without ``x-app`` and ``originator`` are remembered, by their user agent alone,
+    the others classified each time (those headers decide before the user agent).
+    Reads take no lock: a dict's ``get`` and item assignment are single C calls.
+    """
+
+    __slots__ = ("by_user_agent",)
+
+    def __init__(self) -> None:
+        self.by_user_agent: dict[bytes | None, str] = {}
+        """User agent (None: absent) -> client app; the caller may read it directly."""
+
+    def classify(
+        self, user_agent: bytes | None, x_app: bytes | None = None, originator: bytes | None = None
+    ) -> str:
+        """The ``client_app`` of these header values, remembering a user agent sent alone."""
+        app = classify_client_app(user_agent, x_app, originator)
+        known = self.by_user_agent
+        if (
+            x_app is None
+            and originator is None
+            and len(known) < MAX_KNOWN_USER_AGENTS
+            and (user_agent is None or len(user_agent) <= MAX_KNOWN_USER_AGENT_BYTES)
+        ):
+            known[user_agent] = app
+        return app

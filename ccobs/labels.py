@@ -110,6 +110,19 @@ class LabelGuard:
             self._on_overflow(self.name)
         return OTHER
 
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` maps to a label without a fold: None, or a value admitted as is.
+
+        Side-effect free (nothing admitted, no overflow counted), so a cache may ask
+        it before keeping ``value`` for a path that skips the guard.
+        """
+        if value is None:
+            return True
+        try:
+            return self._resolved.get(value) == value
+        except TypeError:  # unhashable
+            return False
+
     @property
     def distinct_values(self) -> int:
         """Values admitted so far (``other`` and ``unknown`` not included)."""

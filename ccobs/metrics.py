@@ -42,6 +42,7 @@ from ccobs.prometheus_internals import (
 )
 from ccobs.pushgateway import get_pushgateway_client
 from ccobs.rate_limit_metrics import RateLimitGauges
+from ccobs.record_series import RecordRecorder
 from ccobs.refusals import MAX_VALUE, Refusals, logger
 from ccobs.request_ops import RequestOps, counted_then_observed
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
@@ -139,12 +140,41 @@ class PrometheusMetrics:
         self._bundles: SeriesCache[RequestOps] = SeriesCache(self._new_bundle, labels.request)
         self._responses: SeriesCache[Op] = SeriesCache(self._new_response, labels.request)
         self._attributed: SeriesCache[AttributionOps] = SeriesCache(
-            self._new_attribution, labels.attribution
+            self._new_attribution, labels.attribution, remembers=labels.attribution.remembers
         )
         answers = AnswerLabels(labels)  # stop reasons, output speed, retries
         self._stop_reasons: SeriesCache[Op] = SeriesCache(inc("stop_reasons"), answers.stop_reason)
         self._tpots: SeriesCache[Op] = SeriesCache(observe("time_per_output_token"), answers.series)
         self._retried: SeriesCache[Op] = SeriesCache(inc("retried"), answers.retry)
+        self._create_record_recorder(labels)
+
+    def _create_record_recorder(self, labels: MetricLabels) -> None:
+        """What ``RequestRecord.record_metrics`` records through (:mod:`ccobs.record_series`)."""
+        endpoint, model, service_type = labels.endpoint, labels.model, labels.service_type
+
+        def admits(endpoint_raw: object, model_raw: object, service_type_raw: object) -> bool:
+            return (
+                endpoint.admits(endpoint_raw)
+                and model.admits(model_raw)
+                and service_type.admits(service_type_raw)
+            )
+
+        self._record_recorder = RecordRecorder(
+            self,
+            enabled=self._enabled,
+            tokens=self._tokens,
+            costs=self._costs,
+            unpriced=self._unpriced,
+            ttfts=self._ttfts,
+            tpots=self._tpots,
+            stop_reasons=self._stop_reasons,
+            attributed=self._attributed,
+            accept=self._accept,
+            admits=admits,
+        )
+        self.record_facts = self._record_recorder.record
+        """Feed a :class:`~ccobs.record.RequestRecord`'s facts to the metrics, as
+        ``RequestRecord.record_metrics`` does: the same series as the public calls."""
 
     def _inc_op(self, family: str) -> Callable[[Labels], Op]:
         return lambda labels: fast_inc(getattr(self._families, family).labels(*labels))

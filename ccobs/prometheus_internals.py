@@ -25,6 +25,8 @@ never correctness:
 from __future__ import annotations
 
 import math
+import os
+import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -50,6 +52,8 @@ __all__ = [
     "fast_set",
     "has_in_process_value",
     "locked_add",
+    "mapped_add",
+    "mapped_observe",
     "plain_kind",
     "plain_rows",
     "registry_collectors",
@@ -96,6 +100,9 @@ def fast_inc(child: Any) -> Op:
     value = getattr(child, "_value", None)
     if is_mutex_value(value):
         return locked_add(value)
+    mapped = mapped_add(value)  # multiprocess mode: the value lives in this process's file
+    if mapped is not None:
+        return mapped
     inc = getattr(value, "inc", None)
     return inc if callable(inc) else child.inc  # type: ignore[no-any-return]
 
@@ -154,7 +161,8 @@ def fast_observe(child: Any) -> Op:
     """
     found = _histogram_cells(child)
     if found is None:
-        return child.observe  # type: ignore[no-any-return]
+        mapped = mapped_observe(child)
+        return child.observe if mapped is None else mapped
     bounds, cells, total = found
     lock = total._lock
 
@@ -165,6 +173,131 @@ def fast_observe(child: Any) -> Op:
             cells[bisect_left(bounds, amount)]._value += 1.0
         finally:
             lock.release()
+
+    return observe
+
+
+# -- recording under multiprocess mode ------------------------------------------------------
+
+_forks = [0]
+"""Forks this process came out of: operations built before a fork write through the value's
+own ``inc`` after it, which moves the values to the child's own file."""
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+_pack_value = struct.Struct("dd").pack
+"""A value and its timestamp, as ``prometheus_client.mmap_dict`` writes them."""
+
+
+def _mapped_cell(value: Any) -> tuple[Any, Any, slice] | None:
+    """A multiprocess value's lock, file and slice of the file, when they are as expected.
+
+    prometheus_client's ``MmapedValue`` keeps its float in ``_value`` and its
+    (value, timestamp) pair in a memory-mapped file (``_file``, a ``MmapedDict``)
+    at a fixed position; every value of the process shares one lock, the
+    ``lock`` its methods close over. None when any of that is not found.
+    """
+    if not getattr(value, "_multiprocess", False) or not isinstance(
+        getattr(value, "_value", None), float
+    ):
+        return None
+    try:
+        # Its own check first: a value made before a fork moves to this process's file
+        # now, before its file and position are taken (not on a later write).
+        value.get()
+        inc = type(value).inc
+        cells = dict(zip(inc.__code__.co_freevars, inc.__closure__ or (), strict=True))
+        lock = cells["lock"].cell_contents
+        file = value._file
+        position = file._positions[value._key]
+        file._m  # noqa: B018 - the mmap, read on every write: it is replaced when the file grows
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if not (callable(getattr(lock, "acquire", None)) and isinstance(position, int)):
+        return None
+    return lock, file, slice(position, position + 16)
+
+
+def mapped_add(value: Any) -> Op | None:
+    """``MmapedValue.inc`` without its process-id check on every call; None if not one.
+
+    prometheus_client asks ``os.getpid()`` (a system call) on every update to notice
+    a fork; here a fork is noticed by ``os.register_at_fork``, and an operation built
+    before one falls back to ``value.inc``, which then moves the values to the child's
+    file. Otherwise the same: under the same lock, the same float, the same 16 bytes
+    written at the same place.
+    """
+    found = _mapped_cell(value)
+    if found is None:
+        return None
+    lock, file, where = found
+    acquire, release = lock.acquire, lock.release
+    forks, built, slow = _forks, _forks[0], value.inc
+
+    def inc(amount: float) -> None:
+        if forks[0] != built:
+            slow(amount)
+            return
+        acquire()
+        try:
+            total = value._value = value._value + amount
+            value._timestamp = 0.0
+            file._m[where] = _pack_value(total, 0.0)
+        finally:
+            release()
+
+    return inc
+
+
+def mapped_observe(child: Any) -> Op | None:
+    """A multiprocess histogram child's ``observe``: one lock, a binary search, two writes.
+
+    For values already checked to be finite and non-negative, as :func:`fast_observe`;
+    None unless every cell is a multiprocess value :func:`mapped_add` can write.
+    """
+    try:
+        bounds = list(child._upper_bounds)
+        values = [child._sum, *child._buckets]
+    except (AttributeError, TypeError):
+        return None
+    if len(bounds) != len(values) - 1 or not bounds or bounds[-1] != math.inf:
+        return None
+    cells: list[tuple[Any, Any, slice]] = []
+    locks = set()
+    for value in values:
+        found = _mapped_cell(value)
+        if found is None:
+            return None
+        locks.add(found[0])
+        cells.append((value, found[1], found[2]))
+    if len(locks) != 1:
+        return None
+    lock = locks.pop()
+    total, *buckets = cells
+    acquire, release = lock.acquire, lock.release
+    forks, built, slow = _forks, _forks[0], child.observe
+
+    def write(cell: tuple[Any, Any, slice], amount: float) -> None:
+        value, file, where = cell
+        new = value._value = value._value + amount
+        value._timestamp = 0.0
+        file._m[where] = _pack_value(new, 0.0)
+
+    def observe(amount: float) -> None:
+        if forks[0] != built:
+            slow(amount)
+            return
+        acquire()
+        try:
+            write(total, amount)
+            write(buckets[bisect_left(bounds, amount)], 1.0)
+        finally:
+            release()
 
     return observe
 

@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from ccobs.attribution_metrics import record_attribution
-
 if TYPE_CHECKING:
     from ccobs.metrics import PrometheusMetrics
     from ccobs.pricing import Cost
@@ -218,38 +216,12 @@ class RequestRecord:
         model: str | None,
         service_type: str | None,
     ) -> None:
-        """Feed tokens, cost (or the unpriced count) and time to first token to ``metrics``.
+        """Feed tokens, cost (or the unpriced count), times, attribution and stop reason.
 
         Only what is set: a record without usage adds no token series. The
         error is not counted here: the caller resolves it (the record's, the
-        metadata's, an exception's) and calls ``record_error`` once.
+        metadata's, an exception's) and calls ``record_error`` once. The series
+        are the public ``record_*`` calls' (``PrometheusMetrics.record_facts``,
+        :mod:`ccobs.record_series`), found with one lookup per request.
         """
-        usage = self.usage
-        if usage is not None:
-            record_tokens = metrics.record_tokens
-            record_tokens(usage.input, "input", model, service_type)
-            record_tokens(usage.output, "output", model, service_type)
-            record_tokens(usage.cache_read, "cache_read", model, service_type)
-            record_tokens(usage.cache_write, "cache_write", model, service_type)
-        cost = self.cost
-        if cost is not None:
-            record_cost = metrics.record_cost
-            record_cost(cost.input, model, "input", service_type)
-            record_cost(cost.output, model, "output", service_type)
-            record_cost(cost.cache, model, "cache", service_type)
-            record_cost(cost.total, model, "total", service_type)
-        elif self.unpriced:
-            metrics.record_unpriced_request(model, service_type)
-        if self.ttft_seconds is not None:
-            metrics.record_time_to_first_token(self.ttft_seconds, model, endpoint, service_type)
-        if self.team is not None or self.key_alias is not None or self.client_app is not None:
-            record_attribution(self, metrics, model, service_type)
-        # What the answer said about itself: why it stopped, its speed, whether it was a retry.
-        if self.stop_reason is not None:
-            metrics.record_stop_reason(self.stop_reason, model, service_type)
-        if self.time_per_output_token_seconds is not None:
-            metrics.record_time_per_output_token(
-                self.time_per_output_token_seconds, model, service_type
-            )
-        if self.retry_count:
-            metrics.record_retried_request(self.retry_count, model, service_type)
+        metrics.record_facts(self, endpoint, model, service_type)

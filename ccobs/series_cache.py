@@ -73,15 +73,19 @@ class SeriesCache(Generic[T]):
     the same child's cells), and a dict store is atomic.
     """
 
-    __slots__ = ("build", "by_labels", "by_raw", "check", "labels_of")
+    __slots__ = ("build", "by_labels", "by_raw", "check", "labels_of", "remembers")
 
     def __init__(
         self,
         build: Callable[[Labels], T],
         labels_of: Callable[[Raw], Labels] | None = None,
         check: Callable[[Raw], None] = _no_check,
+        remembers: Callable[[Raw, Labels], bool] = rememberable,
     ) -> None:
         self.build = build
+        self.remembers = remembers
+        """Whether raw arguments may be kept: :func:`rememberable`, unless the labels'
+        owner can tell an ``other`` it admitted from one it folded."""
         self.labels_of = labels_of
         self.check = check
         self.by_raw: dict[Raw, T] = {}
@@ -103,7 +107,7 @@ class SeriesCache(Generic[T]):
         assert self.labels_of is not None, "a cache without labels_of resolves labels only"
         labels = self.labels_of(raw)
         value = self.for_labels(labels)
-        if rememberable(raw, labels):
+        if self.remembers(raw, labels):
             with suppress(TypeError):  # unhashable arguments are resolved every time
                 self.by_raw[raw] = value
         return value
