@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +45,7 @@ from typing import Any
 from benchmarks.common import CLOCK_TICKS, PYTHON, REPO, bench_env, median, python_server
 from benchmarks.stamped_upstream import bench_config
 from ccobs.proxy.file_limit import raise_open_file_limit
-from ccobs.stack.processes import LOOPBACK, ServerProcess, start_server
+from ccobs.stack.processes import LOOPBACK, ServerProcess, free_port, start_server
 
 INTERVAL_ENV = "BENCH_STREAM_INTERVAL"
 EVENTS_ENV = "BENCH_STREAM_EVENTS"
@@ -139,8 +140,14 @@ def _soft_file_limit(soft: int | None) -> Iterator[None]:
 
 @contextmanager
 def _proxy(
-    upstream: str, workers: int, pythonpath: str | None, nofile: int | None
+    upstream: str,
+    workers: int,
+    pythonpath: str | None,
+    nofile: int | None,
+    metrics_port: int | None = None,
 ) -> Iterator[ServerProcess]:
+    """``ccobs proxy`` with ``workers``; ``metrics_port``: its ``--metrics-port`` listener."""
+    listener = ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
     ccobs = str(Path(PYTHON).with_name("ccobs"))
     env = {"CCOBS_LOG_LEVEL": "INFO"}
     if pythonpath:  # the proxy from another tree (a commit before a change)
@@ -153,7 +160,7 @@ def _proxy(
             ccobs,
             lambda _dir, port: [
                 "proxy", "--host", LOOPBACK, "--port", str(port), "--upstream", upstream,
-                "--workers", str(workers),
+                "--workers", str(workers), *listener,
             ],
             workdir=Path(directory),
             ready_path="/health",
@@ -176,12 +183,14 @@ def _load(
     settle: float,
     upstream: ServerProcess | None = None,
     duration: float | None = None,
+    listener_url: str | None = None,
 ) -> dict[str, Any]:
     """Run the load generator against ``url``; watch ``server`` (a proxy) meanwhile.
 
     ``upstream``: its CPU over the run is measured too (its cost per event, stated
     beside the proxy's since on two cores they share the machine). ``duration``:
     the streams' length, which bounds the steady state the scrapes are read in.
+    ``listener_url``: the proxy's ``--metrics-port`` listener, scraped beside its port.
     """
     pids = _descendants(server.pid) if server is not None and server.pid else []
     ticks0, rss0 = _stat(pids)
@@ -196,7 +205,9 @@ def _load(
     watched: dict[str, Any] = {}
     try:
         if server is not None:
-            watched = _watch(url, server, client, started, ramp + settle, rss0, streams)
+            watched = _watch(
+                url, server, client, started, ramp + settle, rss0, streams, listener_url
+            )
         try:
             out, err = client.communicate(timeout=ramp * 3 + timeout + 120)
         except subprocess.TimeoutExpired:  # the load generator starved: recorded, not raised
@@ -242,6 +253,35 @@ SCRAPE_EVERY = 1.0
 """Seconds between the starts of two ``/metrics`` scrapes while the streams run."""
 
 
+class _Scraper(threading.Thread):
+    """Scrapes ``url``'s ``/metrics`` every second until stopped, timing each to its last byte.
+
+    Each scrape is a fresh connection, as a scraper's first is (60 s at most).
+    A thread per scraped port, so that a scrape that hangs on one port does not
+    delay the other's.
+    """
+
+    def __init__(self, url: str, started: float) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.started = started
+        self.stopped = threading.Event()
+        self.scrapes: list[dict[str, float]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.body = b""
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            at = time.monotonic() - self.started
+            try:
+                seconds, self.body = _get(self.url, "/metrics")
+            except OSError as exc:  # the proxy out of file descriptors, or a timeout
+                self.errors.append({"at": at, "error": f"{type(exc).__name__}: {exc}"})
+            else:
+                self.scrapes.append({"at": at, "ms": seconds * 1000})
+            self.stopped.wait(max(0.0, self.started + at + SCRAPE_EVERY - time.monotonic()))
+
+
 def _watch(
     url: str,
     server: ServerProcess,
@@ -250,37 +290,41 @@ def _watch(
     open_after: float,
     rss0: int,
     streams: int,
+    listener_url: str | None = None,
 ) -> dict[str, Any]:
     """Scrape ``/metrics`` every second while the load generator runs, ramp included.
 
-    Each scrape is a fresh connection, as Prometheus's first scrape of a target
-    is, timed to its last byte (60 s at most). RSS is sampled from ``open_after``
-    seconds on (every stream open): the highest sample counts, since under load
-    the ramp can run late.
+    ``listener_url``: the proxy's ``--metrics-port`` listener, scraped too, at the
+    same time. RSS is sampled from ``open_after`` seconds on (every stream open):
+    the highest sample counts, since under load the ramp can run late.
     """
-    scrapes: list[dict[str, float]] = []
-    scrape_errors: list[dict[str, Any]] = []
-    body = b""
+    scrapers = [_Scraper(u, started) for u in (url, listener_url) if u is not None]
+    for scraper in scrapers:
+        scraper.start()
     rss_open = rss0
-    while client.poll() is None:
-        at = time.monotonic() - started
-        if at >= open_after:
-            rss_open = max(rss_open, _stat(_descendants(server.pid) if server.pid else [])[1])
-        try:
-            seconds, body = _get(url, "/metrics")
-        except OSError as exc:  # the proxy out of file descriptors, or a timeout
-            scrape_errors.append({"at": at, "error": f"{type(exc).__name__}: {exc}"})
-        else:
-            scrapes.append({"at": at, "ms": seconds * 1000})
-        time.sleep(max(0.0, started + at + SCRAPE_EVERY - time.monotonic()))
-    return {
+    try:
+        while client.poll() is None:
+            if time.monotonic() - started >= open_after:
+                rss_open = max(rss_open, _stat(_descendants(server.pid) if server.pid else [])[1])
+            time.sleep(SCRAPE_EVERY)
+    finally:
+        for scraper in scrapers:
+            scraper.stopped.set()
+        for scraper in scrapers:
+            scraper.join(timeout=70)
+    main = scrapers[0]
+    watched = {
         "rss_idle_bytes": rss0,
         "rss_open_bytes": rss_open,
         "rss_per_stream_bytes": (rss_open - rss0) / streams,
-        "scrapes": scrapes,
-        "scrape_bytes": len(body),
-        "scrape_errors": scrape_errors,
+        "scrapes": main.scrapes,
+        "scrape_bytes": len(main.body),
+        "scrape_errors": main.errors,
     }
+    if listener_url is not None:
+        watched["listener_scrapes"] = scrapers[1].scrapes
+        watched["listener_scrape_errors"] = scrapers[1].errors
+    return watched
 
 
 def _split_scrapes(
@@ -293,11 +337,14 @@ def _split_scrapes(
     start-up (a fraction of a second) is left in the ramp.
     """
     end = duration if duration is not None else float("inf")
-    scrapes = watched["scrapes"]
-    watched["scrape_ms_ramp"] = [s["ms"] for s in scrapes if s["at"] < ramp_seconds + 0.5]
-    watched["scrape_ms"] = [
-        s["ms"] for s in scrapes if ramp_seconds + settle <= s["at"] + s["ms"] / 1000 <= end
-    ]
+    for source, prefix in (("scrapes", "scrape_ms"), ("listener_scrapes", "listener_scrape_ms")):
+        scrapes = watched.get(source)
+        if scrapes is None:
+            continue
+        watched[f"{prefix}_ramp"] = [s["ms"] for s in scrapes if s["at"] < ramp_seconds + 0.5]
+        watched[prefix] = [
+            s["ms"] for s in scrapes if ramp_seconds + settle <= s["at"] + s["ms"] / 1000 <= end
+        ]
 
 
 class Bench:
@@ -310,9 +357,11 @@ class Bench:
         interval: float,
         duration: float,
         ramp: float | None,
+        listeners: dict[int, str] | None = None,
     ) -> None:
         self.upstream = upstream
         self.proxies = proxies
+        self.listeners = listeners or {}
         self.duration = duration
         self.ramp = ramp
         self.timeout = duration * 2 + 30  # a stream not done by then has fallen too far behind
@@ -324,8 +373,12 @@ class Bench:
         print(f"{n} streams, {route} ...", file=sys.stderr, flush=True)
         if route == "direct":
             return _load(self.upstream.url, n, ramp, self.timeout, None, settle, self.upstream)
-        proxy = self.proxies[int(route.removeprefix("workers_"))]
-        return _load(proxy.url, n, ramp, self.timeout, proxy, settle, self.upstream, self.duration)
+        w = int(route.removeprefix("workers_"))
+        proxy = self.proxies[w]
+        return _load(
+            proxy.url, n, ramp, self.timeout, proxy, settle, self.upstream, self.duration,
+            self.listeners.get(w),
+        )  # fmt: skip
 
 
 @contextmanager
@@ -337,21 +390,30 @@ def bench(
     pythonpath: str | None = None,
     nofile: int | None = None,
     upstream: str = "lean",
+    metrics_listener: bool = False,
 ) -> Iterator[Bench]:
-    """Start the upstream (``lean`` or ``mock``) and one proxy per worker count."""
+    """Start the upstream (``lean`` or ``mock``) and one proxy per worker count.
+
+    ``metrics_listener``: each proxy also serves ``/metrics`` on a port of its own
+    (``--metrics-port``), scraped beside its main port.
+    """
     raise_open_file_limit()  # children inherit it: the upstream and the load generator need it
     events = max(1, round(duration / interval))
     env = {INTERVAL_ENV: str(interval), EVENTS_ENV: str(events)}
     code = _UPSTREAM_CODE[upstream]
     with python_server("streams-upstream", code, env=env, timeout=60) as server:
         proxies = {}
+        listeners = {}
         stack = []
         try:
             for w in workers:
-                cm = _proxy(server.url, w, pythonpath, nofile)
+                port = free_port() if metrics_listener else None
+                cm = _proxy(server.url, w, pythonpath, nofile, port)
                 proxies[w] = cm.__enter__()
                 stack.append(cm)
-            yield Bench(server, proxies, interval, duration, ramp)
+                if port is not None:
+                    listeners[w] = f"http://{LOOPBACK}:{port}"
+            yield Bench(server, proxies, interval, duration, ramp, listeners)
         finally:
             for cm in reversed(stack):
                 cm.__exit__(None, None, None)
@@ -368,6 +430,7 @@ def run(
     nofile: int | None = None,
     partial: Path | None = None,
     upstream: str = "lean",
+    metrics_listener: bool = False,
 ) -> dict[str, Any]:
     """Each N through each route, in order: ``direct`` first, then each proxy."""
     result: dict[str, Any] = {
@@ -378,7 +441,10 @@ def run(
         "proxy_soft_nofile_at_start": nofile,
         "runs": {},
     }
-    with bench(workers, interval, duration, ramp, pythonpath, nofile, upstream) as b:
+    result["metrics_listener"] = metrics_listener
+    with bench(
+        workers, interval, duration, ramp, pythonpath, nofile, upstream, metrics_listener
+    ) as b:
         for n in counts:
             runs: dict[str, Any] = {}
             routes = (["direct"] if direct else []) + [f"workers_{w}" for w in workers]
@@ -526,6 +592,11 @@ def main(argv: list[str] | None = None) -> int:
         help="ramp N per worker count until the added delay or completion breaks down",
     )
     parser.add_argument(
+        "--metrics-listener",
+        action="store_true",
+        help="start the proxies with --metrics-port and scrape that port too",
+    )
+    parser.add_argument(
         "--budget", type=float, default=540.0, help="seconds the limit search may take"
     )
     parser.add_argument("--no-direct", action="store_true", help="skip the direct runs")
@@ -551,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
             nofile=args.proxy_nofile,
             partial=args.partial,
             upstream=args.upstream,
+            metrics_listener=args.metrics_listener,
         )
     print(json.dumps(data, indent=1))
     if not args.no_write:
@@ -575,8 +647,9 @@ def _find_limit(args: argparse.Namespace, workers: list[int]) -> dict[str, Any]:
         "runs": {},
     }
     counts = [int(x) for x in (args.streams or LIMIT_COUNTS).split(",")]
+    data["metrics_listener"] = args.metrics_listener
     with bench(workers, args.interval, duration, args.ramp, args.proxy_pythonpath,
-               args.proxy_nofile, args.upstream) as b:  # fmt: skip
+               args.proxy_nofile, args.upstream, args.metrics_listener) as b:  # fmt: skip
         data["limits"] = find_limits(b, workers, counts, args.budget, data)
     data["load_average_at_end"] = os.getloadavg()
     return data
