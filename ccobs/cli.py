@@ -52,7 +52,7 @@ def _proxy_command(args: argparse.Namespace) -> int:
     require_free_port(args.host, args.port)
     if args.metrics_port is not None:
         if args.metrics_port == args.port:
-            raise SystemExit("--metrics-port must differ from --port")
+            raise ValueError("--metrics-port must differ from --port")
         require_free_port(args.host, args.metrics_port)
     serve(
         upstream=args.upstream,
