@@ -182,14 +182,12 @@ def _load(
     server: ServerProcess | None,
     settle: float,
     upstream: ServerProcess | None = None,
-    duration: float | None = None,
     listener_url: str | None = None,
 ) -> dict[str, Any]:
     """Run the load generator against ``url``; watch ``server`` (a proxy) meanwhile.
 
     ``upstream``: its CPU over the run is measured too (its cost per event, stated
-    beside the proxy's since on two cores they share the machine). ``duration``:
-    the streams' length, which bounds the steady state the scrapes are read in.
+    beside the proxy's since on two cores they share the machine).
     ``listener_url``: the proxy's ``--metrics-port`` listener, scraped beside its port.
     """
     pids = _descendants(server.pid) if server is not None and server.pid else []
@@ -230,7 +228,8 @@ def _load(
         result["upstream_cpu_seconds"] = upstream_cpu
         result["upstream_cpu_per_event_us"] = upstream_cpu / max(1, result["events"]) * 1e6
     if server is not None:
-        _split_scrapes(watched, result["ramp_seconds"], settle, duration)
+        ramped = result["ramp_seconds"]
+        _split_scrapes(watched, ramped, settle, result["seconds"] - ramped)
         time.sleep(0.5)  # the last requests' records reach the metrics after their last byte
         ticks1 = _stat(_descendants(server.pid) if server.pid else [])[0]
         tokens1 = tokens0 - 1.0  # unknown: shown as miscounted
@@ -328,22 +327,25 @@ def _watch(
 
 
 def _split_scrapes(
-    watched: dict[str, Any], ramp_seconds: float, settle: float, duration: float | None
+    watched: dict[str, Any], ramp_seconds: float, settle: float, streams_end: float
 ) -> None:
     """Name the scrapes by phase: during the ramp, and in the steady state after it.
 
-    Steady: from ``settle`` seconds after the last stream opened until the first
-    streams end (``duration`` after the ramp started); the load generator's
-    start-up (a fraction of a second) is left in the ramp.
+    Ramp: started while the streams were being opened (the load generator's
+    start-up, a fraction of a second, included). Steady: started ``settle``
+    seconds after the last stream opened and ended before the first streams
+    could end (``streams_end``: the load generator's run less its ramp), so
+    every stream was open throughout.
     """
-    end = duration if duration is not None else float("inf")
     for source, prefix in (("scrapes", "scrape_ms"), ("listener_scrapes", "listener_scrape_ms")):
         scrapes = watched.get(source)
         if scrapes is None:
             continue
         watched[f"{prefix}_ramp"] = [s["ms"] for s in scrapes if s["at"] < ramp_seconds + 0.5]
         watched[prefix] = [
-            s["ms"] for s in scrapes if ramp_seconds + settle <= s["at"] + s["ms"] / 1000 <= end
+            s["ms"]
+            for s in scrapes
+            if s["at"] >= ramp_seconds + settle and s["at"] + s["ms"] / 1000 <= streams_end
         ]
 
 
@@ -376,7 +378,7 @@ class Bench:
         w = int(route.removeprefix("workers_"))
         proxy = self.proxies[w]
         return _load(
-            proxy.url, n, ramp, self.timeout, proxy, settle, self.upstream, self.duration,
+            proxy.url, n, ramp, self.timeout, proxy, settle, self.upstream,
             self.listeners.get(w),
         )  # fmt: skip
 
@@ -462,16 +464,16 @@ def _ms(values: Sequence[float]) -> str:
     return f"{median(values):.0f} / {max(values):.0f} ms" if values else "none"
 
 
-def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None) -> str:
+def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None, listener: bool) -> str:
     failed = ", ".join(f"{count} {why}" for why, count in r["failed"].items()) or "0"
     if r.get("hung"):
-        return f"| {n} | {route} | {r['completed']} / {failed} |" + " |" * 9
+        return f"| {n} | {route} | {r['completed']} / {failed} |" + " |" * (9 + listener)
     d = r["delay_ms"]
     added = ""
     if base is not None and not base.get("hung") and route != "direct":
         b = base["delay_ms"]
         added = f"{d['p50'] - b['p50']:+.1f} / {d['p99'] - b['p99']:+.1f} ms"
-    cells = ["", "", "", "", ""]
+    cells = [""] * (5 + listener)
     if route != "direct":
         errors = len(r["scrape_errors"])
         cells = [
@@ -479,10 +481,18 @@ def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None) -> 
             f"{r['rss_per_stream_bytes'] / 1024:.0f} KiB",
             _ms(r.get("scrape_ms_ramp", [])) + (f" ({errors} failed)" if errors else ""),
             _ms(r["scrape_ms"]),
+        ]
+        if listener:
+            errors = len(r.get("listener_scrape_errors", []))
+            cells.append(
+                _ms(r.get("listener_scrape_ms_ramp", []) + r.get("listener_scrape_ms", []))
+                + (f" ({errors} failed)" if errors else "")
+            )
+        cells.append(
             f"{r['miscounted_tokens']:+.0f}"
             if r["completed"] == r["streams"]
-            else "n/a: streams unfinished",
-        ]
+            else "n/a: streams unfinished"
+        )
     upstream = r.get("upstream_cpu_per_event_us")
     return (
         f"| {n} | {route} | {r['completed']} / {failed} | {d['p50']:.1f} / {d['p99']:.1f} ms | "
@@ -494,17 +504,19 @@ def _row(n: str, route: str, r: dict[str, Any], base: dict[str, Any] | None) -> 
 
 def table(data: dict[str, Any]) -> list[str]:
     """One row per N and route: what the clients saw and what each process spent."""
+    listener = bool(data.get("metrics_listener"))
     lines = [
         "| N | route | completed / failed | delay p50 / p99 | added p50 / p99 |"
         " proxy CPU per event | proxy RSS per stream |"
         " `/metrics` during the ramp, median / max | `/metrics` steady, median / max |"
-        " tokens miscounted | upstream CPU per event | load generator CPU per event |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + (" `--metrics-port` whole run, median / max |" if listener else "")
+        + " tokens miscounted | upstream CPU per event | load generator CPU per event |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if listener else ""),
     ]
     for n, runs in data["runs"].items():
         base = runs.get("direct")
         for route, r in runs.items():
-            lines.append(_row(n, route.replace("_", " "), r, base))
+            lines.append(_row(n, route.replace("_", " "), r, base, listener))
     return lines
 
 
