@@ -3,23 +3,29 @@
 ``python -m benchmarks.streams`` (``make bench-streams``) starts, each in a
 process of its own on loopback:
 
-- the mock upstream (uvicorn on uvloop and httptools) streaming slowly: one
-  text delta every ``--interval`` seconds for ``--duration`` seconds, each
-  delta stamped with the sender's monotonic clock
-  (:attr:`ccobs.demo.decisions.UpstreamConfig.stamp_deltas`);
+- an upstream streaming slowly: one text delta every ``--interval`` seconds for
+  ``--duration`` seconds, each delta stamped with the sender's monotonic clock.
+  By default the lean one (:mod:`benchmarks.stamped_upstream`, the mock's
+  stream for a fraction of its CPU); ``--upstream mock`` runs the mock itself
+  (uvicorn, uvloop, httptools; :attr:`ccobs.demo.decisions.UpstreamConfig.stamp_deltas`);
 - ``ccobs proxy`` (the command, with ``ccobs[server]``), one process or
-  ``--workers 2``;
+  ``--workers 2``; with ``--metrics-listener`` also ``--metrics-port``;
 - the load generator (:mod:`benchmarks.stream_client`), holding N streams.
 
-For each N the load generator runs once straight at the mock (``direct``: the
-delay the mock and the client cause by themselves on this machine) and once
-through each proxy. Measured: the proxy's resident memory per open stream
+For each N the load generator runs once straight at the upstream (``direct``:
+the delay the upstream and the client cause by themselves on this machine) and
+once through each proxy. Measured: the proxy's resident memory per open stream
 (RSS of its processes with the streams open minus before them, over N), its
 CPU per relayed event (utime + stime over the run / events the client got,
-request set-up included), the delay from an event's stamp to its arrival at
-the client (p50, p99; ``added`` is proxied minus direct), ``GET /metrics``
-time under the load, and whether every stream ended whole and was counted
-once (the growth of ``tokens_total`` against the tokens the clients saw).
+request set-up included), the upstream's and the load generator's CPU per
+event (on two cores all three share the machine), the delay from an event's
+stamp to its arrival at the client (p50, p99; ``added`` is proxied minus
+direct), ``GET /metrics`` every second during the ramp and in the steady state
+(and on the listener's port), and whether every stream ended whole and was
+counted once (the growth of ``tokens_total`` against the tokens the clients saw).
+
+``--find-limit`` (``make bench-streams-limit``, :mod:`benchmarks.stream_limit`)
+ramps N instead, per worker count, until a run breaks down.
 
 Writes its section of ``benchmarks/RESULTS.md`` between its own markers;
 ``--no-write`` prints the JSON only. Not part of ``make bench`` (it takes
