@@ -7,9 +7,12 @@ that held. A run breaks down (:func:`breakdown`) when
 
 - any stream failed, hung or did not end within the load generator's wait, or
   a finished stream's tokens were miscounted; or
-- the added delay's p99 (stamp to client through the proxy, minus the same N
-  straight at the upstream) exceeds ``ADDED_P99_LIMIT_MS``: the proxy no longer
-  relays each event as it comes, it queues them.
+- the added delay (stamp to client through the proxy, minus the same N straight
+  at the upstream) shows queueing: its p50 over ``ADDED_P50_LIMIT_MS`` (the
+  typical event waits: the proxy no longer relays each event as it comes), or
+  its p99 over ``max_added_p99_ms`` (``ADDED_P99_LIMIT_MS`` by default; on a
+  machine shared with other work, preemption alone puts the p99 past 100 ms at
+  a few hundred streams, so ``--max-added-p99-ms`` can raise it).
 
 Each N is first run straight at the upstream (``direct``, once per N, shared by
 every worker count): when that itself breaks down, the upstream and the load
@@ -28,10 +31,14 @@ from typing import Any
 from benchmarks.streams import Bench
 
 ADDED_P99_LIMIT_MS = 100.0
-"""Added delay p99 past which the proxy is past its limit: events queue, not flow."""
+"""Added delay p99 past which the proxy is past its limit, by default: events queue."""
+ADDED_P50_LIMIT_MS = 50.0
+"""Added delay p50 past which the proxy is past its limit: the typical event queues."""
 
 
-def breakdown(run: dict[str, Any], direct: dict[str, Any] | None) -> str | None:
+def breakdown(
+    run: dict[str, Any], direct: dict[str, Any] | None, max_added_p99_ms: float = ADDED_P99_LIMIT_MS
+) -> str | None:
     """Why ``run`` is past the limit, or None when it held."""
     if run.get("hung"):
         return "the load generator hung"
@@ -41,9 +48,12 @@ def breakdown(run: dict[str, Any], direct: dict[str, Any] | None) -> str | None:
     if run.get("miscounted_tokens", 0) != 0:
         return f"tokens miscounted by {run['miscounted_tokens']:+.0f}"
     if direct is not None:
+        added50 = run["delay_ms"]["p50"] - direct["delay_ms"]["p50"]
+        if added50 > ADDED_P50_LIMIT_MS:
+            return f"added delay p50 {added50:.0f} ms > {ADDED_P50_LIMIT_MS:.0f} ms"
         added = run["delay_ms"]["p99"] - direct["delay_ms"]["p99"]
-        if added > ADDED_P99_LIMIT_MS:
-            return f"added delay p99 {added:.0f} ms > {ADDED_P99_LIMIT_MS:.0f} ms"
+        if added > max_added_p99_ms:
+            return f"added delay p99 {added:.0f} ms > {max_added_p99_ms:.0f} ms"
     return None
 
 
@@ -53,6 +63,7 @@ def find_limits(
     counts: Sequence[int],
     budget_seconds: float,
     data: dict[str, Any],
+    max_added_p99_ms: float = ADDED_P99_LIMIT_MS,
 ) -> dict[str, Any]:
     """Ramp ``counts`` through each worker count until it breaks; fills ``data["runs"]``."""
     deadline = time.monotonic() + budget_seconds
@@ -69,7 +80,7 @@ def find_limits(
             if "direct" not in runs:
                 runs["direct"] = b.measure(n, "direct")
             direct_broke = breakdown(runs["direct"], None)
-            if direct_broke is None and runs["direct"]["delay_ms"]["p99"] > ADDED_P99_LIMIT_MS:
+            if direct_broke is None and runs["direct"]["delay_ms"]["p99"] > max_added_p99_ms:
                 direct_broke = f"delay p99 {runs['direct']['delay_ms']['p99']:.0f} ms direct"
             if direct_broke is not None:
                 found.update(
@@ -77,7 +88,7 @@ def find_limits(
                 )
                 break
             runs[route] = b.measure(n, route)
-            why = breakdown(runs[route], runs["direct"])
+            why = breakdown(runs[route], runs["direct"], max_added_p99_ms)
             if why is not None:
                 found.update(broke_at=n, why=why)
                 break

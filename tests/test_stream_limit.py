@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.stream_limit import ADDED_P99_LIMIT_MS, breakdown, summary
+from benchmarks.stream_limit import ADDED_P50_LIMIT_MS, ADDED_P99_LIMIT_MS, breakdown, summary
 
 
 def _run(p99: float, completed: int = 10, failed: dict[str, int] | None = None,
@@ -34,6 +34,18 @@ def test_an_added_delay_p99_past_the_limit_is_a_breakdown() -> None:
     why = breakdown(_run(6.0 + ADDED_P99_LIMIT_MS), DIRECT)
     assert why is not None
     assert "added delay p99" in why
+
+
+def test_a_raised_p99_limit_lets_a_tail_through() -> None:
+    assert breakdown(_run(6.0 + ADDED_P99_LIMIT_MS), DIRECT, max_added_p99_ms=500) is None
+
+
+def test_an_added_delay_p50_past_its_limit_is_a_breakdown() -> None:
+    run = _run(10.0)
+    run["delay_ms"]["p50"] = DIRECT["delay_ms"]["p50"] + ADDED_P50_LIMIT_MS + 1
+    why = breakdown(run, DIRECT, max_added_p99_ms=500)
+    assert why is not None
+    assert "added delay p50" in why
 
 
 def test_a_failed_stream_is_a_breakdown() -> None:
