@@ -48,6 +48,12 @@ def test_an_added_delay_p50_past_its_limit_is_a_breakdown() -> None:
     assert "added delay p50" in why
 
 
+def test_a_stream_ending_late_is_a_breakdown() -> None:
+    run = _run(5.0)
+    run["late_seconds"] = 2.5
+    assert breakdown(run, DIRECT) == "the last stream ended 2.5 s late"
+
+
 def test_a_failed_stream_is_a_breakdown() -> None:
     why = breakdown(_run(5.0, completed=9, failed={"status 504": 1}), DIRECT)
     assert why == "1 streams failed (1 status 504)"
