@@ -8,12 +8,13 @@
 #   make generate - regenerate every committed generated file (the drift tests name it)
 #   make bench-streams - thousands of concurrent slow streams through ccobs proxy (minutes)
 #   make bench-proxy-instructions - the proxy's addition over a bare pass-through (callgrind)
+#   make bench-streams-limit - ramp streams through 1 and 2 workers until they break (~10 min)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint install debian-deps npm-clients bench generate bench-streams \
-	bench-proxy-instructions
+	bench-proxy-instructions bench-streams-limit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,9 @@ bench: install
 # bench-streams also rewrites its part of benchmarks/RESULTS.md.
 bench-streams: install
 	$(BIN)/python -m benchmarks.streams
+
+bench-streams-limit: install
+	$(BIN)/python -m benchmarks.streams --find-limit --metrics-listener
 
 bench-proxy-instructions: install
 	scripts/install-debian-deps.sh bench

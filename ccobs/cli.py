@@ -51,6 +51,10 @@ def _settings_command(args: argparse.Namespace) -> int:
 
 def _proxy_command(args: argparse.Namespace) -> int:
     require_free_port(args.host, args.port)
+    if args.metrics_port is not None:
+        if args.metrics_port == args.port:
+            raise ValueError("--metrics-port must differ from --port")
+        require_free_port(args.host, args.metrics_port)
     serve(
         upstream=args.upstream,
         host=args.host,
@@ -61,6 +65,7 @@ def _proxy_command(args: argparse.Namespace) -> int:
         config_file=args.config,
         access_log_db=args.access_log_db,
         identities=args.identities,
+        metrics_port=args.metrics_port,
     )
     return 0
 
@@ -265,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     identities_option(proxy)
     config_option(proxy)
+    proxy.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="also serve /metrics on this port, from a thread of its own in each worker, so "
+        "a scrape is answered even while the event loop is saturated (default: none)",
+    )
     proxy.set_defaults(handler=_proxy_command)
 
     identities = commands.add_parser(

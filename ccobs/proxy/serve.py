@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ccobs.identity_file import load_identity_file
+from ccobs.metrics_listener import LISTEN_ENV, listen_from_env
 from ccobs.multiprocess import forget_dead_workers, prepare_multiprocess_dir
 from ccobs.settings import ObservabilitySettings
 
@@ -54,7 +55,10 @@ def proxy_worker_app() -> ASGIApp:
     # configure_logging hands uvicorn's loggers to ours, which would turn uvicorn's
     # access log back on; the proxy writes its own access-log line per request.
     logging.getLogger("uvicorn.access").propagate = False
-    return create_app_from_env()
+    app = create_app_from_env()
+    # --metrics-port: /metrics also from a thread of its own, which a busy loop cannot starve.
+    app.state.metrics_listener = listen_from_env(app.state.proxy.metrics, settings.metrics_token)
+    return app
 
 
 def serve(
@@ -68,8 +72,12 @@ def serve(
     config_file: str | None = None,
     access_log_db: str | None = None,
     identities: str | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve the proxy until SIGTERM or Ctrl-C: drain for ``graceful_timeout`` s, then exit.
+
+    ``metrics_port``: every server process also serves ``/metrics`` there, from a
+    thread (:mod:`ccobs.metrics_listener`).
 
     Raises ``ValueError`` (an invalid upstream URL) or
     :class:`~ccobs.settings.SettingsError` here, before any worker starts.
@@ -97,6 +105,8 @@ def serve(
         # A bad file fails here, naming its line, not in a worker.
         load_identity_file(identities)
         os.environ[IDENTITIES_ENV] = str(Path(identities).resolve())
+    if metrics_port is not None:
+        os.environ[LISTEN_ENV] = f"{host}:{metrics_port}"
     configure_logging(settings.log_level, settings.log_format)
     raise_open_file_limit()  # two sockets per stream: 1024 would stop it near 500 streams
     multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
