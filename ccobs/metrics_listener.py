@@ -14,13 +14,14 @@ however far behind the loop is. It serves ``GET /metrics`` only, the same
 exposition and bearer-token check as the endpoint on the main port
 (:mod:`ccobs.metrics_endpoint`), one connection at a time (Prometheus scrapes a
 target serially), one request per connection, each held at most
-``CONNECTION_TIMEOUT`` seconds, and logs nothing. Several processes may bind
+``CONNECTION_TIMEOUT`` seconds in all, and logs nothing. Several processes may bind
 the same port (``SO_REUSEPORT``): each ``ccobs proxy --workers`` process runs
 one, and in multiprocess mode every one of them renders every worker's counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -32,8 +33,8 @@ from ccobs.metrics_endpoint import render_metrics
 from ccobs.renderer import ExpositionRenderer
 
 CONNECTION_TIMEOUT = 10.0
-"""Seconds a scraper's connection may stay silent before it is dropped, so a stuck
-client cannot hold the one serving thread."""
+"""Seconds a scraper's connection may last in all before it is cut, so neither a
+silent client nor one trickling a byte at a time can hold the one serving thread."""
 
 METRICS_PATH = "/metrics"
 
@@ -44,8 +45,13 @@ class _Server(HTTPServer):
     request_queue_size = 64
 
     def __init__(
-        self, address: tuple[str, int], metrics: PrometheusMetrics, token: str | None
+        self,
+        address: tuple[str, int],
+        metrics: PrometheusMetrics,
+        token: str | None,
+        connection_timeout: float,
     ) -> None:
+        self.connection_timeout = connection_timeout
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -56,8 +62,24 @@ class _Server(HTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = CONNECTION_TIMEOUT
     protocol_version = "HTTP/1.0"  # one scrape per connection: none holds the thread idle
+
+    def setup(self) -> None:
+        """Arm the connection's deadline: a socket timeout bounds each read, this the whole."""
+        super().setup()
+        timeout = self.server.connection_timeout
+        self.connection.settimeout(timeout)
+        self._deadline = threading.Timer(timeout, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):  # already closed: the scrape ended as it fired
+            self.connection.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
 
     def do_GET(self) -> None:  # the name http.server dispatches to
         server = self.server
@@ -94,11 +116,16 @@ class MetricsListener:
     """A running listener; :meth:`close` stops it and frees the port."""
 
     def __init__(
-        self, host: str, port: int, metrics: PrometheusMetrics, token: str | None = None
+        self,
+        host: str,
+        port: int,
+        metrics: PrometheusMetrics,
+        token: str | None = None,
+        connection_timeout: float = CONNECTION_TIMEOUT,
     ) -> None:
         if token == "":
             raise ValueError("the metrics token must not be empty; pass None for no token")
-        self._server = _Server((host, port), metrics, token)
+        self._server = _Server((host, port), metrics, token, connection_timeout)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="ccobs-metrics-listener", daemon=True

@@ -8,6 +8,8 @@ main port serves it, and nothing else.
 from __future__ import annotations
 
 import http.client
+import select
+import socket
 import sys
 import threading
 import time
@@ -114,6 +116,28 @@ def test_a_scrape_is_answered_while_another_thread_keeps_the_interpreter_busy(
         spinning.join()
     assert status == 200
     assert seconds < 1.0  # a few switch intervals (5 ms each), not the busy thread's time
+
+
+def test_a_client_trickling_its_request_is_cut_at_the_deadline_and_scrapes_go_on(
+    metrics: PrometheusMetrics,
+) -> None:
+    served = MetricsListener(LOOPBACK, 0, metrics, connection_timeout=1.0)
+    try:
+        with socket.create_connection((LOOPBACK, served.port), timeout=10) as trickler:
+            started = time.monotonic()
+            answer = None
+            for byte in b"GET /metrics HTTP/1.0\r\n" * 10:  # a byte every 0.1 s, never silent
+                if select.select([trickler], [], [], 0.1)[0]:
+                    answer = trickler.recv(1024)
+                    break
+                trickler.sendall(bytes([byte]))
+            held = time.monotonic() - started
+
+        assert answer == b"", f"not cut within {held:.1f} s: {answer!r}"
+        assert held < 3.0
+        assert _get(served.port)[0] == 200
+    finally:
+        served.close()
 
 
 def test_close_frees_the_port(metrics: PrometheusMetrics) -> None:
