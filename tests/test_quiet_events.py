@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccobs.proxy.quiet_events import quiet_matchers
-from ccobs.proxy.sse import SSEDecoder, encode_event
-from ccobs.proxy.usage import Api, StreamUsage
+from ccobs.proxy.quiet_events import quiet_event_matchers, quiet_matchers
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, encode_event
+from ccobs.proxy.usage import Api, StreamUsage, UsageError
 
 ANTHROPIC_NAMES = [
     "content_block_delta", "ping", "content_block_start", "content_block_stop", "message_delta",
@@ -104,7 +104,7 @@ def _assert_ignored_by_decoding(api: Api, chunk: bytes, events: int, first_token
     assert _state(usage) == before
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(chunk=_chunk(ANTHROPIC_NAMES), first_token=st.booleans())
 def test_a_quiet_anthropic_chunk_is_one_the_decoding_path_ignores(
     chunk: tuple[bytes, int], first_token: bool
@@ -115,7 +115,7 @@ def test_a_quiet_anthropic_chunk_is_one_the_decoding_path_ignores(
         _assert_ignored_by_decoding("anthropic", chunk[0], chunk[1], first_token)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(chunk=_chunk(RESPONSES_NAMES), first_token=st.booleans())
 def test_a_quiet_responses_chunk_is_one_the_decoding_path_ignores(
     chunk: tuple[bytes, int], first_token: bool
@@ -126,7 +126,7 @@ def test_a_quiet_responses_chunk_is_one_the_decoding_path_ignores(
         _assert_ignored_by_decoding("responses", chunk[0], chunk[1], first_token)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=_data())
 def test_a_quiet_anthropic_delta_is_one_the_decoding_path_ignores(data: bytes) -> None:
     chunk = b"event: content_block_delta\ndata: " + data + b"\n\n"
@@ -207,5 +207,136 @@ def test_responses_final_and_error_events_are_never_quiet(name: str) -> None:
         assert quiet(chunk) is None
 
 
-def test_openai_chat_chunks_are_never_quiet() -> None:
-    assert quiet_matchers("openai") == (None, None)
+def _chat_value(draw: st.DrawFn) -> object:
+    return draw(
+        st.none() | st.sampled_from(["stop", "length", ""]) | st.text(max_size=12)
+        | st.integers(-(10**20), 10**20) | st.booleans()
+        | st.floats(allow_nan=False) | st.just({}) | st.just([]) | st.just({"x": 1})
+    )  # fmt: skip
+
+
+@st.composite
+def _chat_data(draw: st.DrawFn) -> bytes:
+    """A Chat chunk's data: keys and values of the real shape and others, mutated or not."""
+    delta_keys = st.sampled_from(["content", "content", "role", "refusal", "tool_calls", "x"])
+    choice_keys = st.sampled_from(["index", "delta", "logprobs", "finish_reason", "x"])
+    chunk_keys = st.sampled_from(
+        ["id", "created", "model", "system_fingerprint", "usage", "error", "service_tier", "x"]
+    )
+    choices = []
+    for _ in range(draw(st.sampled_from([1, 1, 1, 0, 2]))):
+        delta = {k: draw(st.text(max_size=12) | st.none()) for k in draw(st.lists(delta_keys))}
+        choice: dict[str, object] = {"index": 0, "delta": delta, "finish_reason": None}
+        for key in draw(st.lists(choice_keys, max_size=1)):
+            choice[key] = _chat_value(draw)
+        choices.append(choice)
+    data: dict[str, object] = {"id": "chatcmpl-1", "object": "chat.completion.chunk"}
+    for key in draw(st.lists(chunk_keys, max_size=2)):
+        data[key] = _chat_value(draw)
+    data["choices"] = choices
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=draw(st.booleans()))
+    value = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(value) - 1))
+        insert = draw(st.sampled_from([b"", b" ", b'"', b"\\", b"\x01", b"0", b"}", b","]))
+        value = value[:at] + insert + value[at + draw(st.integers(0, 2)) :]
+    return value.replace(b"\r", b"").replace(b"\n", b"")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.lists(_chat_data(), min_size=1, max_size=3))
+def test_a_quiet_chat_chunk_is_one_the_decoding_path_ignores(data: list[bytes]) -> None:
+    chunk = b"".join(b"data: " + value + b"\n\n" for value in data)
+    quiet = quiet_matchers("openai")[True]
+    assert quiet is not None
+    if quiet(chunk) is not None:
+        _assert_ignored_by_decoding("openai", chunk, len(data), True)
+
+
+def _chat_chunk(delta: dict[str, object], finish_reason: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    data = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1733300000,
+            "model": "gpt-4o", "system_fingerprint": "fp_1", "choices": [choice],
+            "usage": None}  # fmt: skip
+    return encode_event(data)
+
+
+def test_chat_content_chunks_after_the_first_token_are_quiet() -> None:
+    before, after = quiet_matchers("openai")
+    chunk = _chat_chunk({"content": ' say "hi"\n'})
+    assert before is None
+    assert after is not None
+    assert after(chunk) is not None
+    _assert_ignored_by_decoding("openai", chunk, 1, True)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        _chat_chunk({}, "stop"),
+        _chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}),
+        encode_event({"id": "c", "choices": [], "usage": {"prompt_tokens": 5}}),
+        encode_event({"error": {"type": "server_error"}}),
+        b"data: [DONE]\n\n",
+        _chat_chunk({"content": "a"}).replace(b'"created":', b'"created": '),
+    ],
+)
+def test_chat_chunks_with_something_to_read_are_not_quiet(chunk: bytes) -> None:
+    quiet = quiet_matchers("openai")[True]
+    assert quiet is not None
+    assert quiet(chunk) is None
+
+
+def _read(api: Api, events: list[ServerSentEvent], first_token: bool) -> tuple[Any, ...]:
+    """What StreamUsage makes of ``events``: the first-token answers and its state after."""
+    usage = StreamUsage(api)
+    usage.first_token = first_token
+    answers = []
+    for event in events:
+        try:
+            answers.append(usage.feed(event))
+        except UsageError as exc:
+            answers.append(str(exc))
+    return answers.count(True), [a for a in answers if isinstance(a, str)], _state(usage)
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    api_and_chunks=st.sampled_from(["anthropic", "responses", "openai"]).flatmap(
+        lambda api: st.tuples(
+            st.just(api),
+            st.lists(
+                _chunk(ANTHROPIC_NAMES if api == "anthropic" else RESPONSES_NAMES)
+                if api != "openai"
+                else st.lists(_chat_data(), min_size=1, max_size=2).map(
+                    lambda d: (b"".join(b"data: " + v + b"\n\n" for v in d), len(d))
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+        )
+    ),
+    first_token=st.booleans(),
+)
+def test_skipping_quiet_events_in_a_mixed_chunk_reads_the_same(
+    api_and_chunks: tuple[Api, list[tuple[bytes, int]]], first_token: bool
+) -> None:
+    api, chunks = api_and_chunks
+    chunk = b"".join(c for c, _ in chunks)
+    skip = quiet_event_matchers(api)[first_token]
+    every, skipping = SSEDecoder(), SSEDecoder()
+
+    read_every = _read(api, every.feed(chunk), first_token)
+    read_skipping = _read(api, skipping.feed(chunk, skip), first_token)
+
+    assert read_skipping == read_every
+    assert skipping.open_bytes == every.open_bytes
+
+
+def test_a_mixed_anthropic_chunk_skips_its_quiet_events() -> None:
+    deltas = _anthropic_delta(" a") + _anthropic_delta(" b")
+    stop = encode_event({"type": "message_stop"}, "message_stop")
+
+    events = SSEDecoder().feed(deltas + stop, quiet_event_matchers("anthropic")[True])
+
+    assert [event.event for event in events] == ["message_stop"]

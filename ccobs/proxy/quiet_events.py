@@ -26,10 +26,17 @@ would return False for each and change nothing, raise nothing. Concretely:
   compact shape ``{"type":"content_block_delta","index":N,"delta":{"type":"...","...":"..."}}``
   with a valid JSON string, which the JSON parser accepts into a dict of
   that type whatever the string holds; any other shape (spaces, another key
-  order, a number too long to be an ``int``) takes the decoding path.
+  order, a number too long to be an ``int``) takes the decoding path;
+- an OpenAI Chat chunk once the first token is in, in its compact shape with
+  no ``usage`` (or ``null``), no ``error``, at most one choice and no
+  ``finish_reason``, and only the keys and kinds of value listed below.
 
-Anything else (OpenAI Chat's unnamed chunks, a comment, a chunk ending
-mid-event) goes through the decoder and ``StreamUsage`` as before.
+In a chunk that also holds events to read (several events arrive together
+when the proxy or the client falls behind), the quiet ones are skipped one by
+one inside the decoder (``SSEDecoder.feed``'s ``skip``) and the rest decoded.
+
+Anything else (a comment, a chunk ending mid-event, a tool call's delta)
+goes through the decoder and ``StreamUsage`` as before.
 ``tests/test_quiet_events.py`` checks the two paths agree on generated streams.
 """
 
@@ -55,7 +62,7 @@ _ANTHROPIC_UNREAD = (
 )
 _ANTHROPIC_DELTA = (
     rb'event: content_block_delta\ndata: \{"type":"content_block_delta",'
-    rb'"index":(?:0|[1-9][0-9]{0,17}),'  # an int the parser reads (not "01", not 5000 digits)
+    rb'"index":(?:0|[1-9][0-9]{0,17}),'  # an int the parser reads: not "01", not 5000 digits
     rb'"delta":\{"type":"[a-z_]{1,64}","[a-z_]{1,64}":' + _JSON_STRING + rb"\}\}\n\n"
 )
 _RESPONSES_READ = rb"(?:response\.completed|response\.failed|response\.incomplete|error)\n"
@@ -63,6 +70,24 @@ _RESPONSES_UNREAD_AFTER = rb"event: (?!" + _RESPONSES_READ + rb")[^\r\n]*\n" + _
 _RESPONSES_UNREAD_BEFORE = (
     rb"event: (?!" + _RESPONSES_READ + rb")(?![^\r\n]*\.delta\n)[^\r\n]*\n" + _ANY_DATA
 )
+
+_INT = rb"-?(?:0|[1-9][0-9]{0,17})"  # an int the parser reads (not "01", not 5000 digits)
+_TEXT_OR_NULL = rb"(?:" + _JSON_STRING + rb"|null)"
+_OPENAI_DELTA = rb'"(?:content|role|refusal)":' + _TEXT_OR_NULL
+_OPENAI_CHOICE_MEMBER = (
+    rb'(?:"index":' + _INT + rb'|"(?:logprobs|finish_reason)":null'
+    rb'|"delta":\{(?:' + _OPENAI_DELTA + rb"(?:," + _OPENAI_DELTA + rb")*)?\})"
+)
+_OPENAI_MEMBER = (
+    rb'(?:"(?:id|object|model|system_fingerprint|service_tier|obfuscation)":' + _TEXT_OR_NULL
+    + rb'|"created":' + _INT + rb'|"usage":null'
+    + rb'|"choices":\[(?:\{' + _OPENAI_CHOICE_MEMBER + rb"(?:," + _OPENAI_CHOICE_MEMBER
+    + rb")*\})?\])"
+)  # fmt: skip
+_OPENAI_CHUNK = rb"data: \{" + _OPENAI_MEMBER + rb"(?:," + _OPENAI_MEMBER + rb")*\}\n\n"
+"""A Chat chunk with no usage, no error, no finish reason and at most one choice: after the
+first token its content changes nothing (the slow path stops at the first choice with
+content). Keys outside these, or values of other kinds, take the decoding path."""
 
 
 def _chunk_of(*events: bytes) -> QuietMatch:
@@ -72,8 +97,31 @@ def _chunk_of(*events: bytes) -> QuietMatch:
 _QUIET: dict[str, tuple[QuietMatch | None, QuietMatch | None]] = {
     "anthropic": (_chunk_of(_ANTHROPIC_UNREAD), _chunk_of(_ANTHROPIC_DELTA, _ANTHROPIC_UNREAD)),
     "responses": (_chunk_of(_RESPONSES_UNREAD_BEFORE), _chunk_of(_RESPONSES_UNREAD_AFTER)),
-    "openai": (None, None),  # unnamed events: every one is parsed
+    "openai": (None, _chunk_of(_OPENAI_CHUNK)),
 }
+
+
+QuietEvent = Callable[[bytes, int], "re.Match[bytes] | None"]
+"""``match`` at a position: one whole event there that has nothing to account."""
+
+
+def _event_of(*events: bytes) -> QuietEvent:
+    return re.compile(b"|".join(events)).match
+
+
+_QUIET_EVENT: dict[str, tuple[QuietEvent | None, QuietEvent | None]] = {
+    "anthropic": (_event_of(_ANTHROPIC_UNREAD), _event_of(_ANTHROPIC_DELTA, _ANTHROPIC_UNREAD)),
+    "responses": (_event_of(_RESPONSES_UNREAD_BEFORE), _event_of(_RESPONSES_UNREAD_AFTER)),
+    "openai": (None, _event_of(_OPENAI_CHUNK)),
+}
+
+
+def quiet_event_matchers(api: Api) -> tuple[QuietEvent | None, QuietEvent | None]:
+    """One quiet event at a position (``SSEDecoder.feed``'s ``skip``): before the first
+    token, and after it. In a chunk of several events, the ones before the first token
+    may turn it: the events that are quiet before it are quiet after it too, so the
+    matcher for the state at the chunk's start is exact for the whole chunk."""
+    return _QUIET_EVENT[api]
 
 
 def quiet_matchers(api: Api) -> tuple[QuietMatch | None, QuietMatch | None]:

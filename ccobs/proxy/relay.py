@@ -47,7 +47,7 @@ from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
 from ccobs.proxy.json_scan import loads
-from ccobs.proxy.quiet_events import quiet_matchers
+from ccobs.proxy.quiet_events import quiet_event_matchers, quiet_matchers
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -388,6 +388,7 @@ class LLMProxy:
                     logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
 
         quiet_before, quiet_after = quiet_matchers(api)
+        skip_before, skip_after = quiet_event_matchers(api)
         clock, started = time.perf_counter, ctx.start_time
 
         async def relay() -> AsyncGenerator[bytes, None]:
@@ -411,7 +412,7 @@ class LLMProxy:
                             events_seen = True
                             yield chunk
                             continue
-                    unread = decoder.feed(chunk)
+                    unread = decoder.feed(chunk, skip_after if usage.first_token else skip_before)
                     events_seen = events_seen or bool(unread)
                     open_bytes = decoder.open_bytes
                     if not held and not open_bytes:  # whole events, the usual case: no copy
