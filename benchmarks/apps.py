@@ -129,23 +129,33 @@ UPSTREAM_URL_ENV = "BENCH_UPSTREAM_URL"
 benchmark environment drops every ``CCOBS_`` variable)."""
 
 
+STREAM_DELTAS_ENV = "BENCH_STREAM_DELTAS"
+"""Text deltas per answer (four tokens each; default 4), to take the per-event cost apart."""
+DELTA_GAP_ENV = "BENCH_DELTA_GAP"
+"""Seconds between text deltas (default 0): a gap lets each event arrive in a read of its own."""
+
+
 def upstream() -> FastAPI:
     """The mock upstream with constant, tiny delays and no faults.
 
     1 ms before the first text delta of a stream, 1 ms for a whole
     non-streamed answer, 16 output tokens in four deltas with no delay between
     them: the upstream costs next to nothing, so what the proxy adds shows.
+    ``$BENCH_STREAM_DELTAS`` and ``$BENCH_DELTA_GAP`` change the deltas' number and spacing.
     """
+    import os
+
     from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
 
     _logging("WARNING")
+    tokens = 4 * int(os.environ.get(STREAM_DELTAS_ENV, "4"))
     return create_upstream_app(
         UpstreamConfig(
             seed=1,
             ttft=Delay(0.001),
             latency=Delay(0.001),
-            inter_token_delay=0.0,
-            output_tokens=(16, 16),
+            inter_token_delay=float(os.environ.get(DELTA_GAP_ENV, "0")) / 4,
+            output_tokens=(tokens, tokens),
             max_recorded_decisions=0,
         )
     )

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.apps import UPSTREAM_URL_ENV
+from benchmarks.apps import DELTA_GAP_ENV, STREAM_DELTAS_ENV, UPSTREAM_URL_ENV
 from benchmarks.common import REPO, HttpProbe, python_server, uvicorn_code
 
 MODES = ("non_streamed", "streamed")
@@ -112,7 +112,12 @@ _SUMMARY = re.compile(r"^summary: (\d+)$", re.MULTILINE)
 
 
 def _count(
-    factory: str, upstream: str, requests: int, warmup: int, tree: str | None = None
+    factory: str,
+    upstream: str,
+    requests: int,
+    warmup: int,
+    tree: str | None = None,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, float]:
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
     if valgrind is None or control is None:
@@ -134,7 +139,7 @@ def _count(
             pid = server.pid
             assert pid is not None
             instrumented = False
-            for dump_index, mode in enumerate(MODES, start=1):
+            for dump_index, mode in enumerate(modes, start=1):
                 stream = mode == "streamed"
                 probe = HttpProbe(server.url)
                 raw = probe.request_bytes("POST", PATH, body(stream), HEADERS)
@@ -166,10 +171,23 @@ def _count(
     return found
 
 
-def run(requests: int = 500, warmup: int = 200, before: str | None = None) -> dict[str, Any]:
+def run(
+    requests: int = 500,
+    warmup: int = 200,
+    before: str | None = None,
+    *,
+    deltas: int = 4,
+    gap: float = 0.0,
+    modes: tuple[str, ...] = MODES,
+) -> dict[str, Any]:
     """Instructions per request for ``bare`` and ``proxy`` (and ``proxy_before``: the proxy
     from the tree ``before``, e.g. ``git archive <commit> ccobs | tar -x -C DIR``), each
-    mode; two servers at a time."""
+    mode; two servers at a time.
+
+    ``deltas``: text deltas per streamed answer; two runs with different numbers give the
+    cost of one relayed event (the difference over the difference in deltas). ``gap``:
+    seconds between deltas, so that each event comes in a read of its own, as a real
+    stream's do, instead of all of them at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     variants: dict[str, tuple[str, str | None]] = {
@@ -179,20 +197,25 @@ def run(requests: int = 500, warmup: int = 200, before: str | None = None) -> di
     if before is not None:
         variants["proxy_before"] = ("benchmarks.apps:proxy", before)
     with (
-        python_server("upstream", uvicorn_code("benchmarks.apps:upstream")) as upstream,
+        python_server(
+            "upstream",
+            uvicorn_code("benchmarks.apps:upstream"),
+            env={STREAM_DELTAS_ENV: str(deltas), DELTA_GAP_ENV: str(gap)},
+        ) as upstream,
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
         counts = pool.map(
-            lambda v: _count(v[0], upstream.url, requests, warmup, v[1]), variants.values()
+            lambda v: _count(v[0], upstream.url, requests, warmup, v[1], modes),
+            variants.values(),
         )
         counted = dict(zip(variants, counts, strict=True))
-    result: dict[str, Any] = {"requests": requests, "warmup": warmup, **counted}
+    result: dict[str, Any] = {"requests": requests, "warmup": warmup, "deltas": deltas, **counted}
     for name in counted:
         if name != "bare":
-            result[f"{name}_added"] = {m: counted[name][m] - counted["bare"][m] for m in MODES}
+            result[f"{name}_added"] = {m: counted[name][m] - counted["bare"][m] for m in modes}
     if before is not None:
         result["added_after_vs_before"] = {
-            m: result["proxy_added"][m] / result["proxy_before_added"][m] for m in MODES
+            m: result["proxy_added"][m] / result["proxy_before_added"][m] for m in modes
         }
     return result
 
@@ -204,6 +227,13 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--before", help="a tree holding ccobs from before a change")
+    parser.add_argument("--deltas", type=int, default=4, help="text deltas per streamed answer")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds between the deltas")
+    parser.add_argument("--mode", choices=MODES, help="only this mode (default: both)")
     args = parser.parse_args()
-    print(json.dumps(run(args.requests, args.warmup, args.before), indent=1))
+    modes = (args.mode,) if args.mode else MODES
+    result = run(
+        args.requests, args.warmup, args.before, deltas=args.deltas, gap=args.gap, modes=modes
+    )
+    print(json.dumps(result, indent=1))
     sys.exit(0)

@@ -17,6 +17,7 @@ event in the API's format ends the stream, so the client sees the failure.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 import structlog
@@ -46,6 +47,7 @@ from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
 from ccobs.proxy.json_scan import loads
+from ccobs.proxy.quiet_events import quiet_event_matchers, quiet_matchers
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -385,11 +387,16 @@ class LLMProxy:
                         record.error_type = UPSTREAM_INVALID_RESPONSE
                     logger.warning("upstream_event_unreadable", detail=str(exc)[:200])
 
+        quiet_before, quiet_after = quiet_matchers(api)
+        skip_before, skip_after = quiet_event_matchers(api)
+        clock, started = time.perf_counter, ctx.start_time
+
         async def relay() -> AsyncGenerator[bytes, None]:
             events_seen = False
             # Bytes of the event still open. Only whole events are passed on, so an error
             # event appended after a cut can never be glued onto half an event before it.
             held = bytearray()
+            open_bytes = 0
             # Events passed on but not yet read: the client gets its bytes first.
             unread: list[ServerSentEvent] = []
             arrived = 0.0
@@ -397,8 +404,15 @@ class LLMProxy:
                 # Decoded bytes: identity was asked for, but an upstream that compresses
                 # anyway must not reach the client compressed without its content-encoding.
                 async for chunk in upstream.iter_bytes():
-                    arrived = ctx.duration_seconds
-                    unread = decoder.feed(chunk)
+                    arrived = clock() - started  # ctx.duration_seconds, without its call
+                    if not open_bytes:  # between events (so nothing is held)
+                        # Events with nothing to account go on undecoded (quiet_events.py).
+                        quiet = quiet_after if usage.first_token else quiet_before
+                        if quiet is not None and quiet(chunk) is not None:
+                            events_seen = True
+                            yield chunk
+                            continue
+                    unread = decoder.feed(chunk, skip_after if usage.first_token else skip_before)
                     events_seen = events_seen or bool(unread)
                     open_bytes = decoder.open_bytes
                     if not held and not open_bytes:  # whole events, the usual case: no copy

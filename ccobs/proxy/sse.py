@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +107,16 @@ class SSEDecoder:
         """
         return self._open_lines + self._pending_size
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Consume ``chunk``; return the events it completed, in order."""
+    def feed(
+        self, chunk: bytes, skip: Callable[[bytes, int], re.Match[bytes] | None] | None = None
+    ) -> list[ServerSentEvent]:
+        """Consume ``chunk``; return the events it completed, in order.
+
+        ``skip(chunk, pos)``: matches one whole event at ``pos`` that the caller
+        needs nothing from (``ccobs.proxy.quiet_events``); such events are consumed
+        without being decoded or returned where the chunk is whole events in the
+        APIs' framing. Elsewhere every event is returned, as without it.
+        """
         pending = self._pending
         if (
             not pending
@@ -124,7 +132,12 @@ class SSEDecoder:
             events: list[ServerSentEvent] = []
             match = _CANONICAL_EVENT.match
             pos, end = 0, len(chunk)
-            while pos < end and (found := match(chunk, pos)) is not None:
+            while pos < end:
+                if skip is not None and (quiet := skip(chunk, pos)) is not None:
+                    pos = quiet.end()
+                    continue
+                if (found := match(chunk, pos)) is None:
+                    break
                 name, data = found.group(1, 2)
                 events.append(
                     ServerSentEvent(
