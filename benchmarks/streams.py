@@ -56,6 +56,8 @@ from ccobs.stack.processes import LOOPBACK, ServerProcess, free_port, start_serv
 INTERVAL_ENV = "BENCH_STREAM_INTERVAL"
 EVENTS_ENV = "BENCH_STREAM_EVENTS"
 RESULTS = Path(__file__).with_name("RESULTS.md")
+RAW = Path(__file__).with_name("streams_latest.json")
+"""The last written run's raw data: thousands of lines, kept out of RESULTS.md."""
 BEGIN, END = "<!-- ccobs-bench:streams:begin -->", "<!-- ccobs-bench:streams:end -->"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -566,13 +568,7 @@ def section(data: dict[str, Any], command: str) -> list[str]:
         *table(data),
         "",
         *(_limit_lines(data) if "limits" in data else []),
-        "<details><summary>raw data</summary>",
-        "",
-        "```json",
-        json.dumps(data, indent=1),
-        "```",
-        "",
-        "</details>",
+        f"Raw data, every scrape included: [`benchmarks/{RAW.name}`]({RAW.name}).",
         END,
     ]
 
@@ -678,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m benchmarks.streams " + " ".join(
             argv if argv is not None else sys.argv[1:]
         )
+        RAW.write_text(json.dumps(data, indent=1) + "\n")
         write(section(data, command.strip()))
     return 0
 
