@@ -46,9 +46,10 @@ logger = structlog.get_logger("ccobs.asgi")
 
 REQUEST_ID_HEADER = "x-request-id"
 OWN_REQUEST_ID_HEADER = "x-ccobs-request-id"
-"""The response header that always carries ccobs's request id: ``x-request-id`` carries it
-too, unless the app's response has an ``x-request-id`` of its own (an upstream's, relayed),
-which is never overwritten nor doubled."""
+"""Where ccobs's request id goes when the app's response has an ``x-request-id`` of its own
+(an upstream's, relayed), which is never overwritten nor doubled; otherwise ours is the
+response's ``x-request-id`` and this header is not sent (one header, as any request-id
+middleware sends)."""
 DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/livez", "/readyz")
 UNMATCHED_ENDPOINT = "unmatched"
 """The ``endpoint`` label of requests no route matched, so scans cannot add series."""
@@ -200,10 +201,10 @@ class ObservabilityMiddleware:
                     headers = message["headers"] = [*message.get("headers", ())]
                     for key, _ in headers:
                         if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
+                            headers.append(own)
                             break
                     else:
                         headers.append(echoed)
-                    headers.append(own)
                 return send(message)
 
             # What ``async with request_context(request_id, self.storage)`` does, inline:
