@@ -27,11 +27,13 @@ from ccobs.catalog import http_error_type
 from ccobs.context import (
     _DEBUG,
     _INFO,
+    _LINE_LEVELS,
     _LOG_REQUEST_ID,
     _REQUEST_LOGGER,
+    _STDLIB_FACTORY,
+    _STRUCTLOG_CONFIG,
     RequestContext,
     _current_context,
-    _levels_decide,
     _log_request_end,
     _request_line_enabled,
     _store_request,
@@ -218,9 +220,17 @@ class ObservabilityMiddleware:
             ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
             ctx_token = _current_context.set(ctx)
             id_token = _LOG_REQUEST_ID.set(request_id)
-            levels_decide = _levels_decide()
-            # INFO first: where it is off, so is DEBUG, and the success line is not written.
-            info = not levels_decide or _request_line_enabled(_INFO)
+            # ``context._levels_decide()`` and ``_request_line_enabled(_INFO)``, inline.
+            levels_decide = isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
+            if levels_decide:
+                # INFO first: where it is off, so is DEBUG, and the success line is not written.
+                # A hit is isEnabledFor's answer, or a disabled logger's stale one: the
+                # line's writer (``_log_request_end``) asks isEnabledFor itself.
+                info = _LINE_LEVELS.get(_INFO)
+                if info is None:
+                    info = _request_line_enabled(_INFO)
+            else:
+                info = True
             if info and (not levels_decide or _request_line_enabled(_DEBUG)):
                 _REQUEST_LOGGER.debug("request_start")
             add_active = self._add_active
@@ -238,7 +248,10 @@ class ObservabilityMiddleware:
                 finally:
                     # Recorded here, before the request's line is written, inline: a
                     # method's call costs as much as several of these lines.
-                    endpoint = route_template(scope)
+                    # ``route_template(scope)`` for a matched route, inline; else the call.
+                    endpoint = getattr(scope.get("route"), "path", None)
+                    if endpoint.__class__ is not str or not endpoint:
+                        endpoint = route_template(scope)
                     # No status: an exception before the response started, the server's 500.
                     status_code = 500 if status is None else status
                     metadata = ctx.metadata
