@@ -27,11 +27,13 @@ from ccobs.catalog import http_error_type
 from ccobs.context import (
     _DEBUG,
     _INFO,
+    _LINE_LEVELS,
     _LOG_REQUEST_ID,
     _REQUEST_LOGGER,
+    _STDLIB_FACTORY,
+    _STRUCTLOG_CONFIG,
     RequestContext,
     _current_context,
-    _levels_decide,
     _log_request_end,
     _request_line_enabled,
     _store_request,
@@ -46,9 +48,10 @@ logger = structlog.get_logger("ccobs.asgi")
 
 REQUEST_ID_HEADER = "x-request-id"
 OWN_REQUEST_ID_HEADER = "x-ccobs-request-id"
-"""The response header that always carries ccobs's request id: ``x-request-id`` carries it
-too, unless the app's response has an ``x-request-id`` of its own (an upstream's, relayed),
-which is never overwritten nor doubled."""
+"""Where ccobs's request id goes when the app's response has an ``x-request-id`` of its own
+(an upstream's, relayed), which is never overwritten nor doubled; otherwise ours is the
+response's ``x-request-id`` and this header is not sent (one header, as any request-id
+middleware sends)."""
 DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics", "/health", "/healthz", "/livez", "/readyz")
 UNMATCHED_ENDPOINT = "unmatched"
 """The ``endpoint`` label of requests no route matched, so scans cannot add series."""
@@ -200,10 +203,10 @@ class ObservabilityMiddleware:
                     headers = message["headers"] = [*message.get("headers", ())]
                     for key, _ in headers:
                         if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
+                            headers.append(own)
                             break
                     else:
                         headers.append(echoed)
-                    headers.append(own)
                 return send(message)
 
             # What ``async with request_context(request_id, self.storage)`` does, inline:
@@ -217,9 +220,17 @@ class ObservabilityMiddleware:
             ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
             ctx_token = _current_context.set(ctx)
             id_token = _LOG_REQUEST_ID.set(request_id)
-            levels_decide = _levels_decide()
-            # INFO first: where it is off, so is DEBUG, and the success line is not written.
-            info = not levels_decide or _request_line_enabled(_INFO)
+            # ``context._levels_decide()`` and ``_request_line_enabled(_INFO)``, inline.
+            levels_decide = isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
+            if levels_decide:
+                # INFO first: where it is off, so is DEBUG, and the success line is not written.
+                # A hit is isEnabledFor's answer, or a disabled logger's stale one: the
+                # line's writer (``_log_request_end``) asks isEnabledFor itself.
+                info = _LINE_LEVELS.get(_INFO)
+                if info is None:
+                    info = _request_line_enabled(_INFO)
+            else:
+                info = True
             if info and (not levels_decide or _request_line_enabled(_DEBUG)):
                 _REQUEST_LOGGER.debug("request_start")
             add_active = self._add_active
@@ -237,7 +248,10 @@ class ObservabilityMiddleware:
                 finally:
                     # Recorded here, before the request's line is written, inline: a
                     # method's call costs as much as several of these lines.
-                    endpoint = route_template(scope)
+                    # ``route_template(scope)`` for a matched route, inline; else the call.
+                    endpoint = getattr(scope.get("route"), "path", None)
+                    if endpoint.__class__ is not str or not endpoint:
+                        endpoint = route_template(scope)
                     # No status: an exception before the response started, the server's 500.
                     status_code = 500 if status is None else status
                     metadata = ctx.metadata

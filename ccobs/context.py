@@ -177,6 +177,15 @@ _request_line_enabled = _STDLIB_REQUEST_LOGGER.isEnabledFor
 """Whether a ``ccobs.request`` line at a level passes the stdlib logger: the check
 ``structlog.stdlib.filter_by_level`` makes, answered from the logger's own cache."""
 
+_cached_levels = getattr(_STDLIB_REQUEST_LOGGER, "_cache", None)
+_LINE_LEVELS: dict[int, bool] = _cached_levels if isinstance(_cached_levels, dict) else {}
+"""That cache itself (level -> :data:`_request_line_enabled`'s answer), for the middleware
+to read inline before deciding to build a line, which then asks ``isEnabledFor`` itself.
+The logging module only ever clears it (on any ``setLevel`` or ``logging.disable``), so a
+hit is ``isEnabledFor``'s answer unless the logger is ``disabled``; a miss asks
+``isEnabledFor``, which fills it. Private, so where it is not a dict this one stays empty
+and every check asks."""
+
 
 def _levels_decide() -> bool:
     """Whether the stdlib logger's level decides which ``ccobs.request`` lines are written.
@@ -186,7 +195,7 @@ def _levels_decide() -> bool:
     check, so filtered lines cost nothing, where building a bound logger and
     making a filtered call costs a noticeable share of a trivial request. Under
     any other structlog configuration every line is written, and filtered (or
-    not) by the call itself.
+    not) by the call itself. The middleware makes the same check inline.
     """
     return isinstance(_STRUCTLOG_CONFIG.logger_factory, _STDLIB_FACTORY)
 

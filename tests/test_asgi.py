@@ -429,12 +429,13 @@ async def test_instrumenting_a_running_app_is_refused(
 # --- an app that relays someone else's x-request-id -----------------------------------------
 
 
-async def test_our_request_id_is_echoed_in_x_ccobs_request_id_too(
+async def test_a_response_without_its_own_x_request_id_carries_ours_in_it_alone(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/items/1", headers={"x-request-id": "client-2"})
 
-    assert response.headers["x-ccobs-request-id"] == "client-2"
+    assert response.headers.get_list("x-request-id") == ["client-2"]
+    assert "x-ccobs-request-id" not in response.headers
 
 
 async def test_an_apps_own_x_request_id_is_kept_and_ours_goes_beside_it(
@@ -453,3 +454,31 @@ async def test_an_apps_own_x_request_id_is_kept_and_ours_goes_beside_it(
 
     assert response.headers.get_list("x-request-id") == ["upstream-7"]
     assert response.headers["x-ccobs-request-id"] == "client-3"
+
+
+# --- the request line's level, read from the stdlib logger's cache --------------------------
+
+
+@pytest.mark.usefixtures("isolated_logging")
+async def test_a_disabled_request_logger_writes_no_line_though_its_level_was_cached(
+    client: httpx.AsyncClient,
+) -> None:
+    import io
+    import json
+    import logging
+
+    from ccobs.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=stream)
+    await client.get("/items/1")  # fills the logger's level cache
+    logging.getLogger("ccobs.request").disabled = True
+    try:
+        await client.get("/items/2")
+    finally:
+        logging.getLogger("ccobs.request").disabled = False
+    await client.get("/items/3")
+
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    paths = [e["path"] for e in events if e["event"] == "request_success"]
+    assert paths == ["/items/1", "/items/3"]
