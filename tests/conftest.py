@@ -49,10 +49,14 @@ def restored_logging() -> Iterator[None]:
     finally:
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
-        root.handlers[:], root.level = saved_root
+        # setLevel, not assignment: it also clears the loggers' level caches, which
+        # the request path reads.
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
         for name, (handlers, level, propagate) in saved.items():
             lg = logging.getLogger(name)
-            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(level)
 
 
 @contextmanager
