@@ -135,6 +135,16 @@ DELTA_GAP_ENV = "BENCH_DELTA_GAP"
 """Seconds between text deltas (default 0): a gap lets each event arrive in a read of its own."""
 
 
+def unlimited_rate_limits() -> Any:
+    """The mock's per-key windows out of reach: benchmarks send thousands of requests a
+    minute on one key, and a 429 would be the mock's doing, not the code measured. The
+    answers still carry the rate-limit headers, which the proxy reads as in production."""
+    from ccobs.demo.mock_rate_limits import MockRateLimitConfig
+
+    unlimited = 10**12
+    return MockRateLimitConfig(requests=unlimited, input_tokens=unlimited, output_tokens=unlimited)
+
+
 def upstream() -> FastAPI:
     """The mock upstream with constant, tiny delays and no faults.
 
@@ -157,6 +167,7 @@ def upstream() -> FastAPI:
             inter_token_delay=float(os.environ.get(DELTA_GAP_ENV, "0")) / 4,
             output_tokens=(tokens, tokens),
             max_recorded_decisions=0,
+            rate_limits=unlimited_rate_limits(),
         )
     )
 

@@ -32,6 +32,7 @@ import time
 from email.utils import formatdate
 from typing import Any, cast
 
+from benchmarks.apps import unlimited_rate_limits
 from ccobs.demo.decisions import (
     Decision,
     Delay,
@@ -39,12 +40,10 @@ from ccobs.demo.decisions import (
     estimate_prompt_tokens,
     split_tokens,
 )
-from ccobs.demo.mock_rate_limits import MockRateLimitConfig
 from ccobs.demo.upstream import MockUpstream
 from ccobs.proxy.file_limit import raise_open_file_limit
 from ccobs.proxy.sse import encode_event
 
-_UNLIMITED = 10**12
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
 _DELTA_PREFIX, _DELTA_SUFFIX = encode_event(
@@ -64,9 +63,6 @@ def bench_config(interval: float, events: int) -> UpstreamConfig:
     thousands of output tokens a minute on one key, and a 429 would be the mock's
     doing, not the proxy's.
     """
-    unlimited = MockRateLimitConfig(
-        requests=_UNLIMITED, input_tokens=_UNLIMITED, output_tokens=_UNLIMITED
-    )
     return UpstreamConfig(
         seed=1,
         ttft=Delay(interval),
@@ -75,7 +71,7 @@ def bench_config(interval: float, events: int) -> UpstreamConfig:
         output_tokens=(events, events),
         stamp_deltas=True,
         max_recorded_decisions=0,
-        rate_limits=unlimited,
+        rate_limits=unlimited_rate_limits(),
     )
 
 
