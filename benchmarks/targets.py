@@ -117,7 +117,7 @@ def section(data: dict[str, Any], before: dict[str, Any]) -> list[str]:
         " renderer's baseline is the renderer of the commit in `targets_before.json`,"
         " unpacked with `git archive` and counted beside this tree's in the same run"
         " (`benchmarks/renderer_instructions.py`: callgrind, counts zeroed after filling"
-        " and a warm-up render). Served counts: {ins['requests']} requests from"
+        f" and a warm-up render). Served counts: {ins['requests']} requests from"
         f" {ins['connections']} keep-alive connections after {ins['warmup']} to warm up;"
         f" recording: {rec['single']['rounds']} rounds of {rec['single']['number']:,} in one"
         f" process, {rec['multiprocess']['rounds']} of {rec['multiprocess']['number']:,}"
