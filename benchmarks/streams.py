@@ -554,8 +554,13 @@ def section(data: dict[str, Any], command: str) -> list[str]:
         f"`{command}`: the {data.get('upstream', 'mock')} upstream streams one stamped text"
         " delta every",
         f"{data['interval_seconds'] * 1000:.0f} ms, {data['events_per_stream']} per stream;",
-        "`ccobs proxy` relays them (started with a soft open-file limit of",
-        f"{data['proxy_soft_nofile_at_start']}); the load generator",
+        "`ccobs proxy` relays them (started with "
+        + (
+            "the system's open-file limits"
+            if data["proxy_soft_nofile_at_start"] is None
+            else f"a soft open-file limit of {data['proxy_soft_nofile_at_start']}"
+        )
+        + "); the load generator",
         "(`benchmarks/stream_client.py`, one process, asyncio protocols on uvloop) holds N",
         "streams. `direct`: the load",
         "generator straight at the upstream. Delay: stamp to arrival at the client; `added`:",
