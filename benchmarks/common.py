@@ -306,3 +306,16 @@ class HttpProbe:
             ):
                 ended = time.perf_counter()
                 return (marked if marked is not None else ended) - started, ended - started
+
+
+def replace_marked_section(results: Path, begin: str, end: str, lines: Sequence[str]) -> None:
+    """Put ``lines`` (which start with ``begin`` and end with ``end``) in place of the part
+    of ``results`` between those markers, or append them; every other section stays."""
+    text = "\n".join(lines)
+    old = results.read_text() if results.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + text + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    results.write_text(new)

@@ -48,7 +48,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import CLOCK_TICKS, PYTHON, REPO, bench_env, median, python_server
+from benchmarks.common import (
+    CLOCK_TICKS,
+    PYTHON,
+    REPO,
+    bench_env,
+    median,
+    python_server,
+    replace_marked_section,
+)
 from benchmarks.stamped_upstream import bench_config
 from ccobs.proxy.file_limit import raise_open_file_limit
 from ccobs.stack.processes import LOOPBACK, ServerProcess, free_port, start_server
@@ -596,14 +604,7 @@ def _limit_lines(data: dict[str, Any]) -> list[str]:
 
 
 def write(lines: list[str]) -> None:
-    text = "\n".join(lines)
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    replace_marked_section(RESULTS, BEGIN, END, lines)
 
 
 LIMIT_COUNTS = ",".join(str(n) for n in range(200, 3001, 200))

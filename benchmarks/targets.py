@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import middleware, record, renderer_instructions
+from benchmarks.common import replace_marked_section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEFORE = Path(__file__).with_name("targets_before.json")
@@ -156,14 +157,7 @@ def _renderer_rows(renderer: dict[str, Any]) -> list[str]:
 
 
 def write(lines: list[str]) -> None:
-    text = "\n".join(lines)
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
+    replace_marked_section(RESULTS, BEGIN, END, lines)
 
 
 def main() -> int:
