@@ -196,7 +196,9 @@ class AttributionOps:
         self.cost = cost
 
 
-class _Usage(Protocol):
+class UsageFacts(Protocol):
+    """A request's token counts as the record holds them (no import: the record imports us)."""
+
     @property
     def input(self) -> int: ...
     @property
@@ -222,7 +224,7 @@ class AttributedRecord(Protocol):
     @property
     def client_app(self) -> str | None: ...
     @property
-    def usage(self) -> _Usage | None: ...
+    def usage(self) -> UsageFacts | None: ...
     @property
     def cost(self) -> _Cost | None: ...
 

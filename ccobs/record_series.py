@@ -32,7 +32,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ccobs.answer_signals import stop_reason_label
-from ccobs.attribution_metrics import AttributionOps, AttributionRecorder, record_attribution
+from ccobs.attribution_metrics import (
+    AttributionOps,
+    AttributionRecorder,
+    UsageFacts,
+    record_attribution,
+)
 from ccobs.catalog import COST_TYPES, TOKEN_TYPES
 from ccobs.prometheus_internals import Op
 from ccobs.refusals import MAX_VALUE
@@ -54,17 +59,6 @@ _FAST_NUMBERS = (int, float)
 _MAX = MAX_VALUE
 
 
-class _Usage(Protocol):
-    @property
-    def input(self) -> int: ...
-    @property
-    def output(self) -> int: ...
-    @property
-    def cache_read(self) -> int: ...
-    @property
-    def cache_write(self) -> int: ...
-
-
 class _Cost(Protocol):
     @property
     def input(self) -> float: ...
@@ -80,7 +74,7 @@ class RequestFacts(Protocol):
     """What is recorded of a :class:`ccobs.record.RequestRecord` (no import: it imports us)."""
 
     @property
-    def usage(self) -> _Usage | None: ...
+    def usage(self) -> UsageFacts | None: ...
     @property
     def cost(self) -> _Cost | None: ...
     @property
