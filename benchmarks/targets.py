@@ -69,7 +69,7 @@ def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def section(data: dict[str, Any], before: dict[str, Any]) -> list[str]:
+def section(data: dict[str, Any]) -> list[str]:
     us, ins = data["in_process_us"], data["instructions"]
     line = us["ccobs_access_log"] - us["ccobs"]
     chain = us["ccobs_access_log_chain"] - us["ccobs"]
@@ -161,9 +161,8 @@ def write(lines: list[str]) -> None:
 
 
 def main() -> int:
-    before = json.loads(BEFORE.read_text())
     data = measure(quick="--quick" in sys.argv[1:])
-    write(section(data, before))
+    write(section(data))
     print(f"wrote {RESULTS}")
     return 0
 
