@@ -34,6 +34,7 @@ from ccobs.proxy.config import (
     UPSTREAM_ENV,
     ProxyConfig,
 )
+from ccobs.proxy.native_telemetry import native_telemetry_kwargs
 from ccobs.proxy.passthrough import PASSTHROUGH_ROUTES, Passthrough
 from ccobs.proxy.relay import ApiRoute, LLMProxy
 from ccobs.proxy.upstream_client import Timeouts, UpstreamClient
@@ -118,7 +119,12 @@ def create_proxy_app(
 
     # No documentation routes: every path is the upstream's (see ccobs.proxy.passthrough).
     app = FastAPI(
-        title="ccobs proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="ccobs proxy",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        **native_telemetry_kwargs(),  # FastAPI's OpenTelemetry: only where it is set up
     )
     app.state.proxy = proxy
     app.state.access_log = storage
