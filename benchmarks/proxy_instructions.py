@@ -97,11 +97,18 @@ def bare() -> Any:
     return app
 
 
-def body(stream: bool) -> bytes:
+def body(stream: bool, size: int = 0) -> bytes:
+    """The request; with ``size``, a conversation padded to about that many bytes (Claude
+    Code's first request of a session is about 88 KB: system prompt, tools, history)."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Say hello."}]
+    turn = 'the quick brown fox jumps over the lazy dog, "quoted", caf\u00e9. ' * 40
+    while size and len(json.dumps(messages)) < size:
+        role = "assistant" if messages[-1]["role"] == "user" else "user"
+        messages.append({"role": role, "content": [{"type": "text", "text": turn}]})
     payload: dict[str, Any] = {
         "model": "claude-sonnet-4-6",
         "max_tokens": 64,
-        "messages": [{"role": "user", "content": "Say hello."}],
+        "messages": messages[::-1],  # ending with the user's turn
     }
     if stream:
         payload["stream"] = True
@@ -118,6 +125,7 @@ def _count(
     warmup: int,
     tree: str | None = None,
     modes: tuple[str, ...] = MODES,
+    body_bytes: int = 0,
 ) -> dict[str, float]:
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
     if valgrind is None or control is None:
@@ -142,7 +150,7 @@ def _count(
             for dump_index, mode in enumerate(modes, start=1):
                 stream = mode == "streamed"
                 probe = HttpProbe(server.url)
-                raw = probe.request_bytes("POST", PATH, body(stream), HEADERS)
+                raw = probe.request_bytes("POST", PATH, body(stream, body_bytes), HEADERS)
                 try:
                     for _ in range(warmup):
                         probe.send(raw)
@@ -179,6 +187,7 @@ def run(
     deltas: int = 4,
     gap: float = 0.0,
     modes: tuple[str, ...] = MODES,
+    body_bytes: int = 0,
 ) -> dict[str, Any]:
     """Instructions per request for ``bare`` and ``proxy`` (and ``proxy_before``: the proxy
     from the tree ``before``, e.g. ``git archive <commit> ccobs | tar -x -C DIR``), each
@@ -205,11 +214,17 @@ def run(
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
         counts = pool.map(
-            lambda v: _count(v[0], upstream.url, requests, warmup, v[1], modes),
+            lambda v: _count(v[0], upstream.url, requests, warmup, v[1], modes, body_bytes),
             variants.values(),
         )
         counted = dict(zip(variants, counts, strict=True))
-    result: dict[str, Any] = {"requests": requests, "warmup": warmup, "deltas": deltas, **counted}
+    result: dict[str, Any] = {
+        "requests": requests,
+        "warmup": warmup,
+        "deltas": deltas,
+        "body_bytes": len(body(False, body_bytes)),
+        **counted,
+    }
     for name in counted:
         if name != "bare":
             result[f"{name}_added"] = {m: counted[name][m] - counted["bare"][m] for m in modes}
@@ -230,10 +245,19 @@ if __name__ == "__main__":
     parser.add_argument("--deltas", type=int, default=4, help="text deltas per streamed answer")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds between the deltas")
     parser.add_argument("--mode", choices=MODES, help="only this mode (default: both)")
+    parser.add_argument(
+        "--body-bytes", type=int, default=0, help="a request body of about this size"
+    )
     args = parser.parse_args()
     modes = (args.mode,) if args.mode else MODES
     result = run(
-        args.requests, args.warmup, args.before, deltas=args.deltas, gap=args.gap, modes=modes
+        args.requests,
+        args.warmup,
+        args.before,
+        deltas=args.deltas,
+        gap=args.gap,
+        modes=modes,
+        body_bytes=args.body_bytes,
     )
     print(json.dumps(result, indent=1))
     sys.exit(0)

@@ -46,8 +46,8 @@ from ccobs.catalog import (
 from ccobs.pricing import PriceTable
 from ccobs.proxy.config import ANTHROPIC_PATH, OPENAI_PATH, RESPONSES_PATH, ProxyConfig
 from ccobs.proxy.errors import error_body, stream_error_event
-from ccobs.proxy.json_scan import loads
 from ccobs.proxy.quiet_events import quiet_event_matchers, quiet_matchers
+from ccobs.proxy.request_fields import RequestFields
 from ccobs.proxy.sse import ServerSentEvent, SSEDecoder
 from ccobs.proxy.upstream_client import (
     UpstreamClient,
@@ -194,6 +194,7 @@ class LLMProxy:
         self.config = config
         self.client_info = client_info
         self._unpriced_logged: set[str] = set()
+        self.request_fields = RequestFields()
 
     async def anthropic_messages(self, request: Request) -> Response:
         """POST /v1/messages: the Anthropic Messages API."""
@@ -215,20 +216,20 @@ class LLMProxy:
         if body is None:
             return self.reject(ctx, api, 413, "request body too large")
         try:
-            payload = loads(body)
+            fields = self.request_fields(body)
         except ValueError:  # UnicodeDecodeError too: the body is not UTF-8/16/32
             return self.reject(ctx, api, 400, "request body is not valid JSON")
         except RecursionError:
             return self.reject(ctx, api, 400, "request body is nested too deeply")
-        if not isinstance(payload, dict):
+        if fields is None:
             return self.reject(ctx, api, 400, "request body must be a JSON object")
-        model = payload.get("model")
+        model, stream = fields
         if not isinstance(model, str) or not model:
             return self.reject(ctx, api, 400, "model: field required")
         # The upstream gets the body untouched; the access log and the metrics get a bounded
         # name, so a client cannot write megabytes into every line its requests leave.
         model = model[:MAX_MODEL_CHARS]
-        streaming = payload.get("stream") is True
+        streaming = stream is True
         record = ctx.record
         record.model = model
         record.streaming = streaming
