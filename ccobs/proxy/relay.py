@@ -58,7 +58,7 @@ from ccobs.proxy.upstream_client import (
     UpstreamTooLarge,
 )
 from ccobs.proxy.upstream_ids import upstream_request_id
-from ccobs.proxy.usage import Api, StreamUsage, TokenCounts, UsageError, response_usage
+from ccobs.proxy.usage import AnswerUsage, Api, StreamUsage, TokenCounts, UsageError
 
 logger = structlog.get_logger("ccobs.demo.proxy")
 
@@ -195,6 +195,7 @@ class LLMProxy:
         self.client_info = client_info
         self._unpriced_logged: set[str] = set()
         self.request_fields = RequestFields()
+        self.answer_usage = AnswerUsage()
 
     async def anthropic_messages(self, request: Request) -> Response:
         """POST /v1/messages: the Anthropic Messages API."""
@@ -364,7 +365,7 @@ class LLMProxy:
 
     def _account_whole(self, ctx: RequestContext, api: Api, model: str, content: bytes) -> None:
         try:
-            tokens, ctx.record.stop_reason = response_usage(api, content)
+            tokens, ctx.record.stop_reason = self.answer_usage(api, content)
             self._account(ctx, model, tokens)
         except UsageError as exc:
             ctx.record.error_type = UPSTREAM_INVALID_RESPONSE

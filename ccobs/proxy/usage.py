@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ccobs.proxy.json_fields import JsonFields
 from ccobs.proxy.json_scan import loads
 from ccobs.proxy.sse import ServerSentEvent
 from ccobs.proxy.stop_reasons import (
@@ -148,6 +149,11 @@ def response_usage(api: Api, body: bytes) -> tuple[TokenCounts, str | None]:
         raise UsageError(f"response is not JSON: {exc}") from None
     except RecursionError:
         raise UsageError("response is not JSON: nested too deeply to read") from None
+    return usage_of_answer(api, data)
+
+
+def usage_of_answer(api: Api, data: object) -> tuple[TokenCounts, str | None]:
+    """Usage and stop reason of a parsed answer: :func:`response_usage` after its parse."""
     if not isinstance(data, dict) or "usage" not in data:
         raise UsageError("response has no usage")
     stop_reason = answer_stop_reason(api, data)
@@ -156,6 +162,39 @@ def response_usage(api: Api, body: bytes) -> tuple[TokenCounts, str | None]:
     if api == "openai":
         return openai_tokens(data["usage"]), stop_reason
     return responses_tokens(data["usage"]), stop_reason
+
+
+_ANSWER_FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "anthropic": (("usage", Any), ("stop_reason", Any)),
+    "openai": (("usage", Any), ("choices", Any)),
+    "responses": (("usage", Any), ("status", Any), ("incomplete_details", Any), ("output", Any)),
+}
+"""The top-level fields :func:`usage_of_answer` reads of each API's answer."""
+
+
+class AnswerUsage:
+    """:func:`response_usage`, reading only the fields it needs where msgspec decides.
+
+    An answer is mostly its content; only ``usage`` and the stop reason's
+    fields are read, so they alone are built (:class:`~ccobs.proxy.json_fields.JsonFields`).
+    Anything msgspec does not decide is parsed whole, as before.
+    """
+
+    def __init__(self, use_msgspec: bool = True) -> None:
+        self._fields = {
+            api: JsonFields(fields, use_msgspec) for api, fields in _ANSWER_FIELDS.items()
+        }
+
+    @property
+    def accelerated(self) -> bool:
+        """True when msgspec reads the answers it can."""
+        return all(fields.accelerated for fields in self._fields.values())
+
+    def __call__(self, api: Api, body: bytes) -> tuple[TokenCounts, str | None]:
+        data = self._fields[api].read(body)
+        if data is None:
+            return response_usage(api, body)
+        return usage_of_answer(api, data)
 
 
 _ANTHROPIC_EVENTS_READ = frozenset(
