@@ -340,7 +340,21 @@ class RecordRecorder:
             except (KeyError, TypeError):
                 record_attribution(record, metrics, model, service_type)
             else:
-                self._record_attributed(attributed, record)
+                # ``record_attributed_request`` for arguments its cache holds, as it
+                # records them; inline, as a method's call costs as much as the lines.
+                attributed.request(1)
+                if tokens is not None:
+                    attributed_tokens = attributed.tokens
+                    for i, value in enumerate(tokens):
+                        if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+                            value != 0 and accept("tokens", value)
+                        ):
+                            attributed_tokens[i](value)
+                value = 0.0 if costs is None else costs[3]
+                if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+                    value != 0 and accept("cost_usd", value)
+                ):
+                    attributed.cost(value)
         stop_reason = record.stop_reason
         if stop_reason is not None:
             label = stop_reason_label(stop_reason)
@@ -364,23 +378,3 @@ class RecordRecorder:
                 op(value)
         if record.retry_count:
             metrics.record_retried_request(record.retry_count, model, service_type)
-
-    def _record_attributed(self, ops: AttributionOps, record: RequestFacts) -> None:
-        """``record_attributed_request`` for arguments its cache holds, as it records them."""
-        accept = self._accept
-        ops.request(1)
-        counts = record.tokens
-        value: Any
-        if counts is not None:
-            tokens = ops.tokens
-            for i, value in enumerate(counts):
-                if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
-                    value != 0 and accept("tokens", value)
-                ):
-                    tokens[i](value)
-        costs = record.costs
-        value = 0.0 if costs is None else costs[3]
-        if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
-            value != 0 and accept("cost_usd", value)
-        ):
-            ops.cost(value)
