@@ -46,9 +46,9 @@ class Attribution:
         # One dict built in C beats a Python loop over the headers: a request carries
         # 10 to 20 of them. A repeated header keeps its last value.
         get = dict(headers).get
-        record.team, record.key_alias, record.key_fingerprint = self._callers.resolve(
-            credential_of(get(b"x-api-key"), get(b"authorization"))
-        )
+        # ``credential_of(x-api-key, authorization)``, without its call when a key is sent.
+        credential = get(b"x-api-key") or credential_of(None, get(b"authorization"))
+        record.team, record.key_alias, record.key_fingerprint = self._callers.resolve(credential)
         user_agent, x_app, originator = get(b"user-agent"), get(b"x-app"), get(b"originator")
         app = None
         if x_app is None and originator is None:

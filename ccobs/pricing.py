@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_PRICES",
     "PRICE_FIELDS",
     "Cost",
+    "CostParts",
     "ModelPrice",
     "PriceTable",
 ]
@@ -85,6 +86,10 @@ class Cost:
     def total(self) -> float:
         """Everything the request cost."""
         return self.input + self.output + self.cache_read + self.cache_write
+
+
+CostParts = tuple[float, float, float, float]
+"""A :class:`Cost`'s four fields as a plain tuple: input, output, cache read, cache write."""
 
 
 def _claude(input: float, output: float, cache_write: float, cache_read: float) -> ModelPrice:
@@ -278,17 +283,39 @@ class PriceTable:
         None rather than zero so callers can tell "free" from "unknown" and
         skip the cost metric instead of under-reporting spend.
         """
+        parts = self.cost_parts(
+            model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+        )
+        return None if parts is None else Cost(*parts)
+
+    def cost_parts(
+        self,
+        model: str | None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> CostParts | None:
+        """:meth:`cost`'s four amounts as a plain tuple, the same floats, or None.
+
+        For the proxy's hot path (``RequestRecord.set_cost_parts``): a frozen
+        :class:`Cost` costs more to build than the arithmetic, and most requests'
+        cost is only ever recorded, not read as an object.
+        """
         if min(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens) < 0:
             raise ValueError("token counts must be >= 0")
-        price = self.price_for(model)
+        try:
+            price = self._resolved[model]  # type: ignore[index]
+        except (KeyError, TypeError):
+            price = self.price_for(model)
         if price is None:
             return None
         per = _TOKENS_PER_UNIT
-        return Cost(
-            input=input_tokens * price.input / per,
-            output=output_tokens * price.output / per,
-            cache_read=cache_read_tokens * price.cache_read / per,
-            cache_write=cache_write_tokens * price.cache_write / per,
+        return (
+            input_tokens * price.input / per,
+            output_tokens * price.output / per,
+            cache_read_tokens * price.cache_read / per,
+            cache_write_tokens * price.cache_write / per,
         )
 
     def __contains__(self, model: object) -> bool:

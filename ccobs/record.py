@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from ccobs.pricing import Cost, CostParts
+
 if TYPE_CHECKING:
     from ccobs.metrics import PrometheusMetrics
-    from ccobs.pricing import Cost
 
 __all__ = ["RequestRecord", "TokenUsage"]
 
@@ -70,6 +71,12 @@ class RequestRecord:
     nothing. Fields are plain attributes: set ``model``, ``streaming`` or
     ``error_type`` directly; usage, cost and time to first token go through
     their ``set_*`` methods, which take the figures as an API reports them.
+
+    Usage and cost are kept as plain tuples (:attr:`tokens`, :attr:`costs`), which
+    the metrics and the line read; the frozen :class:`TokenUsage` and
+    :class:`~ccobs.pricing.Cost` that :attr:`usage` and :attr:`cost` return are built
+    only when something reads them, because building a frozen dataclass costs more
+    than recording all of a request's tokens.
     """
 
     model: str | None = None
@@ -85,10 +92,6 @@ class RequestRecord:
     error_type: str | None = None
     """What went wrong, in ``ccobs.catalog``'s vocabulary (``ERROR_TYPES``); None when
     nothing did, and the middleware then names an exception or an error status."""
-    usage: TokenUsage | None = None
-    """Tokens by type; None when the answer reported none, so no token series is added."""
-    cost: Cost | None = None
-    """USD cost by type (``ccobs.pricing.Cost``); None when unknown."""
     unpriced: bool = False
     """The model has no price: the zero cost is a gap, counted as such."""
     stop_reason: str | None = None
@@ -116,6 +119,48 @@ class RequestRecord:
     """How many metadata keys the request had when the record was created: the
     facts go on the access-log line there, as ``add_metadata``'s keys go where
     they were added, so the line reads as it did when they were metadata."""
+    tokens: tuple[Any, Any, Any, Any] | None = field(default=None, init=False)
+    """The four token counts as set, in ``TOKEN_TYPES`` order (input, output, cache read,
+    cache write); None until usage is set. Read-only: set usage with :meth:`set_usage`
+    or :attr:`usage`."""
+    costs: tuple[Any, Any, Any, Any] | None = field(default=None, init=False)
+    """The USD cost by ``COST_TYPES`` (input, output, cache, total), as :attr:`cost`'s
+    ``input``, ``output``, ``cache`` and ``total``; None until a cost is set. Read-only:
+    set the cost with :meth:`set_cost`, :meth:`set_cost_parts` or :attr:`cost`."""
+    _usage: TokenUsage | None = field(default=None, init=False, repr=False, compare=False)
+    _cost: Cost | None = field(default=None, init=False, repr=False, compare=False)
+    _cost_parts: CostParts | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """Tokens by type; None when the answer reported none, so no token series is added."""
+        usage = self._usage
+        if usage is None and self.tokens is not None:
+            usage = self._usage = TokenUsage(*self.tokens)
+        return usage
+
+    @usage.setter
+    def usage(self, usage: TokenUsage | None) -> None:
+        self._usage = usage
+        self.tokens = (
+            None
+            if usage is None
+            else (usage.input, usage.output, usage.cache_read, usage.cache_write)
+        )
+
+    @property
+    def cost(self) -> Cost | None:
+        """USD cost by type (``ccobs.pricing.Cost``); None when unknown."""
+        cost = self._cost
+        if cost is None and self._cost_parts is not None:
+            cost = self._cost = Cost(*self._cost_parts)
+        return cost
+
+    @cost.setter
+    def cost(self, cost: Cost | None) -> None:
+        self._cost = cost
+        self._cost_parts = None
+        self.costs = None if cost is None else (cost.input, cost.output, cost.cache, cost.total)
 
     def set_usage(
         self, input: int = 0, output: int = 0, cache_read: int = 0, cache_write: int = 0
@@ -124,7 +169,8 @@ class RequestRecord:
 
         All four types are counted, zeros included, as soon as usage is set.
         """
-        self.usage = TokenUsage(input, output, cache_read, cache_write)
+        self._usage = None
+        self.tokens = (input, output, cache_read, cache_write)
 
     def set_cost(self, cost: Cost | None) -> None:
         """Set the request's cost, as ``PriceTable.cost`` returns it.
@@ -135,6 +181,28 @@ class RequestRecord:
         """
         self.cost = cost
         self.unpriced = cost is None
+
+    def set_cost_parts(self, parts: CostParts | None) -> None:
+        """:meth:`set_cost` of ``Cost(*parts)``, as ``PriceTable.cost_parts`` returns them.
+
+        The same cost, on the metrics, the line and the stored record, without
+        building a :class:`~ccobs.pricing.Cost` until something reads :attr:`cost`.
+        """
+        self._cost = None
+        self._cost_parts = parts
+        if parts is None:
+            self.costs = None
+            self.unpriced = True
+        else:
+            input, output, cache_read, cache_write = parts
+            # ``Cost.cache`` and ``Cost.total``, added in the same order.
+            self.costs = (
+                input,
+                output,
+                cache_read + cache_write,
+                input + output + cache_read + cache_write,
+            )
+            self.unpriced = False
 
     def set_time_to_first_token(self, seconds: float) -> None:
         """Set the seconds from the request's start to its first token.
@@ -158,18 +226,22 @@ class RequestRecord:
             fields["ttft_ms"] = round(self.ttft_seconds * 1000.0, 3)
         if self.error_type is not None:
             fields["error_type"] = self.error_type
-        usage = self.usage
-        if usage is not None:
-            fields["input_tokens"] = usage.input
-            fields["output_tokens"] = usage.output
-            fields["cache_read_tokens"] = usage.cache_read
-            fields["cache_write_tokens"] = usage.cache_write
-        cost = self.cost
-        if cost is not None:
-            fields["cost_input_usd"] = cost.input
-            fields["cost_output_usd"] = cost.output
-            fields["cost_cache_usd"] = cost.cache
-            fields["cost_total_usd"] = cost.total
+        tokens = self.tokens
+        if tokens is not None:
+            (
+                fields["input_tokens"],
+                fields["output_tokens"],
+                fields["cache_read_tokens"],
+                fields["cache_write_tokens"],
+            ) = tokens
+        costs = self.costs
+        if costs is not None:
+            (
+                fields["cost_input_usd"],
+                fields["cost_output_usd"],
+                fields["cost_cache_usd"],
+                fields["cost_total_usd"],
+            ) = costs
         elif self.unpriced:
             fields["cost_total_usd"] = 0.0
             fields["unpriced"] = True

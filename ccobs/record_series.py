@@ -78,6 +78,10 @@ class RequestFacts(Protocol):
     @property
     def cost(self) -> _Cost | None: ...
     @property
+    def tokens(self) -> tuple[Any, Any, Any, Any] | None: ...
+    @property
+    def costs(self) -> tuple[Any, Any, Any, Any] | None: ...
+    @property
     def unpriced(self) -> bool: ...
     @property
     def ttft_seconds(self) -> float | None: ...
@@ -278,12 +282,10 @@ class RecordRecorder:
             return
         accept = self._accept
         value: Any
-        usage = record.usage
-        if usage is not None:
+        tokens = record.tokens  # ``usage``'s four counts, in TOKEN_TYPES order
+        if tokens is not None:
             ops = series.tokens
-            for i, value in enumerate(
-                (usage.input, usage.output, usage.cache_read, usage.cache_write)
-            ):
+            for i, value in enumerate(tokens):
                 op = ops[i]
                 if op is None:
                     if value.__class__ in _FAST_NUMBERS and value == 0:
@@ -296,10 +298,10 @@ class RecordRecorder:
                         op(value)
                 elif accept("tokens", value):
                     op(value)
-        cost = record.cost
-        if cost is not None:
+        costs = record.costs  # ``cost``'s input, output, cache, total: COST_TYPES order
+        if costs is not None:
             ops = series.costs
-            for i, value in enumerate((cost.input, cost.output, cost.cache, cost.total)):
+            for i, value in enumerate(costs):
                 op = ops[i]
                 if op is None:
                     if value.__class__ in _FAST_NUMBERS and value == 0:
@@ -338,7 +340,21 @@ class RecordRecorder:
             except (KeyError, TypeError):
                 record_attribution(record, metrics, model, service_type)
             else:
-                self._record_attributed(attributed, record)
+                # ``record_attributed_request`` for arguments its cache holds, as it
+                # records them; inline, as a method's call costs as much as the lines.
+                attributed.request(1)
+                if tokens is not None:
+                    attributed_tokens = attributed.tokens
+                    for i, value in enumerate(tokens):
+                        if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+                            value != 0 and accept("tokens", value)
+                        ):
+                            attributed_tokens[i](value)
+                value = 0.0 if costs is None else costs[3]
+                if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
+                    value != 0 and accept("cost_usd", value)
+                ):
+                    attributed.cost(value)
         stop_reason = record.stop_reason
         if stop_reason is not None:
             label = stop_reason_label(stop_reason)
@@ -362,25 +378,3 @@ class RecordRecorder:
                 op(value)
         if record.retry_count:
             metrics.record_retried_request(record.retry_count, model, service_type)
-
-    def _record_attributed(self, ops: AttributionOps, record: RequestFacts) -> None:
-        """``record_attributed_request`` for arguments its cache holds, as it records them."""
-        accept = self._accept
-        ops.request(1)
-        usage = record.usage
-        value: Any
-        if usage is not None:
-            tokens = ops.tokens
-            for i, value in enumerate(
-                (usage.input, usage.output, usage.cache_read, usage.cache_write)
-            ):
-                if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
-                    value != 0 and accept("tokens", value)
-                ):
-                    tokens[i](value)
-        cost = record.cost
-        value = 0.0 if cost is None else cost.total
-        if (value.__class__ in _FAST_NUMBERS and 0 < value <= _MAX) or (
-            value != 0 and accept("cost_usd", value)
-        ):
-            ops.cost(value)

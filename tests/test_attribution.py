@@ -33,7 +33,7 @@ from starlette.routing import Route
 from ccobs import instrument
 from ccobs.attribution import Attribution
 from ccobs.demo.upstream import Delay, UpstreamConfig, create_upstream_app
-from ccobs.identity import Identities, Identity, fingerprint
+from ccobs.identity import Identities, Identity, credential_of, fingerprint
 from ccobs.logging import configure_logging
 from ccobs.metrics import PrometheusMetrics
 from ccobs.record import RequestRecord
@@ -106,6 +106,30 @@ def test_attribute_fills_every_field_from_raw_headers() -> None:
         fingerprint(ALICE_KEY),
     )
     assert (record.client_app, record.session_id) == ("claude-code", SESSION)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-api-key", b"sk-a"), (b"authorization", b"Bearer sk-b")],
+        [(b"x-api-key", b""), (b"authorization", b"Bearer sk-b")],
+        [(b"authorization", b"Bearer  sk-b ")],
+        [(b"authorization", b"Basic abc")],
+        [(b"x-api-key", b"")],
+        [],
+    ],
+    ids=["key-first", "empty-key-then-bearer", "bearer", "basic", "empty-key", "none"],
+)
+def test_the_caller_is_the_one_credential_of_names(headers: list[tuple[bytes, bytes]]) -> None:
+    record = RequestRecord()
+    get = dict(headers).get
+    expected = Identities().resolve_credential(
+        credential_of(get(b"x-api-key"), get(b"authorization"))
+    )
+
+    Attribution().attribute(record, headers)
+
+    assert (record.team, record.key_alias, record.key_fingerprint) == expected
 
 
 def test_codexs_session_id_header_is_its_session() -> None:

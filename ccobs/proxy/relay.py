@@ -491,11 +491,13 @@ class LLMProxy:
         at the request's end.
         """
         record = ctx.record
-        record.set_usage(tokens.input, tokens.output, tokens.cache_read, tokens.cache_write)
-        cost = self.prices.cost(
-            model, tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
-        )
-        record.set_cost(cost)  # None: unpriced, and counted as such
+        input, output, cache_read, cache_write = (
+            tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
+        )  # fmt: skip
+        record.set_usage(input, output, cache_read, cache_write)
+        # The cost's four amounts, with no frozen ``Cost`` built per request.
+        cost = self.prices.cost_parts(model, input, output, cache_read, cache_write)
+        record.set_cost_parts(cost)  # None: unpriced, and counted as such
         if cost is None:
             self._unpriced(model)
 
