@@ -9,13 +9,15 @@ bytes arrive.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from itertools import pairwise
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, iter_events
+from ccobs.proxy.sse import ServerSentEvent, SSEDecoder, _event, iter_events
 
 PIECES = [
     b"data:", b"data: ", b"data", b"event:", b"event: ", b"event", b":", b": ping", b"id: 1",
@@ -51,3 +53,16 @@ def test_byte_decoder_yields_the_events_the_line_reader_yields(
     events = [e for a, b in pairwise(bounds) for e in decoder.feed(stream[a:b])]
 
     assert events == _by_lines(stream)
+
+
+@given(name=st.none() | st.text(max_size=8), data=st.text(max_size=8))
+def test_events_built_for_the_decoder_are_server_sent_events(name: str | None, data: str) -> None:
+    fast, general = _event(name, data), ServerSentEvent(event=name, data=data)
+
+    assert (fast, hash(fast), repr(fast)) == (general, hash(general), repr(general))
+    assert type(fast) is ServerSentEvent
+
+
+def test_events_built_for_the_decoder_stay_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _event("a", "b").data = "c"  # type: ignore[misc]

@@ -7,6 +7,7 @@ through this module, so they cannot disagree on what a field means.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,6 +75,48 @@ class TokenCounts:
         }
 
 
+_new = object.__new__
+
+
+def _token_counts(
+    input: int, output: int, cache_read: int, cache_write: int, reasoning: int = 0
+) -> TokenCounts:
+    """``TokenCounts(...)`` for the parsers, without the frozen ``__init__``.
+
+    A frozen dataclass sets each field through ``object.__setattr__``, which
+    costs more than reading the usage it holds; the fields go into the new
+    instance's ``__dict__`` directly instead, so it is the same object
+    (equal, hashed, printed and immutable as one built by its ``__init__``).
+    """
+    counts = _new(TokenCounts)
+    counts.__dict__.update(
+        input=input,
+        output=output,
+        cache_read=cache_read,
+        cache_write=cache_write,
+        reasoning=reasoning,
+    )
+    return counts
+
+
+def _plain_counts(
+    input: object, output: object, cache_read: object, cache_write: object
+) -> TokenCounts | None:
+    """The counts when each is a plain ``int`` in range; else None, for ``_count`` to judge."""
+    if (
+        type(input) is int
+        and type(output) is int
+        and type(cache_read) is int
+        and type(cache_write) is int
+        and 0 <= input <= _MAX_TOKEN_COUNT
+        and 0 <= output <= _MAX_TOKEN_COUNT
+        and 0 <= cache_read <= _MAX_TOKEN_COUNT
+        and 0 <= cache_write <= _MAX_TOKEN_COUNT
+    ):
+        return _token_counts(input, output, cache_read, cache_write)
+    return None
+
+
 def _count(usage: Mapping[str, Any], key: str) -> int:
     value = usage.get(key)
     if value is None:
@@ -85,7 +128,19 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
 
 def anthropic_tokens(usage: Mapping[str, Any]) -> TokenCounts:
     """Anthropic ``usage``: input excludes cached tokens, which come separately."""
-    if not isinstance(usage, Mapping):
+    if type(usage) is dict:
+        # Parsed JSON: plain ints in range (or absent) are the counts as they are; any
+        # other value (null, a bool, a float, out of range) takes _count's checks below.
+        get = usage.get
+        counts = _plain_counts(
+            get("input_tokens", 0),
+            get("output_tokens", 0),
+            get("cache_read_input_tokens", 0),
+            get("cache_creation_input_tokens", 0),
+        )
+        if counts is not None:
+            return counts
+    elif not isinstance(usage, Mapping):
         raise UsageError(f"usage is not an object: {usage!r}")
     return TokenCounts(
         input=_count(usage, "input_tokens"),
@@ -202,6 +257,19 @@ _ANTHROPIC_EVENTS_READ = frozenset(
 )
 
 
+_MESSAGE_STOP = '{"type":"message_stop"}'
+"""``message_stop``'s data as Anthropic sends it: a dict of that type and nothing else."""
+
+_COMPACT_DELTA = re.compile(
+    r'\{"type":"content_block_delta","index":(?:0|[1-9][0-9]{0,17}),'
+    r'"delta":\{"type":"[a-z_]{1,64}","[a-z_]{1,64}":'
+    r'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"\}\}'
+).fullmatch
+"""``content_block_delta``'s data in Anthropic's compact shape, a valid JSON object the
+parser reads into a dict of that type whatever the text holds (the same shape as
+``quiet_events``' delta, on text): its type is all the accounting needs."""
+
+
 _RESPONSES_EVENTS_READ = frozenset(
     {"response.completed", "response.failed", "response.incomplete", "error"}
 )
@@ -262,10 +330,19 @@ class StreamUsage:
         return data
 
     def _anthropic(self, event: ServerSentEvent) -> bool:
-        if event.event is not None and event.event not in _ANTHROPIC_EVENTS_READ:
-            # ping, content_block_start/stop, and event types added after this was written:
-            # nothing to account, so their data is not even parsed.
-            return False
+        name = event.event
+        if name is not None:
+            if name not in _ANTHROPIC_EVENTS_READ:
+                # ping, content_block_start/stop, and event types added after this was
+                # written: nothing to account, so their data is not even parsed.
+                return False
+            # The canonical forms of the two events that need nothing but their type,
+            # recognised on their text: the parse below would find that type and no more.
+            if name == "content_block_delta" and _COMPACT_DELTA(event.data) is not None:
+                return self._first()
+            if name == "message_stop" and event.data == _MESSAGE_STOP:
+                self.complete = True
+                return False
         data = self._json(event)
         kind = data.get("type")
         if kind == "message_start":
@@ -283,10 +360,23 @@ class StreamUsage:
             usage = data.get("usage")
             if isinstance(usage, dict):
                 # Cumulative counts: each message_delta replaces what came before. A null
-                # field means "not reported here" (as the SDKs read it), not zero.
-                reported = {key: value for key, value in usage.items() if value is not None}
-                merged = {**_anthropic_fields(self.tokens), **reported}
-                self.tokens = anthropic_tokens(merged)
+                # field (or an absent one) means "not reported here" (as the SDKs read it),
+                # not zero.
+                tokens = self.tokens
+                get = usage.get
+                input_ = get("input_tokens")
+                output = get("output_tokens")
+                cache_read = get("cache_read_input_tokens")
+                cache_write = get("cache_creation_input_tokens")
+                merged = (
+                    tokens.input if input_ is None else input_,
+                    tokens.output if output is None else output,
+                    tokens.cache_read if cache_read is None else cache_read,
+                    tokens.cache_write if cache_write is None else cache_write,
+                )
+                self.tokens = _plain_counts(*merged) or anthropic_tokens(
+                    dict(zip(_ANTHROPIC_KEYS, merged, strict=True))
+                )
                 self.usage_seen = True
         elif kind == "message_stop":
             self.complete = True
@@ -380,10 +470,9 @@ def _error_code(code: object, error: object) -> str:
     return "error"
 
 
-def _anthropic_fields(tokens: TokenCounts) -> dict[str, int]:
-    return {
-        "input_tokens": tokens.input,
-        "output_tokens": tokens.output,
-        "cache_read_input_tokens": tokens.cache_read,
-        "cache_creation_input_tokens": tokens.cache_write,
-    }
+_ANTHROPIC_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
