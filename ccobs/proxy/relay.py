@@ -139,6 +139,14 @@ class LeaveWatch:
     anything, and a client gone sooner is noticed then. While streaming
     (``after=None``) it watches from the start, as a stream sent on to a
     departed client goes nowhere without an error.
+
+    Stopped, the watcher is not cancelled (a cancellation thrown through its
+    ``receive`` costs more than the task did): servers answer ``receive()``
+    with ``http.disconnect`` once the response is complete (uvicorn, httpx's
+    and Starlette's test transports do), so it ends by itself, cancelling
+    nothing. One still waiting a loop iteration after :meth:`stop` (a
+    server that does not wake it, or a stop before the response is sent) is
+    cancelled then, so no task is left waiting forever.
     """
 
     def __init__(self, receive: Receive, after: float | None) -> None:
@@ -148,6 +156,9 @@ class LeaveWatch:
         self.receive = receive
         self.watcher: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.stopped = False
+        self.left = False
+        """True once the watcher cancelled the task because the client left."""
         if after is None:
             self._start()
         else:
@@ -159,21 +170,30 @@ class LeaveWatch:
     async def _watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
-        self.task.cancel()
+        if not self.stopped:
+            self.left = True
+            self.task.cancel()
 
     def client_left(self) -> bool:
         """Called on ``CancelledError``: True, and the cancellation absorbed, if it was ours."""
-        watcher = self.watcher
-        if watcher is None or not watcher.done() or watcher.cancelled():  # someone else's
+        if not self.left:  # someone else's
             return False
+        self.left = False  # absorbed once
         self.task.uncancel()
         return True
 
     def stop(self) -> None:
+        self.stopped = True
         if self.timer is not None:
             self.timer.cancel()
-        if self.watcher is not None:
-            self.watcher.cancel()
+        watcher = self.watcher
+        if watcher is not None and not watcher.done():
+            watcher.get_loop().call_soon(self._reap)
+
+    def _reap(self) -> None:
+        watcher = self.watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
 
 
 class LLMProxy:
