@@ -259,6 +259,46 @@ async def test_body_arrives_in_pieces_as_the_upstream_sends_them(server_factory:
     response.close()
 
 
+BODIES_EVERY_WAY = {
+    "content-length": answer(b"one two three"),
+    "chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n",
+    "gzip": answer(gzip.compress(b"one two three"), b"content-encoding: gzip"),
+    "empty": answer(b""),
+}
+
+
+@pytest.mark.parametrize("reply", BODIES_EVERY_WAY.values(), ids=BODIES_EVERY_WAY.keys())
+async def test_next_bytes_reads_what_iter_bytes_yields_then_empty_and_frees_the_connection(
+    server_factory: Servers, reply: bytes
+) -> None:
+    server = server_factory(serving(reply, reply))
+    client = client_for(server)
+    response = await client.send("POST", "/", HEADERS, BODY)
+    iterated = [piece async for piece in response.iter_bytes()]
+    response.close()
+
+    response = await client.send("POST", "/", HEADERS, BODY)
+    called = []
+    while piece := await response.next_bytes():
+        called.append(piece)
+
+    assert called == iterated
+    assert await response.next_bytes() == b""
+    assert (client.in_use, server.accepted) == (0, 1)  # back in the pool, reused
+    response.close()
+
+
+async def test_a_body_is_read_once(server_factory: Servers) -> None:
+    server = server_factory(serving(answer(b"once")))
+    response = await client_for(server).send("POST", "/", HEADERS, BODY)
+    assert await response.next_bytes() == b"once"
+
+    with pytest.raises(RuntimeError, match="already read"):
+        await response.read()
+    response.close()
+
+
 # -- content codings -----------------------------------------------------------------------
 
 

@@ -177,7 +177,11 @@ class UpstreamResponse:
         self._length = length
         self._chunked = chunked
         self._keep_alive = keep_alive and (chunked or length is not None)
-        self._consumed = False
+        self._phase = _UNREAD
+        self._remaining = length
+        """Body bytes still to come, when a ``content-length`` framed it."""
+        self._decoding: _Decoding | None = None
+        self._dechunker: _Dechunker | None = None
         if length == 0 and not chunked:  # nothing to read: the connection is free now
             self._release(reusable=True)
 
@@ -194,9 +198,10 @@ class UpstreamResponse:
         The limit counts decoded bytes, so a small compressed body that
         inflates without end is stopped too (after at most one read's worth).
         """
+        self._begin()
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self.iter_bytes():
+        while chunk := await self.next_bytes():
             size += len(chunk)
             if limit is not None and size > limit:
                 raise UpstreamTooLarge(f"answer larger than {limit} bytes")
@@ -205,20 +210,43 @@ class UpstreamResponse:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """The body, decoded, as it arrives."""
-        if self._consumed:
-            raise RuntimeError("the response body was already read")
-        self._consumed = True
-        encoding = self.header(b"content-encoding")
-        decoding = _Decoding(encoding) if encoding else None
-        async for raw in self._raw():
+        self._begin()
+        while chunk := await self.next_bytes():
+            yield chunk
+
+    async def next_bytes(self) -> bytes:
+        """The body's next piece, decoded, as it arrives; ``b""`` once it has all come.
+
+        What :meth:`iter_bytes` yields, one awaited call at a time: a relay
+        that calls it directly has no async generator between it and the
+        socket, each of which costs a step per piece and a raised
+        ``StopAsyncIteration`` at the end. At the end, the connection goes
+        back to the pool.
+        """
+        if self._phase != _READING:
+            if self._phase == _ENDED:
+                return b""
+            self._begin()
+        decoding = self._decoding
+        while raw := await self._read_raw():
             data = decoding.feed(raw) if decoding is not None else raw
             if data:
-                yield data
-        if decoding is not None:
-            tail = decoding.flush()
-            if tail:
-                yield tail
+                return data
+        self._phase = _ENDED
+        tail = decoding.flush() if decoding is not None else b""
         self._release(reusable=True)
+        return tail
+
+    def _begin(self) -> None:
+        """Start reading the body, once: a second reader would get a part of it."""
+        if self._phase != _UNREAD:
+            raise RuntimeError("the response body was already read")
+        self._phase = _READING
+        encoding = self.header(b"content-encoding")
+        if encoding:
+            self._decoding = _Decoding(encoding)
+        if self._chunked:
+            self._dechunker = _Dechunker()
 
     def close(self) -> None:
         """Give the connection back: to the pool if the body was read whole, else closed.
@@ -232,8 +260,9 @@ class UpstreamResponse:
         if connection is not None:
             self._client._release(connection, reusable=reusable and self._keep_alive)
 
-    async def _raw(self) -> AsyncIterator[bytes]:
-        """The body's bytes, framing removed, as each socket read brings them.
+    async def _read_raw(self) -> bytes:
+        """The body's next bytes, framing removed, as one socket read brings them; ``b""`` at
+        its end.
 
         One read, one timeout and one piece per arrival, however many chunks
         it holds: a stream's events that arrive together go on together, in
@@ -241,48 +270,49 @@ class UpstreamResponse:
         """
         connection = self._connection
         if connection is None:
-            return
+            return b""
         reader = connection.reader
         read_timeout = self._client.timeouts.read
         try:
-            if self._chunked:
-                dechunker = _Dechunker()
-                while True:
+            dechunker = self._dechunker
+            if dechunker is not None:
+                while not dechunker.done:
                     async with asyncio.timeout(read_timeout):
                         data = await reader.read(_READ_SIZE)
                     if not data:
                         where = "in the middle of a chunk" if dechunker.in_chunk else "mid-body"
                         raise UpstreamConnectionError(f"upstream closed the connection {where}")
                     data = dechunker.feed(data)
+                    if dechunker.done and dechunker.surplus:
+                        # Bytes past the answer: the connection is spoilt.
+                        self._keep_alive = False
                     if data:
-                        yield data
-                    if dechunker.done:
-                        if dechunker.surplus:  # bytes past the answer: the connection is spoilt
-                            self._keep_alive = False
-                        return
-            elif self._length is not None:
-                remaining = self._length
-                while remaining > 0:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(min(remaining, _READ_SIZE))
-                    if not data:
-                        raise UpstreamConnectionError(
-                            f"upstream closed the connection {remaining} bytes before the "
-                            "end of the body its content-length announced"
-                        )
-                    remaining -= len(data)
-                    yield data
-            else:  # delimited by the upstream closing the connection
-                while True:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(_READ_SIZE)
-                    if not data:
-                        return
-                    yield data
+                        return data
+                return b""
+            remaining = self._remaining
+            if remaining is not None:
+                if remaining <= 0:
+                    return b""
+                async with asyncio.timeout(read_timeout):
+                    data = await reader.read(min(remaining, _READ_SIZE))
+                if not data:
+                    raise UpstreamConnectionError(
+                        f"upstream closed the connection {remaining} bytes before the "
+                        "end of the body its content-length announced"
+                    )
+                self._remaining = remaining - len(data)
+                return data
+            # Delimited by the upstream closing the connection.
+            async with asyncio.timeout(read_timeout):
+                return await reader.read(_READ_SIZE)
         except TimeoutError:
             raise UpstreamTimeout("upstream sent nothing within the read timeout") from None
         except OSError as exc:
             raise UpstreamConnectionError(f"upstream connection failed: {_describe(exc)}") from exc
+
+
+_UNREAD, _READING, _ENDED = range(3)
+"""An :class:`UpstreamResponse`'s body: not yet read, being read, read to its end."""
 
 
 _SIZE, _DATA, _CRLF, _TRAILERS, _DONE = range(5)
