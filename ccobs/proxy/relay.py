@@ -265,17 +265,23 @@ class LLMProxy:
                 return self.reject(ctx, api, 400, "query string is not ASCII")
         headers = forward_headers(request.scope["headers"], ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
-        # (and its pooled connection) busy until the read timeout for nobody.
-        watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
+        # (and its pooled connection) busy until the read timeout for nobody. A stream is
+        # watched from the start, by the watch its relay goes on with: one task, rather
+        # than a timer and then a task.
+        watch = LeaveWatch(request.receive, after=None if streaming else WATCH_AFTER_SECONDS)
+        handed_over = False
         try:
-            return await self._answer(ctx, api, path, model, streaming, headers, body)
+            response = await self._answer(ctx, api, path, model, streaming, headers, body, watch)
+            handed_over = isinstance(response, _AccountedStream)
+            return response
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
             record.error_type = CLIENT_DISCONNECT
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         finally:
-            watch.stop()
+            if not handed_over:
+                watch.stop()
 
     async def _answer(
         self,
@@ -286,6 +292,7 @@ class LLMProxy:
         streaming: bool,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
+        watch: LeaveWatch,
     ) -> Response:
         try:
             upstream = await self.client.send("POST", path, headers, body)
@@ -305,7 +312,7 @@ class LLMProxy:
         ctx.record.upstream_request_id = upstream_request_id(api, upstream)
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)
-        return self._stream(ctx, api, model, upstream)
+        return self._stream(ctx, api, model, upstream, watch)
 
     async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
@@ -390,8 +397,14 @@ class LLMProxy:
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
 
     def _stream(
-        self, ctx: RequestContext, api: Api, model: str, upstream: UpstreamResponse
+        self,
+        ctx: RequestContext,
+        api: Api,
+        model: str,
+        upstream: UpstreamResponse,
+        watch: LeaveWatch,
     ) -> Response:
+        """The stream's response; ``watch``, the request's, goes on watching while it is sent."""
         usage = StreamUsage(api)
         decoder = SSEDecoder()
         record = ctx.record
@@ -503,7 +516,7 @@ class LLMProxy:
             # The stream's last bytes (if any) in its last message.
             await send({"type": "http.response.body", "body": last, "more_body": False})
 
-        return relay_headers(_AccountedStream(relay, upstream.status_code), upstream)
+        return relay_headers(_AccountedStream(relay, upstream.status_code, watch), upstream)
 
     def _finish_stream(
         self, ctx: RequestContext, model: str, usage: StreamUsage, ended_at: float
@@ -622,13 +635,20 @@ class _AccountedStream(Response):
     :func:`relay_headers`.
     """
 
-    def __init__(self, relay: Callable[[Send, Message], Awaitable[None]], status_code: int) -> None:
+    def __init__(
+        self,
+        relay: Callable[[Send, Message], Awaitable[None]],
+        status_code: int,
+        watch: LeaveWatch,
+    ) -> None:
         self.relay = relay
         self.status_code = status_code
         self.raw_headers = []
+        self.watch = watch
+        """The request's, watching since before the answer; stopped once the stream is sent."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = LeaveWatch(receive, after=None)
+        watch = self.watch
         try:
             await self.relay(
                 send,
