@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ccobs.proxy.read_deadline import ReadDeadline
+
 MAX_HEAD_BYTES = 64 * 1024
 """Longest status line plus headers (and longest chunk-size line) accepted from the upstream."""
 _READ_SIZE = 64 * 1024
@@ -168,6 +170,7 @@ class UpstreamResponse:
         length: int | None,
         chunked: bool,
         keep_alive: bool,
+        deadline: ReadDeadline,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
@@ -182,6 +185,8 @@ class UpstreamResponse:
         """Body bytes still to come, when a ``content-length`` framed it."""
         self._decoding: _Decoding | None = None
         self._dechunker: _Dechunker | None = None
+        self._deadline = deadline
+        """The read timeout of the head's reads, on for the body's."""
         if length == 0 and not chunked:  # nothing to read: the connection is free now
             self._release(reusable=True)
 
@@ -258,6 +263,7 @@ class UpstreamResponse:
     def _release(self, *, reusable: bool) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            self._deadline.close()
             self._client._release(connection, reusable=reusable and self._keep_alive)
 
     async def _read_raw(self) -> bytes:
@@ -272,13 +278,12 @@ class UpstreamResponse:
         if connection is None:
             return b""
         reader = connection.reader
-        read_timeout = self._client.timeouts.read
+        wait = self._deadline.wait
         try:
             dechunker = self._dechunker
             if dechunker is not None:
                 while not dechunker.done:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(_READ_SIZE)
+                    data = await wait(reader.read(_READ_SIZE))
                     if not data:
                         where = "in the middle of a chunk" if dechunker.in_chunk else "mid-body"
                         raise UpstreamConnectionError(f"upstream closed the connection {where}")
@@ -293,8 +298,7 @@ class UpstreamResponse:
             if remaining is not None:
                 if remaining <= 0:
                     return b""
-                async with asyncio.timeout(read_timeout):
-                    data = await reader.read(min(remaining, _READ_SIZE))
+                data = await wait(reader.read(min(remaining, _READ_SIZE)))
                 if not data:
                     raise UpstreamConnectionError(
                         f"upstream closed the connection {remaining} bytes before the "
@@ -303,8 +307,7 @@ class UpstreamResponse:
                 self._remaining = remaining - len(data)
                 return data
             # Delimited by the upstream closing the connection.
-            async with asyncio.timeout(read_timeout):
-                return await reader.read(_READ_SIZE)
+            return await wait(reader.read(_READ_SIZE))
         except TimeoutError:
             raise UpstreamTimeout("upstream sent nothing within the read timeout") from None
         except OSError as exc:
@@ -588,11 +591,24 @@ class UpstreamClient:
             raise UpstreamConnectionError(f"sending failed: {_describe(exc)}") from exc
 
         reader = connection.reader
+        # One timer for the answer's reads, head and body: see read_deadline.py.
+        deadline = ReadDeadline(self.timeouts.read)
+        try:
+            return self._answer(
+                connection, method, await self._read_head(reader, deadline), deadline
+            )
+        except BaseException:
+            deadline.close()
+            raise
+
+    async def _read_head(
+        self, reader: asyncio.StreamReader, deadline: ReadDeadline
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, version and headers of the answer, past any ``1xx`` interim answers."""
         first = True
         while True:
             try:
-                async with asyncio.timeout(self.timeouts.read):
-                    head = await reader.readuntil(b"\r\n\r\n")
+                head = await deadline.wait(reader.readuntil(b"\r\n\r\n"))
             except TimeoutError:
                 raise UpstreamTimeout("upstream sent no answer within the read timeout") from None
             except asyncio.IncompleteReadError as exc:
@@ -615,9 +631,18 @@ class UpstreamClient:
             status, version, headers = _parse_head(head)
             if status == 101 or status < 100:
                 raise UpstreamProtocolError(f"unexpected status {status}")
-            if status >= 200:
-                break  # 1xx answers are interim: the real one follows
+            if status >= 200:  # 1xx answers are interim: the real one follows
+                return status, version, headers
 
+    def _answer(
+        self,
+        connection: _Connection,
+        method: str,
+        head: tuple[int, bytes, list[tuple[bytes, bytes]]],
+        deadline: ReadDeadline,
+    ) -> UpstreamResponse:
+        """The answer whose head is ``head``, its body framed as the head says."""
+        status, version, headers = head
         transfer_coding: list[bytes] = []
         lengths: list[bytes] = []
         keep_alive = version == b"HTTP/1.1"
@@ -639,7 +664,14 @@ class UpstreamClient:
         elif lengths:
             length = _content_length(lengths)
         return UpstreamResponse(
-            self, connection, status, headers, length=length, chunked=chunked, keep_alive=keep_alive
+            self,
+            connection,
+            status,
+            headers,
+            length=length,
+            chunked=chunked,
+            keep_alive=keep_alive,
+            deadline=deadline,
         )
 
     def _release(self, connection: _Connection, *, reusable: bool) -> None:
