@@ -259,6 +259,46 @@ async def test_body_arrives_in_pieces_as_the_upstream_sends_them(server_factory:
     response.close()
 
 
+BODIES_EVERY_WAY = {
+    "content-length": answer(b"one two three"),
+    "chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"4\r\none \r\n4\r\ntwo \r\n5\r\nthree\r\n0\r\n\r\n",
+    "gzip": answer(gzip.compress(b"one two three"), b"content-encoding: gzip"),
+    "empty": answer(b""),
+}
+
+
+@pytest.mark.parametrize("reply", BODIES_EVERY_WAY.values(), ids=BODIES_EVERY_WAY.keys())
+async def test_next_bytes_reads_what_iter_bytes_yields_then_empty_and_frees_the_connection(
+    server_factory: Servers, reply: bytes
+) -> None:
+    server = server_factory(serving(reply, reply))
+    client = client_for(server)
+    response = await client.send("POST", "/", HEADERS, BODY)
+    iterated = [piece async for piece in response.iter_bytes()]
+    response.close()
+
+    response = await client.send("POST", "/", HEADERS, BODY)
+    called = []
+    while piece := await response.next_bytes():
+        called.append(piece)
+
+    assert called == iterated
+    assert await response.next_bytes() == b""
+    assert (client.in_use, server.accepted) == (0, 1)  # back in the pool, reused
+    response.close()
+
+
+async def test_a_body_is_read_once(server_factory: Servers) -> None:
+    server = server_factory(serving(answer(b"once")))
+    response = await client_for(server).send("POST", "/", HEADERS, BODY)
+    assert await response.next_bytes() == b"once"
+
+    with pytest.raises(RuntimeError, match="already read"):
+        await response.read()
+    response.close()
+
+
 # -- content codings -----------------------------------------------------------------------
 
 
@@ -472,6 +512,86 @@ async def test_silent_upstream_is_a_read_timeout_after_the_read_timeout(
     with pytest.raises(UpstreamTimeout):
         await client.send("POST", "/", HEADERS, BODY)
     assert 0.2 <= time.monotonic() - started < 1.0
+    assert (client.in_use, client.open_connections) == (0, 0)
+
+
+def trickling(pieces: int, every: float) -> Callable[[socket.socket], None]:
+    """A chunked answer of ``pieces`` one-byte chunks, one every ``every`` seconds."""
+
+    def handle(conn: socket.socket) -> None:
+        read_http_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(pieces):
+            time.sleep(every)
+            conn.sendall(b"1\r\nx\r\n")
+        conn.sendall(b"0\r\n\r\n")
+        while conn.recv(65536):
+            pass
+
+    return handle
+
+
+def short_read_timeout(server: RawServer, read: float) -> UpstreamClient:
+    return UpstreamClient(
+        server.url,
+        Timeouts(connect=2.0, read=read, write=2.0, pool=2.0),
+        max_connections=1,
+        max_keepalive_connections=1,
+    )
+
+
+async def test_a_body_that_keeps_talking_outlasts_the_read_timeout_which_applies_to_each_read(
+    server_factory: Servers,
+) -> None:
+    server = server_factory(trickling(pieces=8, every=0.1))
+    client = short_read_timeout(server, read=0.3)
+    started = time.monotonic()
+
+    response = await client.send("POST", "/", HEADERS, BODY)
+    assert await response.read() == b"x" * 8
+    assert time.monotonic() - started > 0.6  # twice the timeout, in reads shorter than it
+    assert (client.in_use, client.open_connections) == (0, 1)
+
+
+async def test_a_body_that_falls_silent_is_a_read_timeout_a_timeout_after_its_last_piece(
+    server_factory: Servers,
+) -> None:
+    def handle(conn: socket.socket) -> None:
+        read_http_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n")
+        time.sleep(0.3)
+        conn.sendall(b"1\r\nb\r\n")
+        while conn.recv(65536):
+            pass
+
+    server = server_factory(handle)
+    client = short_read_timeout(server, read=0.5)
+    response = await client.send("POST", "/", HEADERS, BODY)
+    assert await response.next_bytes() == b"a"
+    assert await response.next_bytes() == b"b"
+    last_piece = time.monotonic()
+
+    with pytest.raises(UpstreamTimeout, match="read timeout"):
+        await response.next_bytes()
+    assert 0.5 <= time.monotonic() - last_piece < 1.2
+    response.close()
+    assert (client.in_use, client.open_connections) == (0, 0)
+
+
+async def test_a_cancellation_during_a_read_stays_a_cancellation_and_the_timeout_never_fires(
+    server_factory: Servers,
+) -> None:
+    server = server_factory(trickling(pieces=1, every=5.0))
+    client = short_read_timeout(server, read=0.3)
+    response = await client.send("POST", "/", HEADERS, BODY)
+    reading = asyncio.create_task(response.next_bytes())
+    await asyncio.sleep(0.1)
+
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    response.close()
+    await asyncio.sleep(0.4)  # past the read timeout: nothing else is cancelled
     assert (client.in_use, client.open_connections) == (0, 0)
 
 

@@ -24,7 +24,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ccobs import (
     PrometheusMetrics,
@@ -139,6 +139,14 @@ class LeaveWatch:
     anything, and a client gone sooner is noticed then. While streaming
     (``after=None``) it watches from the start, as a stream sent on to a
     departed client goes nowhere without an error.
+
+    Stopped, the watcher is not cancelled (a cancellation thrown through its
+    ``receive`` costs more than the task did): servers answer ``receive()``
+    with ``http.disconnect`` once the response is complete (uvicorn, httpx's
+    and Starlette's test transports do), so it ends by itself, cancelling
+    nothing. One still waiting a loop iteration after :meth:`stop` (a
+    server that does not wake it, or a stop before the response is sent) is
+    cancelled then, so no task is left waiting forever.
     """
 
     def __init__(self, receive: Receive, after: float | None) -> None:
@@ -148,6 +156,9 @@ class LeaveWatch:
         self.receive = receive
         self.watcher: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.stopped = False
+        self.left = False
+        """True once the watcher cancelled the task because the client left."""
         if after is None:
             self._start()
         else:
@@ -159,21 +170,30 @@ class LeaveWatch:
     async def _watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
-        self.task.cancel()
+        if not self.stopped:
+            self.left = True
+            self.task.cancel()
 
     def client_left(self) -> bool:
         """Called on ``CancelledError``: True, and the cancellation absorbed, if it was ours."""
-        watcher = self.watcher
-        if watcher is None or not watcher.done() or watcher.cancelled():  # someone else's
+        if not self.left:  # someone else's
             return False
+        self.left = False  # absorbed once
         self.task.uncancel()
         return True
 
     def stop(self) -> None:
+        self.stopped = True
         if self.timer is not None:
             self.timer.cancel()
-        if self.watcher is not None:
-            self.watcher.cancel()
+        watcher = self.watcher
+        if watcher is not None and not watcher.done():
+            watcher.get_loop().call_soon(self._reap)
+
+    def _reap(self) -> None:
+        watcher = self.watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
 
 
 class LLMProxy:
@@ -247,17 +267,23 @@ class LLMProxy:
                 return self.reject(ctx, api, 400, "query string is not ASCII")
         headers = forward_headers(request.scope["headers"], ctx.request_id)
         # Until the answer is in hand, a client that leaves must not keep the upstream call
-        # (and its pooled connection) busy until the read timeout for nobody.
-        watch = LeaveWatch(request.receive, after=WATCH_AFTER_SECONDS)
+        # (and its pooled connection) busy until the read timeout for nobody. A stream is
+        # watched from the start, by the watch its relay goes on with: one task, rather
+        # than a timer and then a task.
+        watch = LeaveWatch(request.receive, after=None if streaming else WATCH_AFTER_SECONDS)
+        handed_over = False
         try:
-            return await self._answer(ctx, api, path, model, streaming, headers, body)
+            response = await self._answer(ctx, api, path, model, streaming, headers, body, watch)
+            handed_over = isinstance(response, _AccountedStream)
+            return response
         except asyncio.CancelledError:
             if not watch.client_left():
                 raise
             record.error_type = CLIENT_DISCONNECT
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         finally:
-            watch.stop()
+            if not handed_over:
+                watch.stop()
 
     async def _answer(
         self,
@@ -268,6 +294,7 @@ class LLMProxy:
         streaming: bool,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
+        watch: LeaveWatch,
     ) -> Response:
         try:
             upstream = await self.client.send("POST", path, headers, body)
@@ -287,7 +314,7 @@ class LLMProxy:
         ctx.record.upstream_request_id = upstream_request_id(api, upstream)
         if upstream.status_code >= 400 or not streaming:
             return await self._whole(ctx, api, model, upstream)
-        return self._stream(ctx, api, model, upstream)
+        return self._stream(ctx, api, model, upstream, watch)
 
     async def read_body(self, request: Request) -> bytes | None:
         """The request body, or None past ``max_body_bytes`` (read no further)."""
@@ -372,8 +399,14 @@ class LLMProxy:
             logger.warning("upstream_usage_unreadable", detail=str(exc)[:200])
 
     def _stream(
-        self, ctx: RequestContext, api: Api, model: str, upstream: UpstreamResponse
+        self,
+        ctx: RequestContext,
+        api: Api,
+        model: str,
+        upstream: UpstreamResponse,
+        watch: LeaveWatch,
     ) -> Response:
+        """The stream's response; ``watch``, the request's, goes on watching while it is sent."""
         usage = StreamUsage(api)
         decoder = SSEDecoder()
         record = ctx.record
@@ -393,7 +426,12 @@ class LLMProxy:
         skip_before, skip_after = quiet_event_matchers(api)
         clock, started = time.perf_counter, ctx.start_time
 
-        async def relay() -> AsyncGenerator[bytes, None]:
+        async def relay(send: Send, start: Message) -> None:
+            """Send ``start``, then the stream as it arrives, reading along; close the upstream.
+
+            A coroutine sending the body itself, not a generator that a
+            response iterates: no generator step per piece, no aclose.
+            """
             events_seen = False
             # Bytes of the event still open. Only whole events are passed on, so an error
             # event appended after a cut can never be glued onto half an event before it.
@@ -402,66 +440,85 @@ class LLMProxy:
             # Events passed on but not yet read: the client gets its bytes first.
             unread: list[ServerSentEvent] = []
             arrived = 0.0
+            # Decoded bytes: identity was asked for, but an upstream that compresses
+            # anyway must not reach the client compressed without its content-encoding.
+            next_bytes = upstream.next_bytes
+            sending = False  # an exception out of ``send``: the client is gone
             try:
-                # Decoded bytes: identity was asked for, but an upstream that compresses
-                # anyway must not reach the client compressed without its content-encoding.
-                async for chunk in upstream.iter_bytes():
+                sending = True
+                await send(start)
+                sending = False
+                while chunk := await next_bytes():
                     arrived = clock() - started  # ctx.duration_seconds, without its call
                     if not open_bytes:  # between events (so nothing is held)
                         # Events with nothing to account go on undecoded (quiet_events.py).
                         quiet = quiet_after if usage.first_token else quiet_before
                         if quiet is not None and quiet(chunk) is not None:
                             events_seen = True
-                            yield chunk
+                            sending = True
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
+                            sending = False
                             continue
                     unread = decoder.feed(chunk, skip_after if usage.first_token else skip_before)
                     events_seen = events_seen or bool(unread)
                     open_bytes = decoder.open_bytes
                     if not held and not open_bytes:  # whole events, the usual case: no copy
-                        yield chunk
+                        sending = True
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        sending = False
                     else:
                         held += chunk
                         ready = len(held) - open_bytes
                         if ready > 0:
-                            yield bytes(held[:ready])
+                            piece = bytes(held[:ready])
                             del held[:ready]
+                            sending = True
+                            await send(
+                                {"type": "http.response.body", "body": piece, "more_body": True}
+                            )
+                            sending = False
                     read(unread, arrived)
                     unread = []
+                last = b""
                 if usage.complete or usage.error is not None:
-                    if held:  # trailing bytes after the last event
-                        yield bytes(held)
+                    last = bytes(held)  # trailing bytes after the last event
                 elif events_seen or _is_event_stream(upstream):
                     # Ended cleanly but early (a close-delimited body, a proxy between): the
                     # open event is dropped, and without an error event the client would
                     # take what it got for a whole answer.
                     record.error_type = UPSTREAM_INCOMPLETE_STREAM
-                    yield stream_error_event(api, "upstream stream ended before its last event")
+                    last = stream_error_event(api, "upstream stream ended before its last event")
                 else:  # not a stream at all (JSON to a stream request): relayed as it came
                     if record.error_type is None:
                         record.error_type = UPSTREAM_INVALID_RESPONSE
-                    if held:
-                        yield bytes(held)
+                    last = bytes(held)
             except UpstreamTimeout:
                 record.error_type = UPSTREAM_TIMEOUT
-                yield stream_error_event(api, "upstream timed out mid-stream")
+                last = stream_error_event(api, "upstream timed out mid-stream")
             except UpstreamDecodingError:
                 record.error_type = UPSTREAM_INVALID_RESPONSE
-                yield stream_error_event(api, "upstream stream could not be decoded")
+                last = stream_error_event(api, "upstream stream could not be decoded")
             except UpstreamError:
                 record.error_type = UPSTREAM_STREAM_ERROR
-                yield stream_error_event(api, "upstream stream broke off")
-            except (GeneratorExit, asyncio.CancelledError):  # the client went away
-                read(unread, arrived)  # events it was sent count
-                # After the last event it has the whole answer: SDKs and the load generator
-                # stop reading there, before the upstream's end of body reaches them.
-                if not usage.complete:
-                    record.error_type = CLIENT_DISCONNECT
+                last = stream_error_event(api, "upstream stream broke off")
+            except BaseException as exc:
+                if sending or isinstance(exc, asyncio.CancelledError):  # the client went away
+                    read(unread, arrived)  # events it was sent count
+                    # After the last event it has the whole answer: SDKs and the load
+                    # generator stop reading there, before the upstream's end of body
+                    # reaches them.
+                    if not usage.complete:
+                        record.error_type = CLIENT_DISCONNECT
                 raise
             finally:
                 upstream.close()
                 self._finish_stream(ctx, model, usage, arrived)
+            # The stream's last bytes (if any) in its last message.
+            await send({"type": "http.response.body", "body": last, "more_body": False})
 
-        return relay_headers(RelayedStream(relay(), status_code=upstream.status_code), upstream)
+        return relay_headers(_AccountedStream(relay, upstream.status_code, watch), upstream)
 
     def _finish_stream(
         self, ctx: RequestContext, model: str, usage: StreamUsage, ended_at: float
@@ -571,6 +628,42 @@ class RelayedStream(Response):
         finally:
             watch.stop()
             await self.chunks.aclose()  # its cleanup never waits: safe in a cancelled task
+
+
+class _AccountedStream(Response):
+    """The accounted stream: its relay sends it whole; stopped when the client leaves.
+
+    Like :class:`RelayedStream`, with the relay a coroutine that sends the
+    body itself (``LLMProxy._stream``), so no generator is between the
+    upstream's reads and ``send``. Headers are the upstream's, added by
+    :func:`relay_headers`.
+    """
+
+    def __init__(
+        self,
+        relay: Callable[[Send, Message], Awaitable[None]],
+        status_code: int,
+        watch: LeaveWatch,
+    ) -> None:
+        self.relay = relay
+        self.status_code = status_code
+        self.raw_headers = []
+        self.watch = watch
+        """The request's, watching since before the answer; stopped once the stream is sent."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = self.watch
+        try:
+            await self.relay(
+                send,
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers},
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            if not watch.client_left():
+                raise
+        finally:
+            watch.stop()
 
 
 class ApiRoute:

@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ccobs.proxy.read_deadline import ReadDeadline
+
 MAX_HEAD_BYTES = 64 * 1024
 """Longest status line plus headers (and longest chunk-size line) accepted from the upstream."""
 _READ_SIZE = 64 * 1024
@@ -168,6 +170,7 @@ class UpstreamResponse:
         length: int | None,
         chunked: bool,
         keep_alive: bool,
+        deadline: ReadDeadline,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
@@ -177,7 +180,13 @@ class UpstreamResponse:
         self._length = length
         self._chunked = chunked
         self._keep_alive = keep_alive and (chunked or length is not None)
-        self._consumed = False
+        self._phase = _UNREAD
+        self._remaining = length
+        """Body bytes still to come, when a ``content-length`` framed it."""
+        self._decoding: _Decoding | None = None
+        self._dechunker: _Dechunker | None = None
+        self._deadline = deadline
+        """The read timeout of the head's reads, on for the body's."""
         if length == 0 and not chunked:  # nothing to read: the connection is free now
             self._release(reusable=True)
 
@@ -194,9 +203,10 @@ class UpstreamResponse:
         The limit counts decoded bytes, so a small compressed body that
         inflates without end is stopped too (after at most one read's worth).
         """
+        self._begin()
         chunks: list[bytes] = []
         size = 0
-        async for chunk in self.iter_bytes():
+        while chunk := await self.next_bytes():
             size += len(chunk)
             if limit is not None and size > limit:
                 raise UpstreamTooLarge(f"answer larger than {limit} bytes")
@@ -205,20 +215,43 @@ class UpstreamResponse:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """The body, decoded, as it arrives."""
-        if self._consumed:
-            raise RuntimeError("the response body was already read")
-        self._consumed = True
-        encoding = self.header(b"content-encoding")
-        decoding = _Decoding(encoding) if encoding else None
-        async for raw in self._raw():
+        self._begin()
+        while chunk := await self.next_bytes():
+            yield chunk
+
+    async def next_bytes(self) -> bytes:
+        """The body's next piece, decoded, as it arrives; ``b""`` once it has all come.
+
+        What :meth:`iter_bytes` yields, one awaited call at a time: a relay
+        that calls it directly has no async generator between it and the
+        socket, each of which costs a step per piece and a raised
+        ``StopAsyncIteration`` at the end. At the end, the connection goes
+        back to the pool.
+        """
+        if self._phase != _READING:
+            if self._phase == _ENDED:
+                return b""
+            self._begin()
+        decoding = self._decoding
+        while raw := await self._read_raw():
             data = decoding.feed(raw) if decoding is not None else raw
             if data:
-                yield data
-        if decoding is not None:
-            tail = decoding.flush()
-            if tail:
-                yield tail
+                return data
+        self._phase = _ENDED
+        tail = decoding.flush() if decoding is not None else b""
         self._release(reusable=True)
+        return tail
+
+    def _begin(self) -> None:
+        """Start reading the body, once: a second reader would get a part of it."""
+        if self._phase != _UNREAD:
+            raise RuntimeError("the response body was already read")
+        self._phase = _READING
+        encoding = self.header(b"content-encoding")
+        if encoding:
+            self._decoding = _Decoding(encoding)
+        if self._chunked:
+            self._dechunker = _Dechunker()
 
     def close(self) -> None:
         """Give the connection back: to the pool if the body was read whole, else closed.
@@ -230,10 +263,12 @@ class UpstreamResponse:
     def _release(self, *, reusable: bool) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            self._deadline.close()
             self._client._release(connection, reusable=reusable and self._keep_alive)
 
-    async def _raw(self) -> AsyncIterator[bytes]:
-        """The body's bytes, framing removed, as each socket read brings them.
+    async def _read_raw(self) -> bytes:
+        """The body's next bytes, framing removed, as one socket read brings them; ``b""`` at
+        its end.
 
         One read, one timeout and one piece per arrival, however many chunks
         it holds: a stream's events that arrive together go on together, in
@@ -241,48 +276,46 @@ class UpstreamResponse:
         """
         connection = self._connection
         if connection is None:
-            return
+            return b""
         reader = connection.reader
-        read_timeout = self._client.timeouts.read
+        wait = self._deadline.wait
         try:
-            if self._chunked:
-                dechunker = _Dechunker()
-                while True:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(_READ_SIZE)
+            dechunker = self._dechunker
+            if dechunker is not None:
+                while not dechunker.done:
+                    data = await wait(reader.read(_READ_SIZE))
                     if not data:
                         where = "in the middle of a chunk" if dechunker.in_chunk else "mid-body"
                         raise UpstreamConnectionError(f"upstream closed the connection {where}")
                     data = dechunker.feed(data)
+                    if dechunker.done and dechunker.surplus:
+                        # Bytes past the answer: the connection is spoilt.
+                        self._keep_alive = False
                     if data:
-                        yield data
-                    if dechunker.done:
-                        if dechunker.surplus:  # bytes past the answer: the connection is spoilt
-                            self._keep_alive = False
-                        return
-            elif self._length is not None:
-                remaining = self._length
-                while remaining > 0:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(min(remaining, _READ_SIZE))
-                    if not data:
-                        raise UpstreamConnectionError(
-                            f"upstream closed the connection {remaining} bytes before the "
-                            "end of the body its content-length announced"
-                        )
-                    remaining -= len(data)
-                    yield data
-            else:  # delimited by the upstream closing the connection
-                while True:
-                    async with asyncio.timeout(read_timeout):
-                        data = await reader.read(_READ_SIZE)
-                    if not data:
-                        return
-                    yield data
+                        return data
+                return b""
+            remaining = self._remaining
+            if remaining is not None:
+                if remaining <= 0:
+                    return b""
+                data = await wait(reader.read(min(remaining, _READ_SIZE)))
+                if not data:
+                    raise UpstreamConnectionError(
+                        f"upstream closed the connection {remaining} bytes before the "
+                        "end of the body its content-length announced"
+                    )
+                self._remaining = remaining - len(data)
+                return data
+            # Delimited by the upstream closing the connection.
+            return await wait(reader.read(_READ_SIZE))
         except TimeoutError:
             raise UpstreamTimeout("upstream sent nothing within the read timeout") from None
         except OSError as exc:
             raise UpstreamConnectionError(f"upstream connection failed: {_describe(exc)}") from exc
+
+
+_UNREAD, _READING, _ENDED = range(3)
+"""An :class:`UpstreamResponse`'s body: not yet read, being read, read to its end."""
 
 
 _SIZE, _DATA, _CRLF, _TRAILERS, _DONE = range(5)
@@ -558,11 +591,24 @@ class UpstreamClient:
             raise UpstreamConnectionError(f"sending failed: {_describe(exc)}") from exc
 
         reader = connection.reader
+        # One timer for the answer's reads, head and body: see read_deadline.py.
+        deadline = ReadDeadline(self.timeouts.read)
+        try:
+            return self._answer(
+                connection, method, await self._read_head(reader, deadline), deadline
+            )
+        except BaseException:
+            deadline.close()
+            raise
+
+    async def _read_head(
+        self, reader: asyncio.StreamReader, deadline: ReadDeadline
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, version and headers of the answer, past any ``1xx`` interim answers."""
         first = True
         while True:
             try:
-                async with asyncio.timeout(self.timeouts.read):
-                    head = await reader.readuntil(b"\r\n\r\n")
+                head = await deadline.wait(reader.readuntil(b"\r\n\r\n"))
             except TimeoutError:
                 raise UpstreamTimeout("upstream sent no answer within the read timeout") from None
             except asyncio.IncompleteReadError as exc:
@@ -585,9 +631,18 @@ class UpstreamClient:
             status, version, headers = _parse_head(head)
             if status == 101 or status < 100:
                 raise UpstreamProtocolError(f"unexpected status {status}")
-            if status >= 200:
-                break  # 1xx answers are interim: the real one follows
+            if status >= 200:  # 1xx answers are interim: the real one follows
+                return status, version, headers
 
+    def _answer(
+        self,
+        connection: _Connection,
+        method: str,
+        head: tuple[int, bytes, list[tuple[bytes, bytes]]],
+        deadline: ReadDeadline,
+    ) -> UpstreamResponse:
+        """The answer whose head is ``head``, its body framed as the head says."""
+        status, version, headers = head
         transfer_coding: list[bytes] = []
         lengths: list[bytes] = []
         keep_alive = version == b"HTTP/1.1"
@@ -609,7 +664,14 @@ class UpstreamClient:
         elif lengths:
             length = _content_length(lengths)
         return UpstreamResponse(
-            self, connection, status, headers, length=length, chunked=chunked, keep_alive=keep_alive
+            self,
+            connection,
+            status,
+            headers,
+            length=length,
+            chunked=chunked,
+            keep_alive=keep_alive,
+            deadline=deadline,
         )
 
     def _release(self, connection: _Connection, *, reusable: bool) -> None:
