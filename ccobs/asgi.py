@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Awaitable, Collection
-from threading import get_ident
 from time import perf_counter
 
 import anyio
@@ -136,13 +134,9 @@ class ObservabilityMiddleware:
         self.pusher = pusher
         self.attribution = attribution
         """Fills each record's team, key, client app and session; None: not attributed."""
-        self._thread: int | None = None
-        """The thread counting its requests in ``_in_flight``: the first to serve one."""
-        self._in_flight = 0
-        """Requests in flight on ``_thread``, which alone writes it, so without a lock."""
-        self._in_flight_elsewhere = 0
-        """Requests in flight on other threads (an app served by two loops), under ``_lock``."""
-        self._lock = threading.Lock()
+        self._in_flight: list[None] = []
+        """One entry per request in flight, on any thread (an app served by two loops):
+        ``list.append`` and ``list.pop`` are each atomic, so no lock and no thread check."""
         self._unwound: anyio.Event | None = None
         # A single process's active-requests gauge reads ``requests_in_flight`` when
         # it is scraped, so requests move no gauge; under multiprocess mode each
@@ -153,16 +147,7 @@ class ObservabilityMiddleware:
 
     def requests_in_flight(self) -> int:
         """The requests this middleware is instrumenting now, on every thread."""
-        return self._in_flight + self._in_flight_elsewhere
-
-    def _count_elsewhere(self, amount: int) -> None:
-        """Count a request starting or ending outside ``_thread``; the first thread becomes it."""
-        with self._lock:
-            if self._thread is None and amount > 0:
-                self._thread = get_ident()
-                self._in_flight += amount
-            else:
-                self._in_flight_elsewhere += amount
+        return len(self._in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -173,10 +158,8 @@ class ObservabilityMiddleware:
             return
         # The request's whole instrumentation is in this one coroutine: every
         # coroutine, ``async with`` or call more costs on every request.
-        if get_ident() == self._thread:
-            self._in_flight += 1
-        else:
-            self._count_elsewhere(1)
+        in_flight = self._in_flight
+        in_flight.append(None)
         try:
             # The header scan inline: most requests carry no id, and those get a
             # new one without the acceptance checks.
@@ -311,11 +294,8 @@ class ObservabilityMiddleware:
                     if storage is not None:
                         _store_request(ctx, storage, started_at, duration_ms)
         finally:
-            if get_ident() == self._thread:
-                self._in_flight -= 1
-            else:
-                self._count_elsewhere(-1)
-            if self._unwound is not None and not self.requests_in_flight():
+            in_flight.pop()
+            if self._unwound is not None and not in_flight:
                 self._unwound.set()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
