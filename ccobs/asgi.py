@@ -61,6 +61,7 @@ _UNWIND_TIMEOUT = 10.0
 """How long lifespan shutdown waits for cancelled requests to finish recording."""
 """The final push on shutdown may take this many push timeouts (connect, send, answer)."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_new_object = object.__new__
 
 
 def accept_request_id(value: str | None) -> str:
@@ -200,7 +201,15 @@ class ObservabilityMiddleware:
             # Metadata rather than logger bindings: binding a logger per
             # request costs more than the rest of the middleware together.
             metadata = {"method": method, "path": scope["path"]}
-            ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
+            # ``RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)``
+            # without the class call and its ``__init__`` frame: every field set here, as
+            # ``__init__`` sets it (a test holds the two alike).
+            ctx = _new_object(RequestContext)
+            ctx.request_id = request_id
+            ctx.start_time = perf_counter()
+            ctx.logger = _REQUEST_LOGGER
+            ctx.metadata = metadata
+            ctx.storage = storage  # ``_record`` stays the class's None until ``ctx.record``
             ctx_token = _current_context.set(ctx)
             id_token = _LOG_REQUEST_ID.set(request_id)
             # ``context._levels_decide()`` and ``_request_line_enabled(_INFO)``, inline.
