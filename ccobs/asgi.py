@@ -172,7 +172,6 @@ class ObservabilityMiddleware:
                 request_id = new_request_id()
             request_id_bytes = request_id.encode()
             echoed = (_REQUEST_ID_HEADER_BYTES, request_id_bytes)
-            own = (_OWN_REQUEST_ID_HEADER_BYTES, request_id_bytes)
             status: int | None = None
 
             # A plain function returning ``send``'s awaitable: an ``async def`` would
@@ -187,7 +186,7 @@ class ObservabilityMiddleware:
                     headers = message["headers"] = [*message.get("headers", ())]
                     for key, _ in headers:
                         if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
-                            headers.append(own)
+                            headers.append((_OWN_REQUEST_ID_HEADER_BYTES, echoed[1]))
                             break
                     else:
                         headers.append(echoed)
