@@ -320,7 +320,7 @@ def test_the_active_gauge_counts_requests_in_flight_on_every_thread(
 
     threads = [threading.Thread(target=lambda: asyncio.run(one_request())) for _ in range(3)]
     try:
-        for thread in threads:  # one at a time: the first one's thread counts without a lock
+        for thread in threads:  # one at a time: each request is in flight before the next
             thread.start()
             assert entered.acquire(timeout=10)
         assert registry.get_sample_value("ccproxy_active_requests") == 3
