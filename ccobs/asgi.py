@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Awaitable, Collection
-from threading import get_ident
 from time import perf_counter
 
 import anyio
@@ -63,6 +61,7 @@ _UNWIND_TIMEOUT = 10.0
 """How long lifespan shutdown waits for cancelled requests to finish recording."""
 """The final push on shutdown may take this many push timeouts (connect, send, answer)."""
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_new_object = object.__new__
 
 
 def accept_request_id(value: str | None) -> str:
@@ -136,13 +135,9 @@ class ObservabilityMiddleware:
         self.pusher = pusher
         self.attribution = attribution
         """Fills each record's team, key, client app and session; None: not attributed."""
-        self._thread: int | None = None
-        """The thread counting its requests in ``_in_flight``: the first to serve one."""
-        self._in_flight = 0
-        """Requests in flight on ``_thread``, which alone writes it, so without a lock."""
-        self._in_flight_elsewhere = 0
-        """Requests in flight on other threads (an app served by two loops), under ``_lock``."""
-        self._lock = threading.Lock()
+        self._in_flight: list[None] = []
+        """One entry per request in flight, on any thread (an app served by two loops):
+        ``list.append`` and ``list.pop`` are each atomic, so no lock and no thread check."""
         self._unwound: anyio.Event | None = None
         # A single process's active-requests gauge reads ``requests_in_flight`` when
         # it is scraped, so requests move no gauge; under multiprocess mode each
@@ -153,16 +148,7 @@ class ObservabilityMiddleware:
 
     def requests_in_flight(self) -> int:
         """The requests this middleware is instrumenting now, on every thread."""
-        return self._in_flight + self._in_flight_elsewhere
-
-    def _count_elsewhere(self, amount: int) -> None:
-        """Count a request starting or ending outside ``_thread``; the first thread becomes it."""
-        with self._lock:
-            if self._thread is None and amount > 0:
-                self._thread = get_ident()
-                self._in_flight += amount
-            else:
-                self._in_flight_elsewhere += amount
+        return len(self._in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -173,10 +159,8 @@ class ObservabilityMiddleware:
             return
         # The request's whole instrumentation is in this one coroutine: every
         # coroutine, ``async with`` or call more costs on every request.
-        if get_ident() == self._thread:
-            self._in_flight += 1
-        else:
-            self._count_elsewhere(1)
+        in_flight = self._in_flight
+        in_flight.append(None)
         try:
             # The header scan inline: most requests carry no id, and those get a
             # new one without the acceptance checks.
@@ -188,7 +172,6 @@ class ObservabilityMiddleware:
                 request_id = new_request_id()
             request_id_bytes = request_id.encode()
             echoed = (_REQUEST_ID_HEADER_BYTES, request_id_bytes)
-            own = (_OWN_REQUEST_ID_HEADER_BYTES, request_id_bytes)
             status: int | None = None
 
             # A plain function returning ``send``'s awaitable: an ``async def`` would
@@ -203,7 +186,7 @@ class ObservabilityMiddleware:
                     headers = message["headers"] = [*message.get("headers", ())]
                     for key, _ in headers:
                         if key == _REQUEST_ID_HEADER_BYTES:  # the app's own (an upstream's)
-                            headers.append(own)
+                            headers.append((_OWN_REQUEST_ID_HEADER_BYTES, echoed[1]))
                             break
                     else:
                         headers.append(echoed)
@@ -217,7 +200,15 @@ class ObservabilityMiddleware:
             # Metadata rather than logger bindings: binding a logger per
             # request costs more than the rest of the middleware together.
             metadata = {"method": method, "path": scope["path"]}
-            ctx = RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)
+            # ``RequestContext(request_id, perf_counter(), _REQUEST_LOGGER, metadata, storage)``
+            # without the class call and its ``__init__`` frame: every field set here, as
+            # ``__init__`` sets it (a test holds the two alike).
+            ctx = _new_object(RequestContext)
+            ctx.request_id = request_id
+            ctx.start_time = perf_counter()
+            ctx.logger = _REQUEST_LOGGER
+            ctx.metadata = metadata
+            ctx.storage = storage  # ``_record`` stays the class's None until ``ctx.record``
             ctx_token = _current_context.set(ctx)
             id_token = _LOG_REQUEST_ID.set(request_id)
             # ``context._levels_decide()`` and ``_request_line_enabled(_INFO)``, inline.
@@ -311,11 +302,8 @@ class ObservabilityMiddleware:
                     if storage is not None:
                         _store_request(ctx, storage, started_at, duration_ms)
         finally:
-            if get_ident() == self._thread:
-                self._in_flight -= 1
-            else:
-                self._count_elsewhere(-1)
-            if self._unwound is not None and not self.requests_in_flight():
+            in_flight.pop()
+            if self._unwound is not None and not in_flight:
                 self._unwound.set()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

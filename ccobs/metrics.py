@@ -44,7 +44,8 @@ from ccobs.pushgateway import get_pushgateway_client
 from ccobs.rate_limit_metrics import RateLimitGauges
 from ccobs.record_series import RecordRecorder
 from ccobs.refusals import MAX_VALUE, Refusals, logger
-from ccobs.request_ops import RequestOps, counted_then_observed
+from ccobs.request_ops import RequestOps
+from ccobs.response_op import response_op
 from ccobs.series_cache import Labels, Raw, SeriesCache, one_of
 from ccobs.settings import ObservabilitySettings
 from ccobs.version import __version__
@@ -404,9 +405,11 @@ class PrometheusMetrics:
 
     def _new_response(self, labels: Labels) -> Op:
         _, endpoint, model, _, service_type = labels
-        return counted_then_observed(
-            self._requests.for_labels(labels),
-            self._durations.for_labels((model, endpoint, service_type)),
+        families = self._families
+        assert families is not None  # a response is recorded only when enabled
+        return response_op(
+            families.requests.labels(*labels),
+            families.duration.labels(model, endpoint, service_type),
         )
 
     def recorded_responses(self) -> Mapping[tuple[object, ...], Callable[[float], None]]:

@@ -1,8 +1,9 @@
 """The storage operations of one request, resolved once per label set and called per request.
 
 :meth:`ccobs.metrics.PrometheusMetrics.record_completed_request` calls a
-:class:`RequestOps`, and the ASGI middleware a :func:`counted_then_observed`,
-instead of resolving each family's child on every request.
+:class:`RequestOps`, and the ASGI middleware a :func:`ccobs.response_op.response_op`
+(a :func:`counted_then_observed` for cells it cannot add to itself), instead of
+resolving each family's child on every request.
 """
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ def test_the_active_gauge_counts_requests_in_flight_on_every_thread(
 
     threads = [threading.Thread(target=lambda: asyncio.run(one_request())) for _ in range(3)]
     try:
-        for thread in threads:  # one at a time: the first one's thread counts without a lock
+        for thread in threads:  # one at a time: each request is in flight before the next
             thread.start()
             assert entered.acquire(timeout=10)
         assert registry.get_sample_value("ccproxy_active_requests") == 3
@@ -482,3 +482,33 @@ async def test_a_disabled_request_logger_writes_no_line_though_its_level_was_cac
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     paths = [e["path"] for e in events if e["event"] == "request_success"]
     assert paths == ["/items/1", "/items/3"]
+
+
+async def test_the_middlewares_request_context_is_the_one_its_class_builds(
+    metrics: PrometheusMetrics, storage: ListStorage
+) -> None:
+    """The middleware sets the context's fields itself, without ``RequestContext(...)``:
+    the same fields, in the same order, with the same values, none missing."""
+    from ccobs.context import RequestContext
+
+    app = FastAPI()
+    seen: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
+
+    @app.get("/ctx")
+    async def ctx_route() -> dict[str, str]:
+        ctx = current_request_context()
+        assert ctx is not None
+        built = RequestContext(
+            ctx.request_id, ctx.start_time, ctx.logger, ctx.metadata, ctx.storage
+        )
+        seen.append((dict(vars(ctx)), dict(vars(built)), ctx == built))
+        return {}
+
+    instrument(app, metrics, storage=storage)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        (await client.get("/ctx")).raise_for_status()
+
+    [(fields, built_fields, equal)] = seen
+    assert list(fields.items()) == list(built_fields.items())
+    assert equal
