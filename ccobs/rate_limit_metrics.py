@@ -12,12 +12,16 @@ here is logged, and the request it came with goes on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from itertools import compress
+from operator import itemgetter, ne
+from threading import get_ident
 from typing import Any
 
 from ccobs.labels import LabelGuard
-from ccobs.prometheus_internals import Op, fast_set
+from ccobs.prometheus_internals import Op, fast_set, has_in_process_value
 from ccobs.rate_limit_fields import (
     ACTIVATES,
     COUNT,
@@ -26,6 +30,7 @@ from ccobs.rate_limit_fields import (
     RETRY_AFTER,
     RFC3339,
     STATUS,
+    UNIFIED_RESET,
     UTILIZATION,
     Field,
     classify,
@@ -35,6 +40,7 @@ from ccobs.rate_limit_fields import (
     rfc3339_value,
     status_value,
 )
+from ccobs.rate_limit_layouts import LayoutTable, Plan
 from ccobs.rate_limits import (
     MAX_RESET_SECONDS,
     MAX_UTILIZATION,
@@ -59,6 +65,11 @@ MAX_REMEMBERED_VALUES = 64
 """Reset values (per format) whose parse is kept; past it the cache starts again (a reset
 repeats on every answer until its window rolls)."""
 
+MAX_REMEMBERED_PLANS = 256
+"""(key alias, plan) pairs whose gauge operations are kept; past it the table starts again."""
+
+_NAME = itemgetter(0)
+_VALUE = itemgetter(1)
 _UNSEEN_VALUE = float("nan")
 """What a value cache answers for a value it has not parsed yet (compared by identity; the
 parsers never return NaN)."""
@@ -95,25 +106,207 @@ class RateLimitGauges:
         self._rfc3339: dict[bytes, float | None] = {}
         self._durations: dict[bytes, float | None] = {}
         self._numbers: dict[bytes, float | None] = {}
+        # The layouts' path (see _set_by_layout).
+        self._owner: int | None = None
+        """The thread whose calls keep values per key alias (-1: none any more)."""
+        self._layouts = LayoutTable()
+        self._plan_ops: dict[tuple[str, Plan], list[Op | None]] = {}
+        self._written: dict[str, _Written] = {}
+        self._in_process = True
+        """Whether every gauge child met so far keeps its value in process (not in a file)."""
 
     def set_from_headers(
         self, headers: Iterable[tuple[bytes, bytes]], key_alias: str | None
     ) -> None:
         """What :meth:`record_headers` records, in one pass over ``headers`` (the proxy's path).
 
-        No reading is built: each header's name is classified once per raw
-        name (:func:`ccobs.rate_limit_fields.classify`), its value parsed the
-        cheap way first, and its gauge set through an operation kept per
-        (key alias, API, field). The gauges and rejected counts end up as
-        :meth:`record_headers` leaves them, which a property test checks.
+        No reading is built. A list of headers whose names were seen before,
+        in the same order (a layout, :mod:`ccobs.rate_limit_layouts`), is
+        applied by position, and in process only its values that moved since
+        the key alias's last answer are applied (:meth:`_set_by_layout`);
+        anything else is read header by header, each name classified once per
+        raw name (:func:`ccobs.rate_limit_fields.classify`). Values are parsed
+        the cheap way first and gauges set through operations kept per (key
+        alias, API, field). The gauges and rejected counts end up as
+        :meth:`record_headers` leaves them, which property tests check.
         """
         try:
-            self._set_from_headers(headers, key_alias)
+            if headers.__class__ is list and self._owner == get_ident():
+                self._set_by_layout(headers, key_alias)
+            else:
+                self._set_elsewhere(headers, key_alias)
         except Exception as exc:  # observability never fails a request
             if self._throttle.allow("rate_limits"):
                 logger.warning("rate_limit_headers_unrecorded", error=repr(exc)[:200])
 
-    def _set_from_headers(
+    def _set_elsewhere(self, headers: Iterable[tuple[bytes, bytes]], key_alias: str | None) -> None:
+        """Headers that are not a list, or from a thread other than the first one's.
+
+        The values kept per key alias are true only while one thread sets the
+        gauges: the first call's thread owns them, and a call from another
+        thread drops them for good (every thread then sets every value).
+        """
+        if self._owner is None:
+            self._owner = get_ident()
+        elif self._owner != get_ident():
+            self._owner = -1
+            self._written.clear()
+        if self._owner != -1 and headers.__class__ is list:
+            self._set_by_layout(headers, key_alias)
+        else:
+            self._set_one_by_one(headers, key_alias)
+
+    def _set_by_layout(self, headers: list[tuple[bytes, bytes]], key_alias: str | None) -> None:
+        """The headers' names found as a whole layout; only the values that moved applied.
+
+        The layout (:mod:`ccobs.rate_limit_layouts`) says at once which headers
+        are rate-limit ones. In process, the values last applied for each key
+        alias are kept (:class:`_Written`): a header whose value equals the one
+        that last set its gauge, through the same plan, would set it to what it
+        already holds, so it is skipped. Values whose outcome depends on the
+        time (OpenAI's durations) or that were refused (counted every time)
+        are applied on every answer, and remembered resets only while the
+        time is within reach of all of them.
+        """
+        try:
+            joined = b"\n".join(map(_NAME, headers))
+        except TypeError:  # a name that is not bytes: header by header, as the reference
+            self._set_one_by_one(headers, key_alias)
+            return
+        layout = self._layouts.find(joined, headers)
+        plan = layout.plan
+        if plan is None:
+            if not layout.regular:
+                self._set_one_by_one(headers, key_alias)
+            return  # no rate-limit header: nothing to record
+        alias = self._key_alias(key_alias) if key_alias else NO_KEY_ALIAS
+        pairs = layout.pairs(headers)
+        now = self._clock()
+        written = self._written.pop(alias, None)  # out of date until the values are applied
+        if written is not None and written.plan is plan and written.lo <= now <= written.hi:
+            todo: Iterable[int] = list(
+                compress(plan.indexes, map(ne, map(_VALUE, pairs), written.values))
+            )
+        else:
+            ops = self._plan_ops.get((alias, plan))
+            if ops is None:
+                ops = self._ops_of(plan, alias)
+            written = _Written(plan, ops)
+            todo = plan.indexes
+        self._apply(written, todo, pairs, alias, now)
+        if layout.retry_after >= 0:
+            self._check_retry_after(headers[layout.retry_after][1], plan.api)
+        if self._in_process:
+            self._written[alias] = written
+
+    def _apply(
+        self,
+        written: _Written,
+        todo: Iterable[int],
+        pairs: tuple[tuple[bytes, bytes], ...],
+        alias: str,
+        now: float,
+    ) -> None:
+        """Apply the values at ``todo`` as :meth:`_set_one_by_one` would, noting each outcome."""
+        plan = written.plan
+        fields, api, ops, kept = plan.fields, plan.api, written.ops, written.values
+        resets_moved = False
+        for index in todo:
+            raw_value = pairs[index][1]
+            field = fields[index]
+            how = field.how
+            number: float | None
+            if how == COUNT:
+                if raw_value.isdigit() and len(raw_value) < 16:  # count_value's shortcut, inline
+                    op = ops[index]
+                    if op is None:
+                        op = ops[index] = self._op(field, api, alias)
+                    op(float(raw_value))
+                    kept[index] = raw_value
+                    continue
+                number = count_value(raw_value, field.api)
+                if number is None:
+                    kept[index] = None  # refused: counted again on every answer
+                    self._reject(api, field.rejected_as)
+                    continue
+                kept[index] = raw_value
+                if number == NO_LIMIT:
+                    continue
+            elif how in (RFC3339, UNIFIED_RESET):
+                resets_moved = True
+                if how == RFC3339:
+                    number = self._rfc3339.get(raw_value, _UNSEEN_VALUE)
+                    if number is _UNSEEN_VALUE:
+                        number = _remember(self._rfc3339, raw_value, rfc3339_value(raw_value))
+                else:
+                    number = self._numbers.get(raw_value, _UNSEEN_VALUE)
+                    if number is _UNSEEN_VALUE:
+                        number = _remember(self._numbers, raw_value, number_value(raw_value))
+                if number is None or abs(number - now) > MAX_RESET_SECONDS:
+                    kept[index] = None
+                    written.resets.pop(index, None)
+                    self._reject(api, "reset")
+                    continue
+                kept[index] = raw_value
+                written.resets[index] = number
+            elif how == DURATION:
+                kept[index] = None  # a duration from now: a new time on every answer
+                number = self._durations.get(raw_value, _UNSEEN_VALUE)
+                if number is _UNSEEN_VALUE:
+                    number = _remember(self._durations, raw_value, duration_value(raw_value))
+                if number == NO_LIMIT:
+                    continue
+                number = None if number is None else now + number
+                if number is None or abs(number - now) > MAX_RESET_SECONDS:
+                    self._reject(api, "reset")
+                    continue
+            elif how == UTILIZATION:
+                number = number_value(raw_value)
+                if number is None or number < 0 or number > MAX_UTILIZATION:
+                    kept[index] = None
+                    self._reject(api, "utilization")
+                    continue
+                kept[index] = raw_value
+            elif how == STATUS:
+                status = status_value(raw_value)
+                for known, set_status in self._status_set(alias):
+                    set_status(1.0 if known == status else 0.0)
+                kept[index] = raw_value
+                continue
+            else:  # ACTIVATES: nothing to record
+                kept[index] = raw_value
+                continue
+            op = ops[index]
+            if op is None:
+                op = ops[index] = self._op(field, api, alias)
+            op(number)
+        if resets_moved:
+            written.reach()
+
+    def _check_retry_after(self, raw_value: bytes, api: str) -> None:
+        seconds = count_value(raw_value, "")
+        if seconds is None or seconds > MAX_RESET_SECONDS:
+            self._reject(api, "retry_after")
+
+    def _ops_of(self, plan: Plan, alias: str) -> list[Op | None]:
+        """The set operations of ``plan``'s fields for ``alias`` made so far (None: not yet, or
+        no gauge of its own)."""
+        if len(self._plan_ops) >= MAX_REMEMBERED_PLANS:
+            self._plan_ops.clear()
+        by_field = self._ops.get((alias, plan.api), {})
+        ops = self._plan_ops[(alias, plan)] = [by_field.get(field) for field in plan.fields]
+        return ops
+
+    def _op(self, field: Field, api: str, alias: str) -> Op:
+        """The set operation of ``field``'s gauge for ``api`` and ``alias``, made on first use
+        (a child made earlier would show a 0 the headers never said)."""
+        ops = self._ops.get((alias, api))
+        if ops is None:
+            ops = self._ops[(alias, api)] = {}
+        op = ops.get(field)
+        return self._set_op(ops, field, api, alias) if op is None else op
+
+    def _set_one_by_one(
         self, headers: Iterable[tuple[bytes, bytes]], key_alias: str | None
     ) -> None:
         fields = self._fields
@@ -136,6 +329,7 @@ class RateLimitGauges:
             if ops is None:  # the first rate-limit header: the answer has a reading
                 api = field.api
                 alias = self._key_alias(key_alias) if key_alias else NO_KEY_ALIAS
+                self._written.pop(alias, None)
                 ops = self._ops.get((alias, api))
                 if ops is None:
                     ops = self._ops[(alias, api)] = {}
@@ -216,15 +410,20 @@ class RateLimitGauges:
         """The set operation of ``field``'s child for ``api`` and ``alias``, kept in ``ops``."""
         family = getattr(self._families, field.family)
         labels = (api, field.label, alias) if field.per_api else (field.label, alias)
-        op = ops[field] = fast_set(family.labels(*labels))
+        child = family.labels(*labels)
+        self._in_process = self._in_process and has_in_process_value(child)
+        op = ops[field] = fast_set(child)
         return op
 
     def _status_set(self, alias: str) -> tuple[tuple[str, Op], ...]:
         found = self._status_ops.get(alias)
         if found is None:
             family = self._families.unified_status
+            children = [(status, family.labels(status, alias)) for status in UNIFIED_STATUSES]
+            for _, child in children:
+                self._in_process = self._in_process and has_in_process_value(child)
             found = self._status_ops[alias] = tuple(
-                (status, fast_set(family.labels(status, alias))) for status in UNIFIED_STATUSES
+                (status, fast_set(child)) for status, child in children
             )
         return found
 
@@ -251,6 +450,7 @@ class RateLimitGauges:
     def record(self, reading: RateLimitReading, key_alias: str | None) -> None:
         """Set the gauges of ``reading``'s limits and windows; count its rejected values."""
         alias = self._key_alias(key_alias) if key_alias else NO_KEY_ALIAS
+        self._written.pop(alias, None)  # its gauges move: the fast path applies every value
         api = reading.api
         families = self._families
         for kind, entry in reading.limits.items():
@@ -292,3 +492,30 @@ def _remember(cache: dict[bytes, float | None], raw: bytes, value: float | None)
         cache.clear()
     cache[raw] = value
     return value
+
+
+class _Written:
+    """What the fast path last applied for one key alias, through one plan.
+
+    ``values`` holds, per field of the plan, the raw value whose outcome its
+    gauge still shows, or None where the value must be applied again on the
+    next answer whatever it is (refused, or a duration from now). ``resets``
+    holds the accepted reset times: a remembered reset is valid only while
+    the time is within :data:`MAX_RESET_SECONDS` of it, between ``lo`` and ``hi``.
+    """
+
+    __slots__ = ("hi", "lo", "ops", "plan", "resets", "values")
+
+    def __init__(self, plan: Plan, ops: list[Op | None]) -> None:
+        self.plan = plan
+        self.ops = ops
+        self.values: list[bytes | None] = [None] * len(plan.fields)
+        self.resets: dict[int, float] = {}
+        self.lo = -math.inf
+        self.hi = math.inf
+
+    def reach(self) -> None:
+        """The times at which every remembered reset would still be accepted."""
+        resets = self.resets.values()
+        self.lo = max(resets) - MAX_RESET_SECONDS if resets else -math.inf
+        self.hi = min(resets) + MAX_RESET_SECONDS if resets else math.inf
