@@ -216,66 +216,29 @@ class RateLimitGauges:
             field = fields[index]
             how = field.how
             number: float | None
-            if how == COUNT:
-                if raw_value.isdigit() and len(raw_value) < 16:  # count_value's shortcut, inline
-                    op = ops[index]
-                    if op is None:
-                        op = ops[index] = self._op(field, api, alias)
-                    op(float(raw_value))
-                    kept[index] = raw_value
-                    continue
-                number = count_value(raw_value, field.api)
-                if number is None:
-                    kept[index] = None  # refused: counted again on every answer
-                    self._reject(api, field.rejected_as)
-                    continue
-                kept[index] = raw_value
-                if number == NO_LIMIT:
-                    continue
-            elif how in (RFC3339, UNIFIED_RESET):
-                resets_moved = True
-                if how == RFC3339:
-                    number = self._rfc3339.get(raw_value, _UNSEEN_VALUE)
-                    if number is _UNSEEN_VALUE:
-                        number = _remember(self._rfc3339, raw_value, rfc3339_value(raw_value))
-                else:
-                    number = self._numbers.get(raw_value, _UNSEEN_VALUE)
-                    if number is _UNSEEN_VALUE:
-                        number = _remember(self._numbers, raw_value, number_value(raw_value))
-                if number is None or abs(number - now) > MAX_RESET_SECONDS:
-                    kept[index] = None
-                    written.resets.pop(index, None)
-                    self._reject(api, "reset")
-                    continue
-                kept[index] = raw_value
-                written.resets[index] = number
-            elif how == DURATION:
-                kept[index] = None  # a duration from now: a new time on every answer
-                number = self._durations.get(raw_value, _UNSEEN_VALUE)
-                if number is _UNSEEN_VALUE:
-                    number = _remember(self._durations, raw_value, duration_value(raw_value))
-                if number == NO_LIMIT:
-                    continue
-                number = None if number is None else now + number
-                if number is None or abs(number - now) > MAX_RESET_SECONDS:
-                    self._reject(api, "reset")
-                    continue
-            elif how == UTILIZATION:
-                number = number_value(raw_value)
-                if number is None or number < 0 or number > MAX_UTILIZATION:
-                    kept[index] = None
-                    self._reject(api, "utilization")
-                    continue
+            if how == COUNT and raw_value.isdigit() and len(raw_value) < 16:
+                number = float(raw_value)  # count_value's shortcut, inline
                 kept[index] = raw_value
             elif how == STATUS:
-                status = status_value(raw_value)
-                for known, set_status in self._status_set(alias):
-                    set_status(1.0 if known == status else 0.0)
+                self._set_status(alias, status_value(raw_value))
                 kept[index] = raw_value
                 continue
-            else:  # ACTIVATES: nothing to record
+            elif how == ACTIVATES:  # nothing to record
                 kept[index] = raw_value
                 continue
+            else:
+                number = self._value(field, raw_value, api, now)
+                if how in (RFC3339, UNIFIED_RESET):
+                    resets_moved = True
+                    if number is None:
+                        written.resets.pop(index, None)
+                    else:
+                        written.resets[index] = number
+                # Refused (counted again on every answer), no limit, or a duration (a new
+                # time from now on every answer): applied again next time.
+                kept[index] = None if number is None or how == DURATION else raw_value
+                if number is None:
+                    continue
             op = ops[index]
             if op is None:
                 op = ops[index] = self._op(field, api, alias)
@@ -335,54 +298,16 @@ class RateLimitGauges:
                     ops = self._ops[(alias, api)] = {}
                 now = self._clock()
             number: float | None
-            if how == COUNT:
-                if raw_value.isdigit() and len(raw_value) < 16:  # count_value's shortcut, inline
-                    try:
-                        op = ops[field]
-                    except KeyError:
-                        op = self._set_op(ops, field, api, alias)
-                    op(float(raw_value))
-                    continue
-                number = count_value(raw_value, field.api)
-                if number is None:
-                    self._reject(api, field.rejected_as)
-                    continue
-                if number == NO_LIMIT:
-                    continue
-            elif how == RFC3339:
-                number = self._rfc3339.get(raw_value, _UNSEEN_VALUE)
-                if number is _UNSEEN_VALUE:
-                    number = _remember(self._rfc3339, raw_value, rfc3339_value(raw_value))
-                if number is None or abs(number - now) > MAX_RESET_SECONDS:
-                    self._reject(api, "reset")
-                    continue
-            elif how == DURATION:
-                number = self._durations.get(raw_value, _UNSEEN_VALUE)
-                if number is _UNSEEN_VALUE:
-                    number = _remember(self._durations, raw_value, duration_value(raw_value))
-                if number == NO_LIMIT:
-                    continue
-                # The reference's arithmetic exactly: a time, then its distance from now.
-                number = None if number is None else now + number
-                if number is None or abs(number - now) > MAX_RESET_SECONDS:
-                    self._reject(api, "reset")
-                    continue
-            elif how == UTILIZATION:
-                number = number_value(raw_value)
-                if number is None or number < 0 or number > MAX_UTILIZATION:
-                    self._reject(api, "utilization")
-                    continue
+            if how == COUNT and raw_value.isdigit() and len(raw_value) < 16:
+                number = float(raw_value)  # count_value's shortcut, inline
             elif how == STATUS:
                 status = status_value(raw_value)
                 continue
             elif how == ACTIVATES:
                 continue
-            else:  # UNIFIED_RESET
-                number = self._numbers.get(raw_value, _UNSEEN_VALUE)
-                if number is _UNSEEN_VALUE:
-                    number = _remember(self._numbers, raw_value, number_value(raw_value))
-                if number is None or abs(number - now) > MAX_RESET_SECONDS:
-                    self._reject(api, "reset")
+            else:
+                number = self._value(field, raw_value, api, now)
+                if number is None:
                     continue
             try:
                 op = ops[field]
@@ -392,12 +317,51 @@ class RateLimitGauges:
         if ops is None:
             return  # no rate-limit header: nothing to record
         if retry_after is not None:
-            seconds = count_value(retry_after, "")
-            if seconds is None or seconds > MAX_RESET_SECONDS:
-                self._reject(api, "retry_after")
+            self._check_retry_after(retry_after, api)
         if status is not None:
-            for known, set_status in self._status_set(alias):
-                set_status(1.0 if known == status else 0.0)
+            self._set_status(alias, status)
+
+    def _value(self, field: Field, raw_value: bytes, api: str, now: float) -> float | None:
+        """What a count, reset, duration or utilization header sets its gauge to; None when
+        it sets nothing: no limit, or refused (and counted as refused here)."""
+        how = field.how
+        number: float | None
+        if how == COUNT:
+            number = count_value(raw_value, field.api)
+            if number is None:
+                self._reject(api, field.rejected_as)
+                return None
+            return None if number == NO_LIMIT else number
+        if how == UTILIZATION:
+            number = number_value(raw_value)
+            if number is None or number < 0 or number > MAX_UTILIZATION:
+                self._reject(api, "utilization")
+                return None
+            return number
+        if how == DURATION:
+            number = self._durations.get(raw_value, _UNSEEN_VALUE)
+            if number is _UNSEEN_VALUE:
+                number = _remember(self._durations, raw_value, duration_value(raw_value))
+            if number == NO_LIMIT:
+                return None
+            # The reference's arithmetic exactly: a time, then its distance from now.
+            number = None if number is None else now + number
+        elif how == RFC3339:
+            number = self._rfc3339.get(raw_value, _UNSEEN_VALUE)
+            if number is _UNSEEN_VALUE:
+                number = _remember(self._rfc3339, raw_value, rfc3339_value(raw_value))
+        else:  # UNIFIED_RESET
+            number = self._numbers.get(raw_value, _UNSEEN_VALUE)
+            if number is _UNSEEN_VALUE:
+                number = _remember(self._numbers, raw_value, number_value(raw_value))
+        if number is None or abs(number - now) > MAX_RESET_SECONDS:
+            self._reject(api, "reset")
+            return None
+        return number
+
+    def _set_status(self, alias: str, status: str | None) -> None:
+        for known, set_status in self._status_set(alias):
+            set_status(1.0 if known == status else 0.0)
 
     def _classify(self, raw_name: bytes) -> Field | None:
         fields = self._fields
