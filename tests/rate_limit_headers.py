@@ -8,7 +8,14 @@ fraction) and the kinds of limit each vendor states.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from ccobs.metric_families import MetricFamilies
+from ccobs.rate_limit_metrics import RateLimitGauges
+from ccobs.settings import ObservabilitySettings
 
 NOW = datetime(2026, 12, 4, 16, 30, 0, tzinfo=UTC).timestamp()
 """The moment the header sets were "captured" at."""
@@ -120,3 +127,24 @@ GARBAGE_FIELDS = sorted(
 def raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     """Headers as the proxy holds them: (name, value) bytes."""
     return [(name.encode(), value.encode()) for name, value in headers.items()]
+
+
+class GaugeSide:
+    """One registry, its families and its rate-limit gauges reading ``clock``: one side of
+    a comparison between two ways of feeding the gauges."""
+
+    def __init__(self, clock: Callable[[], float] = lambda: NOW) -> None:
+        self.registry = CollectorRegistry()
+        families = MetricFamilies("ccproxy", self.registry, ObservabilitySettings())
+        self.overflows: list[str] = []
+        self.gauges = RateLimitGauges(families, 64, self.overflows.append, clock=clock)
+
+    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The rate-limit families' samples (no ``_created``: those are creation times)."""
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in self.registry.collect()
+            if "ratelimit" in family.name
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }

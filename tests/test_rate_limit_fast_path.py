@@ -16,9 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge
-from rate_limit_headers import ANTHROPIC, GARBAGE, NOW, OPENAI, UNIFIED, raw
+from rate_limit_headers import ANTHROPIC, GARBAGE, NOW, OPENAI, UNIFIED, GaugeSide, raw
 
-from ccobs.metric_families import MetricFamilies
 from ccobs.prometheus_internals import fast_set
 from ccobs.rate_limit_fields import count_value, duration_value, rfc3339_value
 from ccobs.rate_limit_metrics import (
@@ -27,34 +26,13 @@ from ccobs.rate_limit_metrics import (
     RateLimitGauges,
 )
 from ccobs.rate_limits import MAX_RESET_SECONDS, _count, _go_duration, _rfc3339
-from ccobs.settings import ObservabilitySettings
 
 Headers = list[tuple[bytes, bytes]]
 
 
-class Side:
-    """One registry, its families and its gauges, with a fixed clock."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        families = MetricFamilies("ccproxy", self.registry, ObservabilitySettings())
-        self.overflows: list[str] = []
-        self.gauges = RateLimitGauges(families, 64, self.overflows.append, clock=lambda: NOW)
-
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """The rate-limit families' samples (no ``_created``: those are creation times)."""
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in self.registry.collect()
-            if "ratelimit" in family.name
-            for s in family.samples
-            if not s.name.endswith("_created")
-        }
-
-
-def both(answers: list[tuple[Headers, str | None]]) -> tuple[Side, Side]:
+def both(answers: list[tuple[Headers, str | None]]) -> tuple[GaugeSide, GaugeSide]:
     """The reference and the fast path, each fed ``answers`` in order."""
-    reference, fast = Side(), Side()
+    reference, fast = GaugeSide(), GaugeSide()
     for headers, alias in answers:
         reference.gauges.record_headers(headers, alias)
         fast.gauges.set_from_headers(headers, alias)
@@ -250,7 +228,7 @@ def test_reset_values_read_as_the_reference_reads_them(value: bytes) -> None:
 
 
 def test_the_learnt_names_and_cached_resets_stay_bounded() -> None:
-    side = Side()
+    side = GaugeSide()
     for i in range(3 * MAX_REMEMBERED_NAMES):
         side.gauges.set_from_headers(
             [
@@ -279,7 +257,7 @@ def test_a_fault_on_the_fast_path_is_logged_not_raised() -> None:
 
 
 def test_header_names_that_are_not_bytes_are_refused_without_an_error() -> None:
-    side = Side()
+    side = GaugeSide()
     headers: Any = [("x-ratelimit-remaining-requests", "5")]
 
     side.gauges.set_from_headers(headers, None)  # no exception

@@ -21,13 +21,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
-from rate_limit_headers import ANTHROPIC, NOW, OPENAI, UNIFIED, raw
+from rate_limit_headers import ANTHROPIC, NOW, OPENAI, UNIFIED, GaugeSide, raw
 
-from ccobs.metric_families import MetricFamilies
 from ccobs.rate_limit_layouts import MAX_LAYOUTS, LayoutTable
-from ccobs.rate_limit_metrics import RateLimitGauges
-from ccobs.settings import ObservabilitySettings
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -38,25 +34,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Side:
-    """One registry, its families and its gauges, reading a shared clock."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.registry = CollectorRegistry()
-        families = MetricFamilies("ccproxy", self.registry, ObservabilitySettings())
-        self.overflows: list[str] = []
-        self.gauges = RateLimitGauges(families, 64, self.overflows.append, clock=clock)
-
-    def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in self.registry.collect()
-            if "ratelimit" in family.name
-            for s in family.samples
-            if not s.name.endswith("_created")
-        }
 
 
 STREAMED = {**ANTHROPIC, "cache-control": "no-cache"}
@@ -105,10 +82,10 @@ answer = st.tuples(
 )
 
 
-def replay(answers: list[Any]) -> tuple[Side, Side, list[Any]]:
+def replay(answers: list[Any]) -> tuple[GaugeSide, GaugeSide, list[Any]]:
     """Both sides fed ``answers``; the samples of both after each answer."""
     clock = Clock()
-    reference, fast = Side(clock), Side(clock)
+    reference, fast = GaugeSide(clock), GaugeSide(clock)
     current = [raw(headers) for headers in LAYOUTS]
     seen = []
     for index, alias, step, changes, renamed in answers:
@@ -152,7 +129,7 @@ def test_a_reset_repeated_a_year_later_is_refused_as_the_reference_refuses_it() 
 def test_an_unchanged_value_is_not_written_again() -> None:
     """What lets the fast path skip work: a value equal to the last one is left alone
     (so a gauge changed behind ccobs's back keeps the change until the value moves)."""
-    side = Side(Clock())
+    side = GaugeSide(Clock())
     headers = raw(ANTHROPIC)
     side.gauges.set_from_headers(list(headers), "team-a")
     read = side.registry.get_sample_value
@@ -173,7 +150,7 @@ def test_an_unchanged_value_is_not_written_again() -> None:
 
 
 def test_a_second_thread_makes_every_thread_write_every_value() -> None:
-    side = Side(Clock())
+    side = GaugeSide(Clock())
     headers = raw(OPENAI)
     labels = {"api": "openai", "limit": "requests", "key_alias": "none"}
     side.gauges.set_from_headers(list(headers), None)
@@ -197,7 +174,7 @@ def test_the_layouts_stay_bounded() -> None:
 
 
 def test_names_holding_a_newline_are_never_taken_for_another_layout() -> None:
-    side, reference = Side(Clock()), Side(Clock())
+    side, reference = GaugeSide(Clock()), GaugeSide(Clock())
     answers: list[Headers] = [
         [(b"x-ratelimit-limit-requests", b"5"), (b"a", b"1")],
         [(b"x-ratelimit-limit-requests\na", b"1"), (b"x-ratelimit-limit-tokens", b"9")],
