@@ -49,9 +49,7 @@ def response_op(counter: Any, histogram: Any) -> Op:
         acquire()
         try:
             total._value += duration
-            # The first bucket without a search: it holds every quick answer (health
-            # checks, token counts, errors), and a float comparison costs a fraction of
-            # ``bisect_left``'s calls; for any other duration, the same bucket as it finds.
+            # The first bucket without a search, as in ``fast_observe``.
             cells[0 if duration <= first else bisect_left(bounds, duration)]._value += 1.0
         finally:
             release()
